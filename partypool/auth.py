@@ -1,0 +1,169 @@
+"""Secrets as the server keeps them, and the throttle on guessing them.
+
+The chat passkey lives only as a salted SCRAM-SHA-256 verifier and the root
+password only as a salted PBKDF2 hash; both are derived once at start-up.  No
+object here puts a secret in its repr.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable
+
+import attrs
+import scramp
+from cryptography.exceptions import InvalidKey
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from twisted.internet.interfaces import IReactorTime
+
+SCRAM_MECHANISM = "SCRAM-SHA-256"
+SCRAM_USERNAME = "chat"
+DEFAULT_ITERATIONS = 390_000
+_mechanism = scramp.ScramMechanism(SCRAM_MECHANISM)
+
+
+class AuthFailed(Exception):
+    """A SCRAM exchange that must end with ``ERR auth-failed``."""
+
+
+@attrs.frozen(repr=False)
+class ChatVerifier:
+    """The salted SCRAM verifier of the chat passkey (RFC 5802 StoredKey/ServerKey)."""
+
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
+
+    @classmethod
+    def from_passkey(
+        cls, passkey: str, iterations: int = DEFAULT_ITERATIONS
+    ) -> ChatVerifier:
+        return cls(*_mechanism.make_auth_info(passkey, iteration_count=iterations))
+
+    def exchange(self) -> ScramExchange:
+        return ScramExchange(self)
+
+    def __repr__(self) -> str:
+        return f"<ChatVerifier iterations={self.iterations}>"
+
+
+class ScramExchange:
+    """The server side of one login: two steps, each failing with `AuthFailed`."""
+
+    def __init__(self, verifier: ChatVerifier) -> None:
+        self._server = _mechanism.make_server(self._lookup)
+        self._verifier = verifier
+
+    def _lookup(self, username: str) -> tuple[bytes, bytes, bytes, int]:
+        if username != SCRAM_USERNAME:
+            raise scramp.ScramException("unknown user")
+        v = self._verifier
+        return v.salt, v.stored_key, v.server_key, v.iterations
+
+    def first(self, client_first: str) -> str:
+        """Take client-first-message, return server-first-message."""
+        try:
+            self._server.set_client_first(client_first)
+            return self._server.get_server_first()
+        except scramp.ScramException as e:
+            raise AuthFailed(str(e)) from None
+
+    def final(self, client_final: str) -> str:
+        """Take client-final-message, return server-final-message if the proof holds."""
+        try:
+            self._server.set_client_final(client_final)
+            return self._server.get_server_final()
+        except scramp.ScramException as e:
+            raise AuthFailed(str(e)) from None
+
+
+@attrs.frozen(repr=False)
+class RootPassword:
+    """The root password as a salted PBKDF2-HMAC-SHA256 hash."""
+
+    salt: bytes
+    digest: bytes
+    iterations: int
+
+    @classmethod
+    def from_password(
+        cls, password: str, iterations: int = DEFAULT_ITERATIONS
+    ) -> RootPassword:
+        salt = os.urandom(16)
+        digest = _kdf(salt, iterations).derive(password.encode("utf-8"))
+        return cls(salt, digest, iterations)
+
+    def verify(self, candidate: str) -> bool:
+        """Compare in constant time.  Slow on purpose: call it off the reactor."""
+        try:
+            _kdf(self.salt, self.iterations).verify(
+                candidate.encode("utf-8"), self.digest
+            )
+        except InvalidKey:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<RootPassword iterations={self.iterations}>"
+
+
+def _kdf(salt: bytes, iterations: int) -> PBKDF2HMAC:
+    return PBKDF2HMAC(
+        algorithm=hashes.SHA256(), length=32, salt=salt, iterations=iterations
+    )
+
+
+@attrs.define
+class LoginThrottle:
+    """Refuse an address for ``penalty`` s after ``max_failures`` in ``window`` s.
+
+    Keyed by client addresses, so it is pruned and capped: at most
+    ``max_tracked`` addresses are remembered, the oldest forgotten first.
+    """
+
+    clock: IReactorTime
+    max_failures: int = 5
+    window: float = 60.0
+    penalty: float = 60.0
+    max_tracked: int = 10_000
+    _failures: dict[str, collections.deque[float]] = attrs.Factory(dict)
+    _refused_until: dict[str, float] = attrs.Factory(dict)
+
+    def is_refused(self, host: str) -> bool:
+        until = self._refused_until.get(host)
+        if until is None:
+            return False
+        if self.clock.seconds() < until:
+            return True
+        del self._refused_until[host]
+        return False
+
+    def failed(self, host: str) -> None:
+        now = self.clock.seconds()
+        times = self._failures.pop(host, None) or collections.deque()
+        times.append(now)
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) >= self.max_failures:
+            self._refused_until[host] = now + self.penalty
+            times.clear()
+        else:
+            self._failures[host] = times  # re-inserted: newest last
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        _trim(self._failures, self.max_tracked, lambda t: t[-1] <= now - self.window)
+        _trim(self._refused_until, self.max_tracked, lambda until: until <= now)
+
+
+def _trim(table: dict, cap: int, expired: Callable[[object], bool]) -> None:
+    """Drop expired entries once ``table`` passes ``cap``, then the oldest."""
+    if len(table) <= cap:
+        return
+    for key in [k for k, v in table.items() if expired(v)]:
+        del table[key]
+    while len(table) > cap:
+        del table[next(iter(table))]

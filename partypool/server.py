@@ -1,0 +1,145 @@
+"""The running Party Pool, free of any transport.
+
+`PartyPool` bundles what every front door shares — the room, the passkey
+verifier, the login throttle, the store, the limits and the clock — and owns
+server-wide actions such as the shutdown countdown.  `make_server` builds it
+from explicit keyword arguments so tests need no command-line options.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from partypool import room as events
+from partypool.auth import ChatVerifier, LoginThrottle
+from partypool.room import Room
+from partypool.store import Ban, Store
+
+log = Logger(namespace="partypool.server")
+
+# Seconds-left marks at which a pending shutdown is announced again.
+COUNTDOWN_MARKS = (60, 30, 10, 5, 3, 2, 1)
+
+
+@attrs.frozen
+class Limits:
+    """Every per-connection limit, each an operator option (see docs/protocol.md)."""
+
+    max_line: int = 4096
+    max_text: int = 2000
+    max_request: int = 1000
+    login_timeout: float = 30.0
+    idle_ping: float = 60.0
+    rate: float = 5.0
+    burst: int = 10
+    flood_drops: int = 50
+    flood_window: float = 10.0
+    max_pending: int = 1 << 20
+    max_pending_logins: int = 10
+
+
+class Connection(Protocol):
+    """Any open client connection, named or not."""
+
+    def disconnect(self, reason: str) -> None: ...
+
+
+@attrs.define(eq=False)
+class Countdown:
+    """A scheduled shutdown: when it ends, and the next announcement."""
+
+    ends_at: float
+    message: str
+    call: IDelayedCall
+
+
+@attrs.define(eq=False)
+class PartyPool:
+    room: Room
+    verifier: ChatVerifier
+    throttle: LoginThrottle
+    store: Store
+    clock: IReactorTime
+    server_name: str
+    limits: Limits = Limits()
+    log_messages: bool = False
+    stop_server: Callable[[], object] = lambda: None
+    started: float = attrs.field(init=False)
+    connections: set[Connection] = attrs.Factory(set)
+    pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
+    countdown: Countdown | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.started = self.clock.seconds()
+
+    def schedule_shutdown(self, seconds: int, message: str) -> None:
+        """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
+        self.cancel_shutdown()
+        self.countdown = Countdown(self.clock.seconds() + seconds, message, None)
+        log.info(
+            "shutdown in {seconds} s: {message}", seconds=seconds, message=message
+        )
+        self._announce(seconds)
+
+    def _announce(self, left: int) -> None:
+        countdown = self.countdown
+        if left <= 0:
+            self.countdown = None
+            self.close_everyone(countdown.message)
+            self.stop_server()
+            return
+        self.room.broadcast(events.shutdown(left, countdown.message))
+        later = [mark for mark in COUNTDOWN_MARKS if mark < left]
+        next_left = later[0] if later else 0
+        countdown.call = self.clock.callLater(
+            left - next_left, self._announce, next_left
+        )
+
+    def cancel_shutdown(self) -> bool:
+        if self.countdown is None:
+            return False
+        self.countdown.call.cancel()
+        self.countdown = None
+        log.info("shutdown cancelled")
+        return True
+
+    def close_everyone(self, reason: str) -> None:
+        """Say ``BYE reason`` to every connection, named or not, and close them."""
+        for connection in list(self.connections):
+            connection.disconnect(reason)
+
+
+def make_server(
+    *,
+    verifier: ChatVerifier,
+    store: Store,
+    clock: IReactorTime,
+    server_name: str,
+    max_clients: int = 25,
+    allow_same_ip: bool = False,
+    limits: Limits = Limits(),
+    log_messages: bool = False,
+    stop_server: Callable[[], object] = lambda: None,
+    bans: Iterable[Ban] = (),
+) -> PartyPool:
+    """Build the core, with ``bans`` (from the store) in force."""
+    room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
+    for ban in bans:
+        (room.banned_hosts if ban.kind == "ip" else room.banned_names).add(ban.value)
+    return PartyPool(
+        room=room,
+        verifier=verifier,
+        throttle=LoginThrottle(clock),
+        store=store,
+        clock=clock,
+        server_name=server_name,
+        limits=limits,
+        log_messages=log_messages,
+        stop_server=stop_server,
+    )

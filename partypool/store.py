@@ -1,0 +1,141 @@
+"""Durable data in SQLite: users' requests and the administrator's bans.
+
+The schema is a sequence of numbered SQL files in ``schema/``, applied in
+order at start-up and recorded in ``PRAGMA user_version``.  Every write is
+committed with WAL and ``synchronous=FULL`` before its Deferred fires, so an
+``OK REQUEST`` survives a crash of the server right after it.  The blocking
+calls run in adbapi's thread, never on the reactor.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from importlib import resources
+from pathlib import Path
+
+import attrs
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred
+
+
+@attrs.frozen
+class Request:
+    id: int
+    created_at: str
+    name: str
+    address: str
+    text: str
+
+
+@attrs.frozen
+class Ban:
+    kind: str  # "ip" or "name"
+    value: str
+    created_at: str
+    reason: str
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _configure(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+
+
+def _schema_files() -> list[tuple[int, str]]:
+    files = resources.files("partypool") / "schema"
+    return sorted(
+        (int(f.name.split("-", 1)[0]), f.read_text("utf-8"))
+        for f in files.iterdir()
+        if f.name.endswith(".sql")
+    )
+
+
+def migrate(path: Path) -> None:
+    """Bring the database at ``path`` to the newest schema (blocking; start-up only)."""
+    connection = sqlite3.connect(path)
+    try:
+        _configure(connection)
+        (current,) = connection.execute("PRAGMA user_version").fetchone()
+        for version, sql in _schema_files():
+            if version > current:
+                connection.executescript(
+                    f"BEGIN; {sql}; PRAGMA user_version = {version}; COMMIT;"
+                )
+    finally:
+        connection.close()
+    path.chmod(0o600)
+
+
+def load_bans(path: Path) -> list[Ban]:
+    """Read the bans synchronously, for start-up before any client connects."""
+    connection = sqlite3.connect(path)
+    try:
+        return [Ban(*row) for row in connection.execute(_SELECT_BANS)]
+    finally:
+        connection.close()
+
+
+_SELECT_BANS = "SELECT kind, value, created_at, reason FROM bans ORDER BY created_at"
+
+
+class Store:
+    """Asynchronous access to the Party Pool database."""
+
+    def __init__(self, path: Path) -> None:
+        migrate(path)
+        self.path = path
+        self._pool = adbapi.ConnectionPool(
+            "sqlite3",
+            str(path),
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=_configure,
+        )
+
+    def add_request(self, name: str, address: str, text: str) -> Deferred[int]:
+        """Store a request; fires with its id once committed."""
+
+        def insert(cursor: sqlite3.Cursor) -> int:
+            cursor.execute(
+                "INSERT INTO requests (created_at, name, address, text)"
+                " VALUES (?, ?, ?, ?)",
+                (utc_now(), name, address, text),
+            )
+            return cursor.lastrowid
+
+        return self._pool.runInteraction(insert)
+
+    def recent_requests(self, limit: int) -> Deferred[list[Request]]:
+        d = self._pool.runQuery(
+            "SELECT id, created_at, name, address, text FROM requests"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return d.addCallback(lambda rows: [Request(*row) for row in rows])
+
+    def add_ban(self, kind: str, value: str, reason: str = "") -> Deferred[None]:
+        return self._pool.runOperation(
+            "INSERT OR REPLACE INTO bans (kind, value, created_at, reason)"
+            " VALUES (?, ?, ?, ?)",
+            (kind, value, utc_now(), reason),
+        )
+
+    def remove_ban(self, kind: str, value: str) -> Deferred[bool]:
+        def delete(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM bans WHERE kind = ? AND value = ?", (kind, value))
+            return cursor.rowcount > 0
+
+        return self._pool.runInteraction(delete)
+
+    def bans(self) -> Deferred[list[Ban]]:
+        return self._pool.runQuery(_SELECT_BANS).addCallback(
+            lambda rows: [Ban(*row) for row in rows]
+        )
+
+    def close(self) -> None:
+        self._pool.close()

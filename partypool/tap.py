@@ -1,0 +1,201 @@
+"""``twistd partypool``: the command-line options and the service tree.
+
+Only this module reads the options dict; everything it builds takes explicit
+arguments.  Secrets come from a file or the environment; on the command line
+they work but are visible in the process list, so that logs a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from partypool.auth import DEFAULT_ITERATIONS, ChatVerifier
+from partypool.chat import ChatFactory
+from partypool.server import Limits, make_server
+from partypool.service import Farewell, Listener, StoreService
+from partypool.store import Store, load_bans
+from partypool.tls import ConfigError, ServerTLS, ensure_self_signed
+
+log = Logger(namespace="partypool.tap")
+
+
+def default_data_dir() -> Path:
+    """systemd's StateDirectory when run as a service, else the XDG data home."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0])
+    xdg = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(xdg) / "partypool"
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create the data directory owner-only, or refuse one others can enter."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(
+            f"data directory {path} is open to other users; fix it with: "
+            f"chmod 700 {path}"
+        )
+    return path
+
+
+def _positive(kind: type) -> object:
+    def convert(text: str) -> object:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(f"must be greater than zero, not {text}")
+        return value
+
+    convert.coerceDoc = "Must be greater than zero."  # shown by --help
+    return convert
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Serve Party Pool chat on --chat (TLS unless --no-tls) and the root "
+        "SSH shell on --admin.  Give the passkey in a file or in "
+        "PARTYPOOL_PASSKEY rather than on the command line."
+    )
+    optFlags = [
+        ["no-tls", None, "Serve plain TCP (loopback, tests, or behind a TLS proxy)."],
+        ["no-admin", None, "Do not open the SSH admin port."],
+        ["allow-same-ip", None, "Allow more than one session per IP address."],
+        ["log-messages", None, "Log the text of chat messages (off by default)."],
+    ]
+    optParameters = [
+        ["passkey", None, None, "Chat passkey (visible in ps: prefer the file)."],
+        ["passkey-file", None, None, "File holding the chat passkey."],
+        ["root-password", None, None, "Root password (visible in ps)."],
+        ["root-password-file", None, None, "File holding the root password."],
+        ["chat", None, "tcp:12345", "Endpoint for the chat port."],
+        ["admin", None, "tcp:12346", "Endpoint for the SSH admin port."],
+        ["tls-cert", None, None, "PEM certificate (chain) for the chat port."],
+        ["tls-key", None, None, "PEM private key for --tls-cert."],
+        ["data-dir", None, None, "Data directory (default: see README)."],
+        ["server-name", None, socket.gethostname(), "Name in the HELLO greeting."],
+        ["max-clients", None, 25, "Most users logged in at once.", _positive(int)],
+        ["max-line", None, 4096, "Longest line in bytes.", _positive(int)],
+        ["max-text", None, 2000, "Longest message in characters.", _positive(int)],
+        ["login-timeout", None, 30.0, "Seconds to log in.", _positive(float)],
+        ["idle-ping", None, 60.0, "Seconds of silence before PING.", _positive(float)],
+        ["rate", None, 5.0, "Lines per second per client.", _positive(float)],
+        ["burst", None, 10, "Lines a client may send at once.", _positive(int)],
+        ["max-pending", None, 1 << 20, "Output backlog in bytes.", _positive(int)],
+        ["max-pending-logins", None, 10, "Logins per address.", _positive(int)],
+        [
+            "kdf-iterations",
+            None,
+            DEFAULT_ITERATIONS,
+            "PBKDF2 iterations (at least 4096).",
+            int,
+        ],
+    ]
+
+    def postOptions(self) -> None:  # noqa: N802
+        for name in ("chat", "admin"):
+            if self[name].split(":", 1)[0].lower() in ("ssl", "tls"):
+                raise usage.UsageError(
+                    f"--{name} {self[name]}: give a plain endpoint such as "
+                    "tcp:12345; Party Pool adds TLS itself (--tls-cert/--tls-key)"
+                )
+        if bool(self["tls-cert"]) != bool(self["tls-key"]):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
+        if self["kdf-iterations"] < 4096:
+            raise usage.UsageError("--kdf-iterations must be at least 4096")
+        self["passkey"] = self._secret("passkey", "PARTYPOOL_PASSKEY")
+        if not self["passkey"]:
+            raise usage.UsageError(
+                "no passkey: give --passkey-file FILE, set PARTYPOOL_PASSKEY, "
+                "or --passkey"
+            )
+        self["root-password"] = self._secret("root-password", "PARTYPOOL_ROOT_PASSWORD")
+        try:
+            self["data-dir"] = prepare_data_dir(
+                Path(self["data-dir"] or default_data_dir())
+            )
+            self["tls"] = _chat_tls(self, self["data-dir"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+    def _secret(self, name: str, variable: str) -> str | None:
+        """Read a secret from --NAME-file, the environment, or --NAME (warned)."""
+        if self[f"{name}-file"]:
+            try:
+                text = Path(self[f"{name}-file"]).read_text("utf-8")
+            except OSError as e:
+                raise usage.UsageError(f"--{name}-file: {e}") from None
+            return text.rstrip("\r\n")
+        if self[name]:
+            log.warn(
+                "--{name} on the command line is visible to other users in the "
+                "process list; use --{name}-file or {variable}",
+                name=name,
+                variable=variable,
+            )
+            return self[name]
+        return os.environ.get(variable) or None
+
+
+def limits_from(options: Options) -> Limits:
+    return Limits(
+        max_line=options["max-line"],
+        max_text=options["max-text"],
+        login_timeout=options["login-timeout"],
+        idle_ping=options["idle-ping"],
+        rate=options["rate"],
+        burst=options["burst"],
+        max_pending=options["max-pending"],
+        max_pending_logins=options["max-pending-logins"],
+    )
+
+
+def makeService(options: Options) -> MultiService:  # noqa: N802
+    from twisted.internet import reactor
+
+    data_dir, tls = options["data-dir"], options["tls"]
+    log.info("data directory {path}", path=data_dir)
+    store = Store(data_dir / "partypool.sqlite3")
+    pool = make_server(
+        verifier=ChatVerifier.from_passkey(
+            options["passkey"], options["kdf-iterations"]
+        ),
+        store=store,
+        clock=reactor,
+        server_name=options["server-name"],
+        max_clients=options["max-clients"],
+        allow_same_ip=options["allow-same-ip"],
+        limits=limits_from(options),
+        log_messages=options["log-messages"],
+        stop_server=reactor.stop,
+        bans=load_bans(store.path),
+    )
+    factory = ChatFactory(pool)
+    if tls is None:
+        log.warn("TLS is off (--no-tls): chat traffic is plain text")
+    else:
+        log.info("TLS certificate SHA-256 fingerprint {fp}", fp=tls.fingerprint)
+        factory = tls.wrap(factory)
+    top = MultiService()
+    StoreService(store).setServiceParent(top)
+    chat = endpoints.serverFromString(reactor, options["chat"])
+    Listener("chat port", chat, factory).setServiceParent(top)
+    Farewell(pool, reactor).setServiceParent(top)
+    return top
+
+
+def _chat_tls(options: Options, data_dir: Path) -> ServerTLS | None:
+    if options["no-tls"]:
+        return None
+    if options["tls-cert"]:
+        tls = ServerTLS(Path(options["tls-cert"]), Path(options["tls-key"]))
+    else:
+        tls = ServerTLS(*ensure_self_signed(data_dir / "tls"))
+    return tls

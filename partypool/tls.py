@@ -1,0 +1,131 @@
+"""TLS for the chat port: Party Pool's own layer, so it works on any endpoint.
+
+With no certificate from the operator, a self-signed one is made on first
+start and kept in the data directory.  `ServerTLS` wraps any listening
+factory and can load a new certificate while running: new connections get it,
+existing ones keep theirs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import socket
+import stat
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IProtocolFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+
+class ConfigError(Exception):
+    """A start-up problem the operator must fix; the message says how."""
+
+
+def certificate_fingerprint(cert_pem: bytes) -> str:
+    """SHA-256 of the DER certificate, as ``AB:CD:…`` (openssl's format)."""
+    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(
+        serialization.Encoding.DER
+    )
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file readable by its owner only, from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def check_private(path: Path) -> None:
+    """Refuse a secret file that group or others can read."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{path} is readable by other users (mode {stat.filemode(mode)}); "
+            f"fix it with: chmod 600 {path}"
+        )
+
+
+def ensure_self_signed(directory: Path) -> tuple[Path, Path]:
+    """Return (cert, key) paths in ``directory``, making them on first use."""
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    host = socket.gethostname()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(host), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    write_private(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """Server TLS settings from a certificate (chain) and key file; reloadable."""
+
+    def __init__(self, cert_path: Path, key_path: Path) -> None:
+        self.cert_path = cert_path
+        self.key_path = key_path
+        self.reload()
+
+    def reload(self) -> str:
+        """Read the files again; return the new fingerprint.  Raises ConfigError."""
+        check_private(self.key_path)
+        try:
+            leaf, *chain = x509.load_pem_x509_certificates(self.cert_path.read_bytes())
+            key = serialization.load_pem_private_key(self.key_path.read_bytes(), None)
+            options = ssl.CertificateOptions(
+                privateKey=crypto.PKey.from_cryptography_key(key),
+                certificate=crypto.X509.from_cryptography(leaf),
+                extraCertChain=[crypto.X509.from_cryptography(c) for c in chain],
+                raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+            )
+            options.getContext()  # fail now, not at the first connection
+        except (OSError, ValueError, TypeError, SSL.Error) as e:
+            raise ConfigError(
+                f"cannot use TLS certificate {self.cert_path} with key "
+                f"{self.key_path}: {e}"
+            ) from None
+        self._options = options
+        self.fingerprint = certificate_fingerprint(
+            leaf.public_bytes(serialization.Encoding.PEM)
+        )
+        return self.fingerprint
+
+    def serverConnectionForTLS(self, protocol: object) -> SSL.Connection:  # noqa: N802
+        return SSL.Connection(self._options.getContext(), None)
+
+    def wrap(self, factory: IProtocolFactory) -> TLSMemoryBIOFactory:
+        return TLSMemoryBIOFactory(self, False, factory)
