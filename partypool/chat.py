@@ -200,7 +200,7 @@ class ChatProtocol(LineReceiver):
     def _goodbye(
         self, reason: str, error: WireError | None = None, left: str | None = None
     ) -> None:
-        """Optionally an ERR, then ``BYE reason``, then close; the room hears ``left``."""
+        """Send an optional ERR, then ``BYE reason``, and close; others see ``left``."""
         if self.state == "closed":
             return
         if self.pool.room.leave(self, left or reason):

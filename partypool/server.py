@@ -82,9 +82,7 @@ class PartyPool:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
         self.cancel_shutdown()
         self.countdown = Countdown(self.clock.seconds() + seconds, message, None)
-        log.info(
-            "shutdown in {seconds} s: {message}", seconds=seconds, message=message
-        )
+        log.info("shutdown in {seconds} s: {message}", seconds=seconds, message=message)
         self._announce(seconds)
 
     def _announce(self, left: int) -> None:

@@ -127,7 +127,9 @@ class Store:
 
     def remove_ban(self, kind: str, value: str) -> Deferred[bool]:
         def delete(cursor: sqlite3.Cursor) -> bool:
-            cursor.execute("DELETE FROM bans WHERE kind = ? AND value = ?", (kind, value))
+            cursor.execute(
+                "DELETE FROM bans WHERE kind = ? AND value = ?", (kind, value)
+            )
             return cursor.rowcount > 0
 
         return self._pool.runInteraction(delete)

@@ -27,7 +27,6 @@ STARTUP_TIMEOUT = 30.0
 TWISTD = str(Path(sys.executable).with_name("twistd"))  # the installed script
 
 
-
 def server_env(**extra: str) -> dict[str, str]:
     """The environment for a child process that must import this source tree."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARTYPOOL_")}
@@ -82,7 +81,9 @@ class RunningServer:
         if tls:
             self.fingerprint = self.wait_for(r"SHA-256 fingerprint (\S+)")[1]
         if admin:
-            self.admin_port = int(self.wait_for(r"admin port listening on \S+:(\d+)")[1])
+            self.admin_port = int(
+                self.wait_for(r"admin port listening on \S+:(\d+)")[1]
+            )
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)

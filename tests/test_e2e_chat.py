@@ -22,7 +22,11 @@ def connect(server, **kwargs) -> WireClient:
 def test_three_clients_log_in_and_chat(chat_server):
     """Login, names, fan-out, ONLINE, IP and QUIT work for a stranger's client."""
     clients = []
-    for name, source in (("alice", "127.0.0.2"), ("bob", "127.0.0.3"), ("carol", "127.0.0.4")):
+    for name, source in (
+        ("alice", "127.0.0.2"),
+        ("bob", "127.0.0.3"),
+        ("carol", "127.0.0.4"),
+    ):
         client = connect(chat_server, source=source)
         assert client.hello.startswith("HELLO partypool/1 ")
         client.join(chat_server.passkey, name)
@@ -61,7 +65,11 @@ def test_names_taken_reserved_invalid_and_same_ip(chat_server):
     first.join(chat_server.passkey, "Dave")
     second = connect(chat_server, source="127.0.0.6")
     second.login(chat_server.passkey)
-    for name, code in (("dave", "nick-taken"), ("ROOT", "nick-invalid"), ("a b", "nick-invalid")):
+    for name, code in (
+        ("dave", "nick-taken"),
+        ("ROOT", "nick-invalid"),
+        ("a b", "nick-invalid"),
+    ):
         second.send(f"NICK {name}")
         assert second.expect("ERR").startswith(f"ERR {code} ")
     second.send("NICK erin")

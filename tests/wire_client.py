@@ -32,7 +32,9 @@ class WireClient:
         source: str | None = None,
     ) -> None:
         raw = socket.create_connection(
-            (host, port), timeout=TIMEOUT, source_address=(source, 0) if source else None
+            (host, port),
+            timeout=TIMEOUT,
+            source_address=(source, 0) if source else None,
         )
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -67,7 +69,9 @@ class WireClient:
             line = self.read_line(timeout)
             if line.startswith(prefix):
                 return line
-            if line.startswith(("ERR", "BYE")) and not prefix.startswith(("ERR", "BYE")):
+            if line.startswith(("ERR", "BYE")) and not prefix.startswith(
+                ("ERR", "BYE")
+            ):
                 raise ProtocolError(f"wanted {prefix!r}, got {line!r}")
 
     def login(self, passkey: str) -> None:

@@ -1,0 +1,124 @@
+"""In-memory building blocks for unit tests: a core on a fake clock, protocols
+on StringTransports, SCRAM from the client side, and a fake room member."""
+
+from __future__ import annotations
+
+import base64
+
+import attrs
+import scramp
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from partypool.auth import ChatVerifier
+from partypool.chat import ChatFactory, ChatProtocol
+from partypool.room import Event
+from partypool.server import Limits, PartyPool, make_server
+
+PASSKEY = "unit test passkey"
+VERIFIER = ChatVerifier.from_passkey(PASSKEY, 4096)
+
+
+class FakeStore:
+    """Stands in for partypool.store.Store where a test is about the protocol."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, str]] = []
+        self.failing = False
+
+    def add_request(self, name: str, address: str, text: str) -> defer.Deferred:
+        if self.failing:
+            return defer.fail(OSError("disk full"))
+        self.requests.append((name, address, text))
+        return defer.succeed(len(self.requests))
+
+
+def make_pool(clock: Clock | None = None, **kwargs) -> PartyPool:
+    limits = kwargs.pop("limits", Limits())
+    return make_server(
+        verifier=VERIFIER,
+        store=kwargs.pop("store", FakeStore()),
+        clock=clock or Clock(),
+        server_name="unit",
+        limits=limits,
+        **kwargs,
+    )
+
+
+@attrs.define(eq=False)
+class Peer:
+    """One protocol under test, its transport, and the lines it has sent."""
+
+    protocol: ChatProtocol
+    transport: StringTransport
+
+    def send(self, *lines: str | bytes) -> None:
+        for line in lines:
+            data = line.encode("utf-8") if isinstance(line, str) else line
+            self.protocol.dataReceived(data + b"\r\n")
+
+    def received(self) -> list[str]:
+        """Lines sent to this peer since the last call."""
+        data = self.transport.value()
+        self.transport.clear()
+        assert data == b"" or data.endswith(b"\r\n"), data
+        return data.decode("utf-8").split("\r\n")[:-1]
+
+    def lose(self) -> None:
+        self.protocol.connectionLost(None)
+
+    def login(self, passkey: str = PASSKEY) -> list[str]:
+        client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", passkey)
+        self.send("AUTH SCRAM-SHA-256 " + _b64(client.get_client_first()))
+        [challenge] = self.received()
+        verb, payload = challenge.split(" ")
+        assert verb == "AUTH-CHALLENGE"
+        client.set_server_first(_unb64(payload))
+        self.send("AUTH-RESPONSE " + _b64(client.get_client_final()))
+        reply = self.received()
+        if reply[0].startswith("AUTH-OK "):
+            client.set_server_final(_unb64(reply[0].split(" ")[1]))
+        return reply
+
+    def join(self, name: str) -> None:
+        assert self.login()[0].startswith("AUTH-OK ")
+        self.send(f"NICK {name}")
+        assert self.received() == [f"OK NICK {name}"]
+
+
+def connect(pool: PartyPool, host: str = "127.0.0.1", port: int = 40000) -> Peer:
+    protocol = ChatFactory(pool).buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    protocol.makeConnection(transport)
+    return Peer(protocol, transport)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+@attrs.define(eq=False)
+class FakeMember:
+    """A room member that records what it is told."""
+
+    host: str
+    name: str | None = None
+    peer: str = ""
+    since: float = 0.0
+    events: list[Event] = attrs.Factory(list)
+    goodbye: str | None = None
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+
+    def disconnect(self, reason: str) -> None:
+        self.goodbye = reason
+
+    def lines(self) -> list[str]:
+        return [e.wire.decode().rstrip("\r\n") for e in self.events]

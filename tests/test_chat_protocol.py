@@ -1,0 +1,403 @@
+"""The chat protocol driven through StringTransport and a fake Clock: every
+state, verb and error code of protocol v1, the timers, framing and limits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+
+from partypool.server import Limits
+from tests.helpers import FakeStore, connect, make_pool
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pool(clock):
+    return make_pool(clock)
+
+
+def named(pool, name: str, host: str):
+    peer = connect(pool, host=host)
+    peer.received()
+    peer.join(name)
+    return peer
+
+
+def test_greeting_names_protocol_and_server(pool):
+    peer = connect(pool)
+    assert peer.received() == ["HELLO partypool/1 unit"]
+
+
+def test_login_name_and_join_notice(pool):
+    """SCRAM login, NICK, and JOINED for everyone already in the room."""
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = connect(pool, host="127.0.0.3")
+    bob.received()
+    reply = bob.login()
+    assert len(reply) == 1 and reply[0].startswith("AUTH-OK ")
+    bob.send("nick Bob")
+    assert bob.received() == ["OK NICK Bob"]
+    assert alice.received() == ["JOINED Bob"]
+
+
+def test_wrong_passkey_fails_closes_and_counts_for_throttle(pool):
+    peer = connect(pool)
+    peer.received()
+    assert peer.login("wrong") == [
+        "ERR auth-failed wrong passkey or bad login",
+        "BYE auth-failed",
+    ]
+    assert peer.transport.disconnecting
+    assert pool.throttle._failures["127.0.0.1"]
+
+
+def test_throttled_address_is_refused(pool):
+    for _ in range(5):
+        pool.throttle.failed("127.0.0.9")
+    peer = connect(pool, host="127.0.0.9")
+    peer.received()
+    peer.send("AUTH SCRAM-SHA-256 bj0=")
+    assert peer.received()[0].startswith("ERR auth-throttled ")
+
+
+@pytest.mark.parametrize(
+    "line, reply",
+    [
+        ("AUTH PLAIN abc", "ERR auth-failed"),
+        ("AUTH SCRAM-SHA-256 !!!notbase64", "ERR auth-failed"),
+        ("AUTH SCRAM-SHA-256 " + "bixuPXJvb3Qscj1hYmM=", "ERR auth-failed"),  # n=root
+        ("AUTH-RESPONSE abc", "ERR auth-required"),
+        ("SAY hi", "ERR auth-required"),
+        ("NICK bob", "ERR auth-required"),
+        ("FROB", "ERR unknown-command"),
+        ("", "ERR bad-syntax"),
+        ("AUTH", "ERR bad-syntax"),
+        (b"SAY \xff\xfe", "ERR bad-encoding"),
+        ("PING", "PONG"),
+        ("PING abc", "PONG abc"),
+    ],
+)
+def test_lines_before_login(pool, line, reply):
+    peer = connect(pool)
+    peer.received()
+    peer.send(line)
+    assert peer.received()[0].startswith(reply)
+
+
+@pytest.mark.parametrize(
+    "line, code",
+    [
+        ("SAY hi", "nick-required"),
+        ("ONLINE", "nick-required"),
+        ("AUTH SCRAM-SHA-256 abc", "already-authenticated"),
+        ("NICK root", "nick-invalid"),
+        ("NICK ｒｏｏｔ", "nick-invalid"),
+        ("NICK r\u200boot", "nick-invalid"),
+        ("NICK " + "x" * 25, "nick-invalid"),
+        ("NICK two words", "nick-invalid"),
+    ],
+)
+def test_lines_before_a_name(pool, line, code):
+    peer = connect(pool)
+    peer.received()
+    peer.login()
+    peer.send(line)
+    assert peer.received()[0].startswith(f"ERR {code} ")
+    peer.send("NICK fine")  # the client may try again
+    assert peer.received() == ["OK NICK fine"]
+
+
+def test_taken_name_ignores_case_and_width(pool):
+    named(pool, "Bob", "127.0.0.2")
+    peer = connect(pool, host="127.0.0.3")
+    peer.received()
+    peer.login()
+    for attempt in ("bob", "BOB", "ＢＯＢ"):
+        peer.send(f"NICK {attempt}")
+        assert peer.received()[0].startswith("ERR nick-taken ")
+
+
+def test_chat_fan_out_scrubbed_and_not_echoed(pool):
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    alice.send("SAY hi \x1b]0;pwned\x07 <b>\u202eevil\ttab")
+    assert alice.received() == []
+    assert bob.received() == ["CHAT alice hi ]0;pwned <b>evil tab"]
+    assert pool.room.stats.messages == 1
+
+
+def test_say_errors(pool):
+    alice = named(pool, "alice", "127.0.0.2")
+    for line, code in (
+        ("SAY", "bad-syntax"),
+        ("SAY \x07\x07", "bad-syntax"),
+        ("SAY " + "x" * 2001, "text-too-long"),
+        ("NICK other", "already-named"),
+    ):
+        alice.send(line)
+        assert alice.received()[0].startswith(f"ERR {code} "), line
+
+
+def test_online_ip_ping(pool):
+    named(pool, "zed", "127.0.0.2")
+    alice = named(pool, "Alice", "127.0.0.3")
+    alice.send("ONLINE", "IP", "PING t1", "PONG whatever")
+    assert alice.received() == ["ONLINE 2 Alice zed", "IP 127.0.0.3", "PONG t1"]
+    alice.send("ONLINE now")
+    assert alice.received()[0].startswith("ERR bad-syntax ")
+
+
+def test_request_stored_then_confirmed():
+    store = FakeStore()
+    pool = make_pool(store=store)
+    alice = named(pool, "alice", "127.0.0.2")
+    alice.send("REQUEST more \x1b[31mcake")
+    assert alice.received() == ["OK REQUEST 1"]
+    assert store.requests == [("alice", "127.0.0.2", "more [31mcake")]
+    alice.send("REQUEST " + "y" * 1001)
+    assert alice.received()[0].startswith("ERR text-too-long ")
+    store.failing = True
+    alice.send("REQUEST again")
+    assert alice.received() == ["ERR request-failed the request was not stored"]
+
+
+def test_quit_tells_others_and_cleans_up(pool, clock):
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    bob.send("QUIT see you \x1b[2J removed by admin")
+    assert bob.received() == ["BYE quit"]
+    assert bob.transport.disconnecting
+    assert alice.received() == ["LEFT bob quit: see you [2J removed by admin"]
+    bob.lose()
+    alice.lose()
+    assert clock.getDelayedCalls() == []
+    assert len(pool.room) == 0 and not pool.connections and not pool.pending_logins
+
+
+def test_lost_connection_is_announced(pool):
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    bob.lose()
+    assert alice.received() == ["LEFT bob lost"]
+
+
+def test_login_timeout(pool, clock):
+    peer = connect(pool)
+    peer.received()
+    peer.login()
+    clock.advance(29.9)
+    assert peer.received() == []
+    clock.advance(0.2)
+    assert peer.received() == ["ERR timeout login took too long", "BYE timeout"]
+    assert peer.transport.disconnecting
+    peer.lose()
+    assert clock.getDelayedCalls() == []
+    assert not pool.pending_logins
+
+
+def test_goodbye_aborts_a_peer_that_never_closes(pool, clock):
+    peer = connect(pool)
+    peer.send("QUIT")
+    assert not peer.transport.disconnected
+    clock.advance(10)
+    assert peer.transport.disconnected  # StringTransport records abortConnection
+
+
+def test_keepalive_pings_then_drops_silent_client(pool, clock):
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    clock.pump([1] * 59)  # Clock runs timers at the new time: move in small steps
+    bob.send("PONG")  # any line is a sign of life
+    clock.pump([1] * 59)  # t = 118
+    assert bob.received() == []
+    ping = alice.received()
+    assert len(ping) == 1 and ping[0].startswith("PING ")
+    clock.pump([1])
+    assert bob.received()[0].startswith("PING ")
+    clock.pump([1, 0.5])  # t = 120.5: alice silent for 60 s after her PING
+    assert alice.received() == ["BYE timeout"]
+    assert bob.received() == ["LEFT alice timeout"]
+    clock.pump([1] * 58)  # bob answers his PING just in time and stays
+    bob.send("PONG x")
+    clock.pump([1] * 30)
+    assert bob.protocol.state == "chatting"
+
+
+def test_overlong_line_is_skipped_and_session_goes_on(pool):
+    pool = make_pool(limits=Limits(max_line=512))
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    alice.protocol.dataReceived(b"SAY " + b"x" * 600 + b"\nSAY after\r\n")
+    assert alice.received() == [
+        "ERR line-too-long lines are at most 512 bytes; discarded"
+    ]
+    assert bob.received() == ["CHAT alice after"]
+    # split across writes: the error comes once the limit is passed
+    alice.protocol.dataReceived(b"SAY " + b"y" * 520)
+    assert alice.received()[0].startswith("ERR line-too-long")
+    alice.protocol.dataReceived(b"y" * 500)
+    alice.protocol.dataReceived(b"yyy\nSAY ok\n")
+    assert alice.received() == []
+    assert bob.received() == ["CHAT alice ok"]
+
+
+def test_line_at_exact_limit_is_accepted():
+    pool = make_pool(limits=Limits(max_line=512))
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    alice.protocol.dataReceived(b"SAY " + b"a" * 507 + b"\n")  # 512 bytes with \n
+    alice.protocol.dataReceived(b"SAY " + b"b" * 508 + b"\n")  # 513
+    assert bob.received() == ["CHAT alice " + "a" * 507]
+    assert alice.received()[0].startswith("ERR line-too-long")
+
+
+def test_line_dribbled_one_byte_at_a_time(pool):
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    for byte in b"SAY slow and steady\r\n":
+        alice.protocol.dataReceived(bytes([byte]))
+    assert bob.received() == ["CHAT alice slow and steady"]
+
+
+def test_flood_is_rate_limited_then_disconnected(clock):
+    pool = make_pool(clock, limits=Limits(rate=5, burst=10))
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    bob.received()
+    clock.advance(10)  # refill the bucket used by login
+    alice.send(*[f"SAY {i}" for i in range(30)])
+    assert len(bob.received()) == 10
+    errors = alice.received()
+    assert len(errors) == 1 and errors[0].startswith("ERR rate-limited ")
+    clock.advance(1)
+    alice.send(*[f"SAY {i}" for i in range(40)])  # 20 + 35 drops within 10 s
+    assert bob.received() == [f"CHAT alice {i}" for i in range(5)] + [
+        "LEFT alice flooding"
+    ]
+    assert alice.received()[-1] == "BYE flooding"
+
+
+def test_slow_reader_is_dropped_without_stalling_others():
+    pool = make_pool(limits=Limits(max_pending=1000, rate=1000, burst=1000))
+    alice = named(pool, "alice", "127.0.0.2")
+    slow = named(pool, "slow", "127.0.0.3")
+    carol = named(pool, "carol", "127.0.0.4")
+    slow.transport.producer.pauseProducing()  # the kernel buffer is full
+    for i in range(40):
+        alice.send(f"SAY message number {i:03}")
+    assert slow.protocol.state == "closed"
+    assert slow.transport.disconnected  # aborted: a BYE would never be read
+    assert len(slow.transport.value()) <= 1000 + 100  # writes before the pause
+    lines = carol.received()
+    assert lines[-1] == "CHAT alice message number 039"
+    assert "LEFT slow too slow" in lines
+    assert len([line for line in lines if line.startswith("CHAT")]) == 40
+
+
+def test_admission_refusals(clock):
+    pool = make_pool(clock, max_clients=1)
+    named(pool, "alice", "127.0.0.2")
+    full = connect(pool, host="127.0.0.3")
+    assert full.received()[1:] == [
+        "ERR server-full the server is full (1 users)",
+        "BYE server-full",
+    ]
+    pool = make_pool(clock)
+    named(pool, "alice", "127.0.0.2")
+    twin = connect(pool, host="127.0.0.2")
+    assert twin.received()[1].startswith("ERR duplicate-ip ")
+    pool.room.banned_hosts.add("127.0.0.5")
+    banned = connect(pool, host="127.0.0.5")
+    assert banned.received()[1:] == [
+        "ERR banned your address is banned from this server",
+        "BYE banned",
+    ]
+
+
+def test_same_ip_allowed_when_asked():
+    pool = make_pool(allow_same_ip=True)
+    named(pool, "alice", "127.0.0.2")
+    named(pool, "bob", "127.0.0.2")
+    assert pool.room.names() == ["alice", "bob"]
+
+
+def test_race_to_last_seat_is_decided_at_nick():
+    pool = make_pool(max_clients=1)
+    first, second = connect(pool, host="127.0.0.2"), connect(pool, host="127.0.0.3")
+    first.received(), second.received()
+    second.login()
+    first.join("alice")
+    second.send("NICK bob")
+    assert second.received() == [
+        "ERR server-full the server is full (1 users)",
+        "BYE server-full",
+    ]
+
+
+def test_pending_logins_per_address_are_capped(pool):
+    silent = [connect(pool, host="127.0.0.7", port=5000 + i) for i in range(10)]
+    eleventh = connect(pool, host="127.0.0.7", port=6000)
+    assert eleventh.received()[1].startswith("ERR auth-throttled ")
+    assert connect(pool, host="127.0.0.8").received() == ["HELLO partypool/1 unit"]
+    silent[0].lose()
+    assert connect(pool, host="127.0.0.7", port=6001).received()[1:] == []
+
+
+def test_exception_in_a_handler_ends_only_that_connection(pool, monkeypatch):
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+
+    def explode(argument: str) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(bob.protocol, "handle_ONLINE", explode)
+    bob.send("ONLINE")
+    assert bob.received() == ["BYE internal error"]
+    assert alice.received() == ["LEFT bob lost"]
+    alice.send("ONLINE")
+    assert alice.received() == ["ONLINE 1 alice"]
+
+
+def test_close_everyone_says_bye_to_named_and_unnamed(pool):
+    alice = named(pool, "alice", "127.0.0.2")
+    lurker = connect(pool, host="127.0.0.3")
+    lurker.received()
+    pool.close_everyone("server stopping")
+    assert alice.received()[-1] == "BYE server stopping"
+    assert lurker.received() == ["BYE server stopping"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_arbitrary_lines_never_break_the_server(lines):
+    """Whatever arrives, the server answers in well-formed lines or says BYE,
+    and the other user only ever sees scrubbed text."""
+    pool = make_pool(limits=Limits(rate=1000, burst=1000))
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    for line in lines:
+        alice.protocol.dataReceived(line.replace(b"\n", b"") + b"\n")
+    replies = alice.received()
+    allowed = ("ERR ", "ONLINE ", "IP ", "PONG", "OK REQUEST ", "BYE ")
+    assert all(reply.startswith(allowed) for reply in replies), replies
+    assert "BYE internal error" not in replies
+    if alice.protocol.state == "closed":
+        assert replies[-1].startswith("BYE ")
+    for seen in bob.received():
+        assert seen.isprintable(), seen

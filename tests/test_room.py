@@ -1,0 +1,88 @@
+"""The room without sockets: names, admission, broadcast and removal."""
+
+import pytest
+
+from partypool import room as events
+from partypool.room import Room
+from partypool.wire import WireError
+from tests.helpers import FakeMember
+
+
+def test_join_announces_to_others_only():
+    room = Room()
+    alice, bob = FakeMember("127.0.0.2"), FakeMember("127.0.0.3")
+    assert room.join(alice, "alice") == "alice"
+    room.join(bob, "bob")
+    assert alice.lines() == ["JOINED bob"]
+    assert bob.lines() == []
+    assert room.stats.peak == 2
+
+
+def test_broadcast_encodes_once_and_counts():
+    room = Room()
+    members = [FakeMember(f"127.0.0.{i}") for i in range(2, 6)]
+    for i, member in enumerate(members):
+        room.join(member, f"m{i}")
+    event = events.chat("m0", "hi")
+    assert room.broadcast(event, but=members[0]) == 3
+    assert all(m.events[-1] is event for m in members[1:])
+    assert room.stats.deliveries >= 3
+
+
+def test_leave_is_idempotent_and_frees_name_and_address():
+    room = Room()
+    alice, bob = FakeMember("127.0.0.2"), FakeMember("127.0.0.3")
+    room.join(alice, "alice")
+    room.join(bob, "bob")
+    assert room.leave(alice, "quit")
+    assert not room.leave(alice, "quit")
+    assert bob.lines()[-1] == "LEFT alice quit"
+    assert room.admission_error("127.0.0.2") is None
+    room.join(FakeMember("127.0.0.2"), "ALICE")
+
+
+def test_remove_tells_others_then_disconnects():
+    room = Room()
+    alice, bob = FakeMember("127.0.0.2"), FakeMember("127.0.0.3")
+    room.join(alice, "alice")
+    room.join(bob, "bob")
+    room.remove(bob, "removed by admin")
+    assert bob.goodbye == "removed by admin"
+    assert alice.lines()[-1] == "LEFT bob removed by admin"
+    assert room.names() == ["alice"]
+
+
+@pytest.mark.parametrize(
+    "setup, code",
+    [
+        (lambda r: r.banned_names.add("bob"), "banned"),
+        (lambda r: r.banned_hosts.add("127.0.0.3"), "banned"),
+        (lambda r: r.join(FakeMember("127.0.0.9"), "BOB"), "nick-taken"),
+        (lambda r: r.join(FakeMember("127.0.0.3"), "other"), "duplicate-ip"),
+    ],
+)
+def test_join_refusals(setup, code):
+    room = Room()
+    setup(room)
+    with pytest.raises(WireError) as e:
+        room.join(FakeMember("127.0.0.3"), "bob")
+    assert e.value.code == code
+
+
+def test_full_room_refuses_at_admission_and_join():
+    room = Room(max_members=1)
+    room.join(FakeMember("127.0.0.2"), "alice")
+    assert room.admission_error("127.0.0.3").code == "server-full"
+    with pytest.raises(WireError, match="server-full"):
+        room.join(FakeMember("127.0.0.3"), "bob")
+
+
+def test_lookup_by_name_and_host_and_sorted_names():
+    room = Room(allow_same_ip=True)
+    zed, amy, bea = (FakeMember("127.0.0.2") for _ in range(3))
+    room.join(zed, "zed")
+    room.join(amy, "Amy")
+    room.join(bea, "bea")
+    assert room.names() == ["Amy", "bea", "zed"]
+    assert room.by_name("AMY") is amy
+    assert set(room.by_host("127.0.0.2")) == {zed, amy, bea}

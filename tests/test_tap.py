@@ -1,0 +1,86 @@
+"""The twistd plugin's options and the service tree it builds (not started)."""
+
+from pathlib import Path
+
+import pytest
+from twisted.python import usage
+
+from partypool import tap
+from partypool.service import Farewell, Listener, StoreService
+
+
+def parse(tmp_path: Path, *args: str) -> tap.Options:
+    options = tap.Options()
+    options.parseOptions(
+        ["--data-dir", str(tmp_path / "data"), "--kdf-iterations", "4096", *args]
+    )
+    return options
+
+
+def test_no_passkey_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("PARTYPOOL_PASSKEY", raising=False)
+    with pytest.raises(usage.UsageError, match="no passkey"):
+        parse(tmp_path)
+
+
+def test_passkey_from_file_env_or_argument(tmp_path, monkeypatch):
+    secret = tmp_path / "passkey"
+    secret.write_text("from a file\n")
+    assert parse(tmp_path, "--passkey-file", str(secret))["passkey"] == "from a file"
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "from the environment")
+    assert parse(tmp_path)["passkey"] == "from the environment"
+    assert parse(tmp_path, "--passkey", "argv")["passkey"] == "argv"
+
+
+def test_missing_passkey_file_is_named(tmp_path):
+    with pytest.raises(usage.UsageError, match="passkey-file"):
+        parse(tmp_path, "--passkey-file", str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--chat", "ssl:12345"], "Party Pool adds TLS itself"),
+        (["--admin", "tls:host:1"], "Party Pool adds TLS itself"),
+        (["--tls-cert", "c.pem"], "go together"),
+        (["--kdf-iterations", "10"], "at least 4096"),
+        (["--max-clients", "0"], "greater than zero"),
+    ],
+)
+def test_bad_options(tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    with pytest.raises(usage.UsageError, match=message):
+        parse(tmp_path, *args)
+
+
+def test_open_data_directory_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    (tmp_path / "data").mkdir(mode=0o755)
+    (tmp_path / "data").chmod(0o755)
+    with pytest.raises(usage.UsageError, match="chmod 700"):
+        parse(tmp_path)
+
+
+def test_default_data_dir_follows_systemd_then_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/partypool")
+    assert tap.default_data_dir() == Path("/var/lib/partypool")
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert tap.default_data_dir() == tmp_path / "partypool"
+
+
+def test_service_tree(tmp_path, monkeypatch):
+    """Store first, listeners next, the farewell last (so it stops first)."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    options = parse(tmp_path, "--no-admin", "--max-clients", "3", "--rate", "2.5")
+    service = tap.makeService(options)
+    children = list(service)
+    assert isinstance(children[0], StoreService)
+    assert isinstance(children[-1], Farewell)
+    [chat] = [c for c in children if isinstance(c, Listener)]
+    assert chat.label == "chat port"
+    pool = children[-1].pool
+    assert pool.room.max_members == 3 and pool.limits.rate == 2.5
+    assert (tmp_path / "data" / "tls" / "key.pem").exists()
+    assert not service.running
+    children[0].store.close()

@@ -1,0 +1,64 @@
+"""The chat port's TLS layer: certificate made once, kept, checked, reloadable."""
+
+import subprocess
+
+import pytest
+from OpenSSL import SSL
+
+from partypool.tls import (
+    ConfigError,
+    ServerTLS,
+    certificate_fingerprint,
+    check_private,
+    ensure_self_signed,
+)
+
+
+def test_self_signed_is_made_once_with_a_private_key(tmp_path):
+    cert, key = ensure_self_signed(tmp_path / "tls")
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "tls").stat().st_mode & 0o777 == 0o700
+    first = ServerTLS(cert, key).fingerprint
+    again = ensure_self_signed(tmp_path / "tls")
+    assert again == (cert, key)
+    assert ServerTLS(*again).fingerprint == first
+
+
+def test_fingerprint_matches_openssl(tmp_path):
+    cert, _ = ensure_self_signed(tmp_path)
+    out = subprocess.run(
+        ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip().split("=", 1)[1] == certificate_fingerprint(cert.read_bytes())
+
+
+def test_key_readable_by_others_is_refused_with_the_fix(tmp_path):
+    cert, key = ensure_self_signed(tmp_path)
+    key.chmod(0o644)
+    with pytest.raises(ConfigError, match=f"chmod 600 {key}"):
+        ServerTLS(cert, key)
+    with pytest.raises(ConfigError):
+        check_private(key)
+
+
+def test_unusable_certificate_is_a_config_error(tmp_path):
+    cert, key = ensure_self_signed(tmp_path)
+    cert.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="cannot use TLS certificate"):
+        ServerTLS(cert, key)
+
+
+def test_reload_switches_new_connections_to_the_new_certificate(tmp_path):
+    old_cert, old_key = ensure_self_signed(tmp_path / "old")
+    new_cert, new_key = ensure_self_signed(tmp_path / "new")
+    tls = ServerTLS(old_cert, old_key)
+    before = tls.serverConnectionForTLS(None)
+    old_cert.write_bytes(new_cert.read_bytes())
+    old_key.write_bytes(new_key.read_bytes())
+    assert tls.reload() == certificate_fingerprint(new_cert.read_bytes())
+    after = tls.serverConnectionForTLS(None)
+    assert isinstance(after, SSL.Connection)
+    assert before.get_context() is not after.get_context()
