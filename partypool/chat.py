@@ -20,7 +20,13 @@ import binascii
 import collections
 import secrets
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHandshakeListener,
+    IPushProducer,
+    ISSLTransport,
+)
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -104,6 +110,7 @@ class _TokenBucket:
         return False
 
 
+@implementer(IHandshakeListener)
 class ChatProtocol(LineReceiver):
     """One chat connection, and the room member it becomes once named."""
 
@@ -119,15 +126,17 @@ class ChatProtocol(LineReceiver):
         self._pending_login = False
         self._timers: dict[str, IDelayedCall] = {}
         self._backlog = _Backlog()
-        self._ping_sent = False
+        self._pinged_at: float | None = None  # when our unanswered PING went out
         self._drops: collections.deque[float] = collections.deque()
         self._last_rate_error = float("-inf")
+        self._handshaking = False  # on TLS, until the handshake completes
 
     # -- connection life ---------------------------------------------------
 
     def connectionMade(self) -> None:  # noqa: N802
         pool, clock = self.pool, self.pool.clock
         self.host, self.peer = host_and_peer(self.transport.getPeer())
+        self._handshaking = ISSLTransport.providedBy(self.transport)
         self.since = self.last_heard = clock.seconds()
         self._bucket = _TokenBucket(pool.limits.rate, pool.limits.burst, self.since)
         if hasattr(self.transport, "setTcpNoDelay"):
@@ -152,6 +161,9 @@ class ChatProtocol(LineReceiver):
             pool.limits.login_timeout, self._login_timed_out
         )
         self._timers["idle"] = clock.callLater(pool.limits.idle_ping, self._idle_check)
+
+    def handshakeCompleted(self) -> None:  # noqa: N802
+        self._handshaking = False
 
     def connectionLost(self, reason: Failure) -> None:  # noqa: N802
         for timer in self._timers.values():
@@ -178,6 +190,8 @@ class ChatProtocol(LineReceiver):
             self._write(event.wire)
 
     def disconnect(self, reason: str) -> None:
+        if self._handshaking:
+            return self._abort_handshake(reason)
         self._goodbye(reason)
 
     # -- output --------------------------------------------------------------
@@ -214,6 +228,15 @@ class ChatProtocol(LineReceiver):
         )
         self.transport.unregisterProducer()  # TLS sends close_notify only without one
         self.transport.loseConnection()
+
+    def _abort_handshake(self, reason: str) -> None:
+        """Close a peer that never finished TLS: it could not read a BYE, and
+        the TLS layer would hold the connection open waiting for it to."""
+        log.info(
+            "closing {peer} mid-handshake: {reason}", peer=self.peer, reason=reason
+        )
+        self.state = "closed"
+        self.transport.abortConnection()
 
     def _drop_slow_reader(self) -> None:
         log.info("dropping slow reader {peer}", peer=self.peer)
@@ -298,20 +321,33 @@ class ChatProtocol(LineReceiver):
     def _login_timed_out(self) -> None:
         del self._timers["login"]
         log.info("login timeout for {peer}", peer=self.peer)
+        if self._handshaking:
+            return self._abort_handshake("timeout")
         self._goodbye("timeout", error=WireError("timeout", "login took too long"))
 
     def _idle_check(self) -> None:
+        """PING after ``idle`` s of silence; drop if nothing comes back within ``idle``.
+
+        A line heard after our PING went out is the answer, however quickly it
+        came: this check runs ``idle`` s after the PING, a little late, so
+        comparing "silent for" with ``idle`` alone would drop a client that
+        answered at once.
+        """
         clock, idle = self.pool.clock, self.pool.limits.idle_ping
-        silent_for = clock.seconds() - self.last_heard
-        if silent_for < idle:
-            self._ping_sent = False
-            delay = idle - silent_for
-        elif not self._ping_sent:
-            self._ping_sent = True
+        now = clock.seconds()
+        silent_for = now - self.last_heard
+        answered = self._pinged_at is not None and self.last_heard >= self._pinged_at
+        if silent_for < idle or answered:
+            self._pinged_at = None
+            delay = max(0.0, idle - silent_for)
+        elif self._pinged_at is None:
+            self._pinged_at = now
             self._reply("PING", secrets.token_hex(4))
             delay = idle
         else:
             del self._timers["idle"]
+            if self._handshaking:
+                return self._abort_handshake("timeout")
             self._goodbye("timeout")
             return
         self._timers["idle"] = clock.callLater(delay, self._idle_check)

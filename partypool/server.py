@@ -42,6 +42,9 @@ class Limits:
     flood_window: float = 10.0
     max_pending: int = 1 << 20
     max_pending_logins: int = 10
+    login_failures: int = 5
+    login_window: float = 60.0
+    login_penalty: float = 60.0
 
 
 class Connection(Protocol):
@@ -63,7 +66,6 @@ class Countdown:
 class PartyPool:
     room: Room
     verifier: ChatVerifier
-    throttle: LoginThrottle
     store: Store
     clock: IReactorTime
     server_name: str
@@ -71,12 +73,24 @@ class PartyPool:
     log_messages: bool = False
     stop_server: Callable[[], object] = lambda: None
     started: float = attrs.field(init=False)
+    throttle: LoginThrottle = attrs.field(init=False)
     connections: set[Connection] = attrs.Factory(set)
     pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
     countdown: Countdown | None = None
 
     def __attrs_post_init__(self) -> None:
         self.started = self.clock.seconds()
+        self.throttle = self.new_throttle()
+
+    def new_throttle(self) -> LoginThrottle:
+        """A login throttle with the operator's policy (each port has its own)."""
+        limits = self.limits
+        return LoginThrottle(
+            self.clock,
+            max_failures=limits.login_failures,
+            window=limits.login_window,
+            penalty=limits.login_penalty,
+        )
 
     def schedule_shutdown(self, seconds: int, message: str) -> None:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
@@ -133,7 +147,6 @@ def make_server(
     return PartyPool(
         room=room,
         verifier=verifier,
-        throttle=LoginThrottle(clock),
         store=store,
         clock=clock,
         server_name=server_name,

@@ -7,6 +7,7 @@ client and waits for them to go before the listeners and the store close.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 from twisted.application.internet import StreamServerEndpointService
@@ -23,6 +24,7 @@ from twisted.logger import Logger
 
 from partypool.server import PartyPool
 from partypool.store import Store
+from partypool.tls import ConfigError, ServerTLS
 
 log = Logger(namespace="partypool.service")
 
@@ -37,6 +39,8 @@ class Listener(StreamServerEndpointService):
     ) -> None:
         super().__init__(endpoint, factory)
         self.label = label
+        # Fires with the port once bound, for the readiness notification.
+        self.listening: Deferred[IListeningPort] = Deferred()
 
     def privilegedStartService(self) -> None:  # noqa: N802
         super().privilegedStartService()
@@ -51,36 +55,44 @@ class Listener(StreamServerEndpointService):
             port=getattr(address, "port", ""),
         )
         self.address = address
+        self.listening.callback(port)
         return port
 
 
-class Farewell(Service):
-    """On stop: ``BYE <reason>`` to every connection, then wait (briefly) for them.
+class StopOnSigterm(Service):
+    """SIGTERM, the ordinary way to stop a service, stops the server cleanly.
 
-    SIGTERM is the ordinary way to stop a service, so it stops the server
-    like ``close-server`` does and the process exits 0 (twistd's own handler
-    would re-raise the signal at exit).
+    twistd's own handler would make the process exit by the signal at the
+    end; this one stops the reactor like ``close-server`` and the exit status
+    is 0.  It is the first service in the tree, so its handler is in place
+    before any port is listening; it is installed again right after the
+    reactor installs its own, in the same start-up phase.
     """
 
-    def __init__(
-        self,
-        pool: PartyPool,
-        reactor: IReactorCore,
-        reason: str = "server stopping",
-        grace: float = 5.0,
-    ) -> None:
-        self.pool = pool
+    def __init__(self, reactor: IReactorCore) -> None:
         self.reactor = reactor
-        self.reason = reason
-        self.grace = grace
 
-    def startService(self) -> None:  # noqa: N802
-        super().startService()
-        self.reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._terminate)
+    def privilegedStartService(self) -> None:  # noqa: N802
+        super().privilegedStartService()
+        signal.signal(signal.SIGTERM, self._terminate)
+        self.reactor.addSystemEventTrigger(
+            "during", "startup", signal.signal, signal.SIGTERM, self._terminate
+        )
 
     def _terminate(self, signum: int, frame: object) -> None:
         log.info("SIGTERM: stopping")
         self.reactor.callFromThread(self.reactor.stop)
+
+
+class Farewell(Service):
+    """On stop: ``BYE <reason>`` to every connection, then wait (briefly) for them."""
+
+    def __init__(
+        self, pool: PartyPool, reason: str = "server stopping", grace: float = 5.0
+    ) -> None:
+        self.pool = pool
+        self.reason = reason
+        self.grace = grace
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
         super().stopService()
@@ -99,6 +111,50 @@ class Farewell(Service):
         poll = task.LoopingCall(check)
         poll.clock = clock
         return poll.start(0.05).addCallback(lambda _: None)
+
+
+class CertificateReload(Service):
+    """SIGHUP loads the chat certificate and key again, without a restart.
+
+    Renewed certificates (certbot, an ACME client) then need no restart that
+    would drop every chat.  Each TLS connection keeps the context it was
+    accepted with, so new connections get the new certificate and open ones
+    keep theirs.  Unusable files are logged and the old certificate stays: a
+    mistake at renewal must not take the chat port down.
+    """
+
+    def __init__(self, tls: ServerTLS | None, reactor: IReactorCore) -> None:
+        self.tls = tls
+        self.reactor = reactor
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        signal.signal(signal.SIGHUP, self._hangup)  # the default would kill us
+
+    def _hangup(self, signum: int, frame: object) -> None:
+        self.reactor.callFromThread(self._reload_quietly)
+
+    def _reload_quietly(self) -> None:
+        with contextlib.suppress(ConfigError):  # logged; no one else to tell
+            self.reload()
+
+    def reload(self) -> str:
+        """Read the certificate and key files again; return the new fingerprint.
+
+        SIGHUP and the admin port's ``reload-tls`` both come here.  Raises
+        `ConfigError` (already logged) and keeps the old certificate if the
+        files cannot be used, or if TLS is off.
+        """
+        if self.tls is None:
+            log.warn("not reloading the TLS certificate: TLS is off (--no-tls)")
+            raise ConfigError("TLS is off (--no-tls): there is no certificate")
+        try:
+            fp = self.tls.reload()
+        except ConfigError as e:
+            log.error("TLS certificate kept, reload failed: {error}", error=e)
+            raise
+        log.info("TLS certificate reloaded: SHA-256 fingerprint {fp}", fp=fp)
+        return fp
 
 
 class StoreService(Service):

@@ -9,17 +9,34 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
-from partypool.auth import DEFAULT_ITERATIONS, ChatVerifier
+from partypool.admin_ssh import (
+    ensure_host_key,
+    fingerprint,
+    load_authorized_keys,
+    make_admin_factory,
+)
+from partypool.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
 from partypool.chat import ChatFactory
+from partypool.config import config_arguments, config_path
+from partypool.sd_notify import Readiness
 from partypool.server import Limits, make_server
-from partypool.service import Farewell, Listener, StoreService
+from partypool.service import (
+    CertificateReload,
+    Farewell,
+    Listener,
+    StopOnSigterm,
+    StoreService,
+)
 from partypool.store import Store, load_bans
 from partypool.tls import ConfigError, ServerTLS, ensure_self_signed
 
@@ -46,15 +63,39 @@ def prepare_data_dir(path: Path) -> Path:
     return path
 
 
+# --log-format → twistd --logger factory (None: twistd's own text format)
+LOG_OBSERVERS = {
+    "text": None,
+    "journal": "partypool.logs.journal_observer",
+    "json": "partypool.logs.json_observer",
+}
+
+
 def _positive(kind: type) -> object:
     def convert(text: str) -> object:
-        value = kind(text)
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "a whole number" if kind is int else "a number"
+            raise ValueError(f"must be {noun}, not {text}") from None
         if value <= 0:
             raise ValueError(f"must be greater than zero, not {text}")
         return value
 
     convert.coerceDoc = "Must be greater than zero."  # shown by --help
     return convert
+
+
+def _log_format(text: str) -> str:
+    if text not in LOG_OBSERVERS:
+        raise ValueError(f"must be one of {', '.join(LOG_OBSERVERS)}, not {text}")
+    return text
+
+
+_log_format.coerceDoc = "text (twistd's), journal (for journald) or json."
+
+
+_SECRETS = frozenset({"passkey", "root-password"})
 
 
 class Options(usage.Options):
@@ -69,8 +110,11 @@ class Options(usage.Options):
         ["no-admin", None, "Do not open the SSH admin port."],
         ["allow-same-ip", None, "Allow more than one session per IP address."],
         ["log-messages", None, "Log the text of chat messages (off by default)."],
+        ["manhole", None, "Offer root a Python shell in the server (`manhole`)."],
     ]
     optParameters = [
+        ["config", None, None, "TOML file of options; the command line wins."],
+        ["log-format", None, "text", "Log line format.", _log_format],
         ["passkey", None, None, "Chat passkey (visible in ps: prefer the file)."],
         ["passkey-file", None, None, "File holding the chat passkey."],
         ["root-password", None, None, "Root password (visible in ps)."],
@@ -84,12 +128,30 @@ class Options(usage.Options):
         ["max-clients", None, 25, "Most users logged in at once.", _positive(int)],
         ["max-line", None, 4096, "Longest line in bytes.", _positive(int)],
         ["max-text", None, 2000, "Longest message in characters.", _positive(int)],
+        ["max-request", None, 1000, "Longest request in characters.", _positive(int)],
         ["login-timeout", None, 30.0, "Seconds to log in.", _positive(float)],
         ["idle-ping", None, 60.0, "Seconds of silence before PING.", _positive(float)],
         ["rate", None, 5.0, "Lines per second per client.", _positive(float)],
         ["burst", None, 10, "Lines a client may send at once.", _positive(int)],
+        ["flood-drops", None, 50, "Dropped lines that end a session.", _positive(int)],
+        [
+            "flood-window",
+            None,
+            10.0,
+            "Seconds --flood-drops count over.",
+            _positive(float),
+        ],
         ["max-pending", None, 1 << 20, "Output backlog in bytes.", _positive(int)],
         ["max-pending-logins", None, 10, "Logins per address.", _positive(int)],
+        ["login-failures", None, 5, "Failed logins before refusal.", _positive(int)],
+        ["login-window", None, 60.0, "Seconds failures count over.", _positive(float)],
+        [
+            "login-penalty",
+            None,
+            60.0,
+            "Seconds an address is refused.",
+            _positive(float),
+        ],
         [
             "kdf-iterations",
             None,
@@ -99,7 +161,28 @@ class Options(usage.Options):
         ],
     ]
 
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:  # noqa: N802
+        """Read --config first and put its options before the command line's."""
+        argv = list(sys.argv[1:] if options is None else options)
+        path = config_path(argv)
+        if path is not None:
+            flags = [flag[0] for flag in self.optFlags]
+            parameters = {
+                p[0]: (p[4] if len(p) > 4 else None) for p in self.optParameters
+            }
+            try:
+                argv = [*config_arguments(Path(path), flags, parameters), *argv]
+            except ConfigError as e:
+                raise usage.UsageError(str(e)) from None
+        super().parseOptions(argv)
+
+    def __repr__(self) -> str:
+        """Like a dict's, with the secrets hidden (Options is a dict)."""
+        shown = {k: "<hidden>" if k in _SECRETS and v else v for k, v in self.items()}
+        return f"<{type(self).__name__} {shown!r}>"
+
     def postOptions(self) -> None:  # noqa: N802
+        self._choose_log_observer()
         for name in ("chat", "admin"):
             if self[name].split(":", 1)[0].lower() in ("ssl", "tls"):
                 raise usage.UsageError(
@@ -110,6 +193,10 @@ class Options(usage.Options):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         if self["kdf-iterations"] < 4096:
             raise usage.UsageError("--kdf-iterations must be at least 4096")
+        if self["max-line"] < 512:  # a SCRAM AUTH-RESPONSE line is ~270 bytes
+            raise usage.UsageError(
+                "--max-line must be at least 512, or no one can log in"
+            )
         self["passkey"] = self._secret("passkey", "PARTYPOOL_PASSKEY")
         if not self["passkey"]:
             raise usage.UsageError(
@@ -122,8 +209,36 @@ class Options(usage.Options):
                 Path(self["data-dir"] or default_data_dir())
             )
             self["tls"] = _chat_tls(self, self["data-dir"])
+            if not self["no-admin"]:
+                self["host-key"] = ensure_host_key(
+                    self["data-dir"] / "ssh" / "host_key"
+                )
+                self["authorized-keys"] = load_authorized_keys(
+                    self["data-dir"] / "authorized_keys"
+                )
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+
+    def _choose_log_observer(self) -> None:
+        """Hand twistd (our parent options) the observer for --log-format.
+
+        twistd starts logging after the plugin's options are parsed, from
+        its own ``--logger``; setting that is how a plugin picks the format.
+        """
+        observer, twistd = LOG_OBSERVERS[self["log-format"]], self.parent
+        if observer is None or twistd is None:
+            return
+        if twistd.get("logger") or twistd.get("logfile") or twistd.get("syslog"):
+            raise usage.UsageError(
+                f"--log-format {self['log-format']} writes to standard output; "
+                "drop twistd's --logger, --logfile or --syslog"
+            )
+        if not twistd.get("nodaemon"):
+            raise usage.UsageError(
+                f"--log-format {self['log-format']} writes to standard output, "
+                "which a daemon closes: run twistd -n"
+            )
+        twistd["logger"] = observer
 
     def _secret(self, name: str, variable: str) -> str | None:
         """Read a secret from --NAME-file, the environment, or --NAME (warned)."""
@@ -145,15 +260,9 @@ class Options(usage.Options):
 
 
 def limits_from(options: Options) -> Limits:
+    """Each `Limits` field comes from its option (``max_line`` from ``--max-line``)."""
     return Limits(
-        max_line=options["max-line"],
-        max_text=options["max-text"],
-        login_timeout=options["login-timeout"],
-        idle_ping=options["idle-ping"],
-        rate=options["rate"],
-        burst=options["burst"],
-        max_pending=options["max-pending"],
-        max_pending_logins=options["max-pending-logins"],
+        **{f.name: options[f.name.replace("_", "-")] for f in attrs.fields(Limits)}
     )
 
 
@@ -183,11 +292,45 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     else:
         log.info("TLS certificate SHA-256 fingerprint {fp}", fp=tls.fingerprint)
         factory = tls.wrap(factory)
+    certificates = CertificateReload(tls, reactor)  # SIGHUP, admin reload-tls
     top = MultiService()
+    StopOnSigterm(reactor).setServiceParent(top)
     StoreService(store).setServiceParent(top)
+    certificates.setServiceParent(top)
     chat = endpoints.serverFromString(reactor, options["chat"])
     Listener("chat port", chat, factory).setServiceParent(top)
-    Farewell(pool, reactor).setServiceParent(top)
+    if options["no-admin"]:
+        log.info("admin port off (--no-admin)")
+    else:
+        root_password = None
+        if options["root-password"]:
+            root_password = RootPassword.from_password(
+                options["root-password"], options["kdf-iterations"]
+            )
+        admin = make_admin_factory(
+            pool,
+            host_key=options["host-key"],
+            root_password=root_password,
+            authorized_keys=options["authorized-keys"],
+            manhole=bool(options["manhole"]),
+            reload_tls=certificates.reload,
+        )
+        if admin is None:
+            log.warn(
+                "admin port off: no root password (--root-password-file or "
+                "PARTYPOOL_ROOT_PASSWORD) and no keys in {path}",
+                path=data_dir / "authorized_keys",
+            )
+        else:
+            log.info(
+                "SSH host key fingerprint {fp}",
+                fp=fingerprint(options["host-key"]),
+            )
+            endpoint = endpoints.serverFromString(reactor, options["admin"])
+            Listener("admin port", endpoint, admin).setServiceParent(top)
+    listening = [child.listening for child in top if isinstance(child, Listener)]
+    Readiness(listening, reactor, reactor).setServiceParent(top)
+    Farewell(pool).setServiceParent(top)
     return top
 
 

@@ -13,6 +13,7 @@ import hashlib
 import os
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -22,11 +23,16 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IOpenSSLServerConnectionCreator,
     IProtocolFactory,
+    IReactorTime,
 )
+from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
+
+_log = Logger(namespace="partypool.tls")
 
 
 class ConfigError(Exception):
@@ -132,5 +138,72 @@ class ServerTLS:
     def serverConnectionForTLS(self, protocol: object) -> SSL.Connection:  # noqa: N802
         return SSL.Connection(self._options.getContext(), None)
 
-    def wrap(self, factory: IProtocolFactory) -> TLSMemoryBIOFactory:
-        return TLSMemoryBIOFactory(self, False, factory)
+    def wrap(
+        self, factory: IProtocolFactory, clock: IReactorTime | None = None
+    ) -> TLSMemoryBIOFactory:
+        """TLS around ``factory``; ``clock`` is the reactor (the global one if None)."""
+        if clock is None:
+            from twisted.internet import reactor as clock
+        return TLSMemoryBIOFactory(self, False, factory, clock=OneTurnCalls(clock))
+
+
+class _TurnCall:
+    """One call queued by `OneTurnCalls`: it can be cancelled, the one thing
+    the TLS transport does with the calls it schedules."""
+
+    __slots__ = ("function", "pending")
+
+    def __init__(self, function: Callable[[], object]) -> None:
+        self.function = function
+        self.pending = True
+
+    def active(self) -> bool:
+        return self.pending
+
+    def cancel(self) -> None:
+        self.pending = False
+
+
+@implementer(IReactorTime)
+class OneTurnCalls:
+    """The clock given to the TLS layer: all ``callLater(0, f)`` of a turn run as one.
+
+    Twisted's TLS transport gathers a connection's small writes and sends them
+    as one record on the next reactor turn, through ``callLater(0, flush)``:
+    one timer per connection.  A room broadcast to N members therefore pushes
+    N entries onto the reactor's timer heap, which already holds every
+    connection's keepalive timer, and pops them again; with thousands of
+    members that heap work cost more than the encryption.  Here those calls
+    share a single reactor timer.  Any other delay goes to the reactor as is.
+    """
+
+    def __init__(self, reactor: IReactorTime) -> None:
+        self._reactor = reactor
+        self._due: list[_TurnCall] = []
+
+    def callLater(  # noqa: N802
+        self, delay: float, function: Callable[..., object], *args: object, **kw: object
+    ) -> IDelayedCall | _TurnCall:
+        if delay > 0 or args or kw:
+            return self._reactor.callLater(delay, function, *args, **kw)
+        call = _TurnCall(function)
+        if not self._due:
+            self._reactor.callLater(0, self._run)
+        self._due.append(call)
+        return call
+
+    def _run(self) -> None:
+        due, self._due = self._due, []
+        for call in due:
+            if call.pending:
+                call.pending = False
+                try:
+                    call.function()
+                except Exception:
+                    _log.failure("flushing a TLS connection")
+
+    def seconds(self) -> float:
+        return self._reactor.seconds()
+
+    def getDelayedCalls(self) -> list[IDelayedCall]:  # noqa: N802
+        return self._reactor.getDelayedCalls()

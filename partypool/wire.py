@@ -18,8 +18,12 @@ NAME_MAX = 24
 RESERVED_NAMES = frozenset({"root", "admin", "server", "partypool"})
 
 # Characters removed from names and text before anyone else sees them: C0,
-# DEL, C1, and the bidirectional overrides/isolates that reorder a terminal line.
-_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# DEL, C1, the line and paragraph separators (a client using str.splitlines()
+# would see two lines), and the bidirectional overrides/isolates that reorder
+# a terminal line.
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 _NAME_PUNCTUATION = frozenset("_-.")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from twisted.trial import unittest as trial
 
 REPO = Path(__file__).resolve().parent.parent
 PASSKEY = "correct horse battery staple"
@@ -154,6 +155,14 @@ def start_server(
         process.wait()
         raise
     return server
+
+
+@pytest.fixture(autouse=True)
+def _trial_mktemp_in_tmp_path(request, tmp_path: Path, monkeypatch) -> None:
+    """trial's TestCase.mktemp() writes below the working directory: keep it
+    out of the source tree."""
+    if isinstance(request.instance, trial.TestCase):
+        monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

@@ -6,10 +6,15 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from zope.interface import directlyProvides
 
+from partypool.chat import ChatFactory
 from partypool.server import Limits
-from tests.helpers import FakeStore, connect, make_pool
+from tests.helpers import FakeStore, Peer, connect, make_pool
 
 
 @pytest.fixture
@@ -382,6 +387,52 @@ def test_close_everyone_says_bye_to_named_and_unnamed(pool):
     assert lurker.received() == ["BYE server stopping"]
 
 
+def connect_tls(pool, host: str) -> Peer:
+    """Like helpers.connect, over a transport that says it is TLS."""
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
+    directlyProvides(transport, ISSLTransport)
+    protocol = ChatFactory(pool).buildProtocol(None)
+    protocol.makeConnection(transport)
+    return Peer(protocol, transport)
+
+
+def test_peer_that_never_finished_tls_is_aborted_not_waited_for(pool, clock):
+    """A TLS peer still mid-handshake cannot read a BYE, and the TLS layer would
+    hold its connection open waiting to send one: stopping the server, the
+    login timeout and the keepalive abort it.  A refusal at connect is still
+    queued as ERR + BYE for a peer that does finish its handshake."""
+    stuck = connect_tls(pool, "127.0.0.2")
+    stuck.received()
+    done = connect_tls(pool, "127.0.0.3")
+    done.protocol.handshakeCompleted()
+    done.received()
+    pool.close_everyone("server stopping")
+    assert stuck.transport.disconnected and stuck.received() == []
+    assert done.received() == ["BYE server stopping"]
+    assert done.transport.disconnecting and not done.transport.disconnected
+
+    slow = connect_tls(pool, "127.0.0.4")
+    slow.received()
+    clock.advance(pool.limits.login_timeout)
+    assert slow.transport.disconnected and slow.received() == []
+
+    pool = make_pool(clock, limits=Limits(idle_ping=5, login_timeout=30))
+    silent = connect_tls(pool, "127.0.0.5")
+    clock.pump([5, 5])  # PING, then silence for another idle period
+    assert silent.transport.disconnected
+    hello, ping, *rest = silent.received()
+    assert ping.startswith("PING ") and rest == []  # no BYE, and not held open
+
+    full = make_pool(clock, max_clients=1)
+    named(full, "alice", "127.0.0.6")
+    refused = connect_tls(full, "127.0.0.7")
+    assert refused.received()[1:] == [
+        "ERR server-full the server is full (1 users)",
+        "BYE server-full",
+    ]
+    assert not refused.transport.disconnected
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=20))
 def test_arbitrary_lines_never_break_the_server(lines):
@@ -401,3 +452,20 @@ def test_arbitrary_lines_never_break_the_server(lines):
         assert replies[-1].startswith("BYE ")
     for seen in bob.received():
         assert seen.isprintable(), seen
+
+
+def test_keepalive_keeps_client_that_answers_ping_at_once(clock):
+    """A PONG sent the moment the PING arrives is an answer: the check that
+    runs one idle period after the PING must not take it for silence."""
+    pool = make_pool(clock, limits=Limits(idle_ping=2))
+    bob = named(pool, "bob", "127.0.0.3")
+    bob.received()
+    pings = 0
+    for _ in range(40):  # 10 s: five idle periods
+        clock.advance(0.25)
+        for line in bob.received():
+            if line.startswith("PING "):
+                pings += 1
+                bob.send("PONG " + line[5:])
+    assert pings >= 4
+    assert bob.protocol.state == "chatting"

@@ -119,3 +119,10 @@ def test_plain_tcp_and_sigterm_says_bye(tmp_path):
     assert server.stop() == 0
     assert client.expect("BYE") == "BYE server stopping"
     assert client.closed()
+
+
+def test_sigterm_right_after_start_still_exits_0(tmp_path):
+    """A stop that comes before the reactor runs is as clean as any other."""
+    for _ in range(3):
+        server = start_server(tmp_path / "data", "--no-tls")
+        assert server.stop() == 0

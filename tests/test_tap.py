@@ -6,7 +6,7 @@ import pytest
 from twisted.python import usage
 
 from partypool import tap
-from partypool.service import Farewell, Listener, StoreService
+from partypool.service import Farewell, Listener, StopOnSigterm, StoreService
 
 
 def parse(tmp_path: Path, *args: str) -> tap.Options:
@@ -70,12 +70,14 @@ def test_default_data_dir_follows_systemd_then_xdg(monkeypatch, tmp_path):
 
 
 def test_service_tree(tmp_path, monkeypatch):
-    """Store first, listeners next, the farewell last (so it stops first)."""
+    """SIGTERM handling first (before any port opens), then the store, the
+    listeners, and the farewell last (so it stops first)."""
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
     options = parse(tmp_path, "--no-admin", "--max-clients", "3", "--rate", "2.5")
     service = tap.makeService(options)
     children = list(service)
-    assert isinstance(children[0], StoreService)
+    assert isinstance(children[0], StopOnSigterm)
+    assert isinstance(children[1], StoreService)
     assert isinstance(children[-1], Farewell)
     [chat] = [c for c in children if isinstance(c, Listener)]
     assert chat.label == "chat port"
@@ -83,4 +85,4 @@ def test_service_tree(tmp_path, monkeypatch):
     assert pool.room.max_members == 3 and pool.limits.rate == 2.5
     assert (tmp_path / "data" / "tls" / "key.pem").exists()
     assert not service.running
-    children[0].store.close()
+    children[1].store.close()

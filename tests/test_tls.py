@@ -1,12 +1,15 @@
-"""The chat port's TLS layer: certificate made once, kept, checked, reloadable."""
+"""The chat port's TLS layer: certificate made once, kept, checked, reloadable;
+small writes flushed together once per reactor turn."""
 
 import subprocess
 
 import pytest
 from OpenSSL import SSL
+from twisted.internet.task import Clock
 
 from partypool.tls import (
     ConfigError,
+    OneTurnCalls,
     ServerTLS,
     certificate_fingerprint,
     check_private,
@@ -62,3 +65,21 @@ def test_reload_switches_new_connections_to_the_new_certificate(tmp_path):
     after = tls.serverConnectionForTLS(None)
     assert isinstance(after, SSL.Connection)
     assert before.get_context() is not after.get_context()
+
+
+def test_one_turn_calls_share_one_reactor_timer():
+    """The TLS layer's per-connection flushes run from a single reactor call
+    on the next turn; a cancelled one is skipped; real delays pass through."""
+    clock = Clock()
+    calls = OneTurnCalls(clock)
+    ran: list[str] = []
+    calls.callLater(0, lambda: ran.append("a"))
+    cancelled = calls.callLater(0, lambda: ran.append("b"))
+    calls.callLater(0, lambda: ran.append("c"))
+    cancelled.cancel()
+    later = calls.callLater(5, ran.append, "later")
+    assert len(clock.getDelayedCalls()) == 2  # one shared turn, one real delay
+    clock.advance(0)
+    assert ran == ["a", "c"] and not cancelled.active()
+    clock.advance(5)
+    assert ran == ["a", "c", "later"] and not later.active()

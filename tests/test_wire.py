@@ -44,6 +44,7 @@ def test_unknown_verb_is_scrubbed_in_the_error():
 
 def test_scrub_removes_controls_and_bidi_keeps_text():
     assert scrub("a\x00b\x1b[31mc\x7f\x85d\u202ee\u2066f\tg é ✓") == "ab[31mcdef g é ✓"
+    assert scrub("one\u2028two\u2029three") == "onetwothree"
 
 
 @pytest.mark.parametrize("name", ["alice", "Bob_2", "x.y-z", "Zoë", "名前", "a" * 24])

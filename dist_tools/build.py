@@ -1,0 +1,558 @@
+"""Build the packages users receive: a one-file executable or a ZIP, invite inside.
+
+Rules every builder here follows (and the tests pin):
+
+- The output name carries the version (``PartyPoolClient-v0.1.0.zip``) and an
+  existing file of that name is never replaced without ``force``, so a
+  release already handed out cannot silently change under its name.
+- Everything is built in a temporary directory and moved into place with one
+  atomic rename, so a failed or interrupted build leaves no partial package.
+- PyInstaller's log is kept next to where the package would have been when a
+  build fails, because its last lines are what a user must send for help.
+
+PyInstaller cannot cross-compile: an executable is built for the system this
+runs on. The ZIP is the same on every system.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+import attrs
+
+from partypool.invite import INVITE_FILENAME, package_version
+
+__all__ = [
+    "CLIENT",
+    "KINDS",
+    "ROOT",
+    "BuildError",
+    "Package",
+    "build_executable",
+    "build_zip",
+    "executable_path",
+    "platform_label",
+    "zip_path",
+]
+
+_HERE = Path(__file__).resolve().parent
+
+
+class BuildError(Exception):
+    """A package could not be built; ``str()`` says why and what to do."""
+
+
+@attrs.frozen
+class Package:
+    """One kind of package: who it is for and which program it starts."""
+
+    kind: str  #: ``client`` or ``root``: also the output sub-directory
+    basename: str  #: file name stem, before ``-v<version>``
+    module: str  #: the module holding ``main(argv=None) -> int``
+    script: str  #: console script installed by the ZIP's setup
+    entry: Path  #: PyInstaller entry script
+    title: str  #: for menus and READMEs
+
+    def available(self) -> bool:
+        """Whether this checkout has the program (the root client may not exist)."""
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    def stem(self, version: str) -> str:
+        return f"{self.basename}-v{version}"
+
+
+CLIENT = Package(
+    kind="client",
+    basename="PartyPoolClient",
+    module="partypool.client.main",
+    script="partypool-client",
+    entry=_HERE / "entry_client.py",
+    title="chat client",
+)
+ROOT = Package(
+    kind="root",
+    basename="PartyPoolRoot",
+    module="partypool.client.root",
+    script="partypool-root",
+    entry=_HERE / "entry_root.py",
+    title="root (administrator) client",
+)
+KINDS = {"client": CLIENT, "root": ROOT}
+
+#: Modules PyInstaller's import scan cannot see (chosen at run time by name).
+_HIDDEN_IMPORTS = [
+    "partypool.invite",
+    "twisted.internet.asyncioreactor",
+    "twisted.internet.ssl",
+    "twisted.internet._sslverify",
+    "twisted.protocols.tls",
+    "scramp",
+    "prompt_toolkit",
+    "cryptography.hazmat.bindings._rust",
+]
+_COLLECT_SUBMODULES = {
+    "client": ["partypool.client"],
+    "root": ["partypool.client", "twisted.conch.ssh", "twisted.conch.client"],
+}
+
+
+def platform_label() -> str:
+    """The system an executable built here runs on, for messages and docs."""
+    system = {"Darwin": "macOS"}.get(platform.system(), platform.system())
+    label = f"{system} {platform.machine()}"
+    if system == "Linux":
+        libc, libc_version = platform.libc_ver()
+        if libc == "glibc":
+            label += f", glibc {libc_version} or newer"
+    return label
+
+
+def executable_path(out: Path, package: Package, version: str) -> Path:
+    """Where the executable for this system goes (``.exe`` on Windows)."""
+    suffix = ".exe" if sys.platform == "win32" else ""
+    return out / package.kind / (package.stem(version) + suffix)
+
+
+def zip_path(out: Path, package: Package, version: str) -> Path:
+    return out / package.kind / (package.stem(version) + ".zip")
+
+
+def _check_target(target: Path, force: bool) -> None:
+    if target.exists() and not force:
+        raise BuildError(
+            f"{target} already exists; packages are never replaced under the same "
+            "version (raise the version in setup.cfg, or use --force)"
+        )
+
+
+def _publish(built: Path, target: Path, force: bool) -> None:
+    """Move a finished file into place in one step (same file system, atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_target(target, force)
+    # Copy next to the target first: the temp dir may be on another file system,
+    # and only a rename within one directory's file system is atomic.
+    fd, staging_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    staging = Path(staging_name)
+    try:
+        shutil.copy2(built, staging)
+        os.replace(staging, target)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+def _source_root() -> Path:
+    """The directory holding the ``partypool`` package being packaged."""
+    spec = importlib.util.find_spec("partypool")
+    if spec is None or not spec.submodule_search_locations:
+        raise BuildError("cannot find the partypool package to package")
+    return Path(list(spec.submodule_search_locations)[0]).parent
+
+
+# --- executables -------------------------------------------------------------
+
+Progress = Callable[[str], None]
+
+_PHASES = [
+    (re.compile(r"Analyzing|Looking for|Processing"), "analysing imports"),
+    (re.compile(r"Building PYZ"), "compressing Python modules"),
+    (re.compile(r"Building PKG"), "packing the archive"),
+    (re.compile(r"Building EXE"), "writing the executable"),
+    (re.compile(r"Build complete"), "done"),
+]
+
+
+def _pyinstaller_command(
+    package: Package, stem: str, work: Path, invite_file: Path, metadata: Path
+) -> list[str]:
+    sep = os.pathsep  # PyInstaller's --add-data separator (":" or ";" on Windows)
+    command = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        "--onefile",
+        "--console",
+        "--noconfirm",
+        "--log-level",
+        "INFO",
+        "--name",
+        stem,
+        "--distpath",
+        str(work / "dist"),
+        "--workpath",
+        str(work / "build"),
+        "--specpath",
+        str(work),
+        "--paths",
+        str(_source_root()),
+        "--add-data",
+        f"{invite_file}{sep}.",
+        "--add-data",
+        f"{metadata}{sep}{metadata.name}",
+    ]
+    if sys.platform.startswith("linux"):
+        # Debug symbols are most of a self-built libpython (23 MB unstripped).
+        command.append("--strip")
+    for module in _HIDDEN_IMPORTS:
+        command += ["--hidden-import", module]
+    for module in _COLLECT_SUBMODULES[package.kind]:
+        command += ["--collect-submodules", module]
+    return [*command, str(package.entry)]
+
+
+def _follow(stream: TextIO, log: TextIO, progress: Progress) -> None:
+    """Copy PyInstaller's output to the log, announcing each new phase once."""
+    seen: set[str] = set()
+    for line in stream:
+        log.write(line)
+        for pattern, phase in _PHASES:
+            if phase not in seen and pattern.search(line):
+                seen.add(phase)
+                progress(phase)
+
+
+def _write_dist_info(directory: Path, version: str) -> Path:
+    """A minimal ``partypool-<version>.dist-info`` for the bundle.
+
+    Frozen code then finds the version the usual way,
+    ``importlib.metadata.version("partypool")`` (PyInstaller puts the bundle on
+    ``sys.path``), so ``partypool.__version__`` is right there too. This is
+    what ``--copy-metadata`` would do, without requiring an installed copy.
+    """
+    dist_info = directory / f"partypool-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: partypool\nVersion: {version}\n",
+        encoding="utf-8",
+    )
+    return dist_info
+
+
+def build_executable(
+    package: Package,
+    invite: bytes,
+    out: Path,
+    *,
+    version: str | None = None,
+    force: bool = False,
+    progress: Progress = print,
+) -> Path:
+    """Freeze ``package`` into one file for this system, with ``invite`` inside."""
+    version = version or package_version()
+    target = executable_path(out, package, version)
+    _check_target(target, force)
+    if not package.available():
+        raise BuildError(
+            f"the {package.title} ({package.module}) is not in this checkout"
+        )
+    if importlib.util.find_spec("PyInstaller") is None:
+        raise BuildError("PyInstaller is not installed: pip install 'partypool[dist]'")
+    stem = package.stem(version)
+    with tempfile.TemporaryDirectory(prefix="partypool-build-") as tmp:
+        work = Path(tmp)
+        data = work / "data"
+        data.mkdir()
+        invite_file = data / INVITE_FILENAME
+        invite_file.write_bytes(invite)
+        metadata = _write_dist_info(data, version)
+        log_path = work / "pyinstaller.log"
+        command = _pyinstaller_command(package, stem, work, invite_file, metadata)
+        progress(f"building {target.name} for {platform_label()} with PyInstaller")
+        started = time.monotonic()
+        with open(log_path, "w", encoding="utf-8") as log:
+            log.write(" ".join(command) + "\n")
+            log.flush()
+            status = _run_with_ticker(command, work, log, progress, started)
+        built = work / "dist" / target.name
+        if status != 0 or not built.is_file():
+            kept = target.with_name(target.name + ".build.log")
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log_path, kept)
+            tail = "".join(log_path.read_text(encoding="utf-8").splitlines(True)[-15:])
+            raise BuildError(
+                f"PyInstaller failed (status {status}); its log is in {kept}. "
+                f"Last lines:\n{tail}"
+            )
+        _publish(built, target, force)
+        stale_log = target.with_name(target.name + ".build.log")
+        stale_log.unlink(missing_ok=True)
+    progress(f"  PyInstaller finished in {time.monotonic() - started:.0f} s")
+    return target
+
+
+def _run_with_ticker(
+    command: list[str], cwd: Path, log: TextIO, progress: Progress, started: float
+) -> int:
+    """Run PyInstaller; phases as they start, and a heartbeat every 15 s."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(15):
+            progress(f"  ... still building ({time.monotonic() - started:.0f} s)")
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        assert process.stdout is not None
+        _follow(process.stdout, log, lambda phase: progress(f"  {phase}"))
+        return process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        done.set()
+        ticker.join()
+
+
+# --- ZIP packages --------------------------------------------------------------
+
+_SETUP_SH = """\
+#!/bin/sh
+# Party Pool {title}: make a virtual environment, install, start.
+# Usage: ./setup.sh [--setup-only] [options for {script}]
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+PYTHON=${{PYTHON:-python3}}
+if [ ! -x .venv/bin/{script} ]; then
+    echo "Installing Party Pool {version} into $here/.venv ..."
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install --disable-pip-version-check -q \\
+        -r requirements.txt
+    .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps .
+fi
+if [ "${{1:-}}" = "--setup-only" ]; then
+    echo "Installed. Start with: $here/start.sh"
+    exit 0
+fi
+exec .venv/bin/{script} --invite "$here/{invite}" "$@"
+"""
+
+_START_SH = """\
+#!/bin/sh
+# Start the Party Pool {title} installed by setup.sh.
+here=$(cd "$(dirname "$0")" && pwd)
+exec "$here/.venv/bin/{script}" --invite "$here/{invite}" "$@"
+"""
+
+_SETUP_BAT = """\
+@echo off
+rem Party Pool {title}: make a virtual environment, install, start.
+rem Usage: setup.bat [--setup-only] [options for {script}]
+setlocal
+cd /d "%~dp0"
+rem Set outside the block below: cmd expands %PIP% when it reads the block.
+set "PIP=.venv\\Scripts\\python.exe -m pip install --disable-pip-version-check -q"
+if not exist ".venv\\Scripts\\{script}.exe" (
+    echo Installing Party Pool {version} into %~dp0.venv ...
+    py -3 -m venv .venv || python -m venv .venv || goto :fail
+    %PIP% -r requirements.txt || goto :fail
+    %PIP% --no-deps . || goto :fail
+)
+if "%~1"=="--setup-only" (
+    echo Installed. Start with: %~dp0start.bat
+    exit /b 0
+)
+".venv\\Scripts\\{script}.exe" --invite "%~dp0{invite}" %*
+exit /b %errorlevel%
+:fail
+echo Installation failed.
+exit /b 1
+"""
+
+_START_BAT = """\
+@echo off
+"%~dp0.venv\\Scripts\\{script}.exe" --invite "%~dp0{invite}" %*
+"""
+
+_README = """\
+Party Pool {title}, version {version}
+{underline}
+
+This package connects to one Party Pool server. The address of the server and
+the fingerprints that prove it is the real one are in {invite}, encrypted with
+the passkey the server's operator gave you; keep both private.
+
+You need Python 3.11 or newer (https://www.python.org/downloads/) and an
+internet connection for the first start (to install the libraries listed in
+requirements.txt).
+
+Linux and macOS:
+    sh setup.sh            # first time: installs into .venv, then starts
+    sh start.sh            # later
+
+Windows:
+    setup.bat              (first time: installs into .venv, then starts)
+    start.bat              (later)
+
+The program asks for the passkey; set PARTYPOOL_PASSKEY to skip the prompt.
+`sh start.sh --help` lists the options.
+"""
+
+_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=69", "wheel"]
+build-backend = "setuptools.build_meta"
+"""
+
+
+def _install_requires() -> list[str]:
+    """The runtime requirements, read from the project's setup.cfg (one place)."""
+    setup_cfg = _source_root() / "setup.cfg"
+    if not setup_cfg.is_file():
+        import importlib.metadata
+
+        requires = importlib.metadata.requires("partypool") or []
+        return [r for r in requires if "extra ==" not in r]
+    text = _project_setup_cfg().get("options", "install_requires", fallback="")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _project_setup_cfg() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(_source_root() / "setup.cfg", encoding="utf-8")
+    return parser
+
+
+def _package_data() -> dict[str, str]:
+    """The project's package_data for partypool (SQL schema files and such)."""
+    parser = _project_setup_cfg()
+    if not parser.has_section("options.package_data"):
+        return {"partypool.schema": "*.sql"}
+    return {
+        name: " ".join(value.split())
+        for name, value in parser.items("options.package_data")
+        if name.split(".")[0] == "partypool"
+    }
+
+
+def _package_setup_cfg(package: Package, version: str, requires: list[str]) -> str:
+    """A setup.cfg for the ZIP: the client packages only, no server plugin."""
+    scripts = [f"{CLIENT.script} = {CLIENT.module}:main"]
+    if package is ROOT:
+        scripts.append(f"{ROOT.script} = {ROOT.module}:main")
+    requires_text = "".join(f"\n    {r}" for r in requires)
+    package_data = "".join(
+        f"{name} = {pattern}\n" for name, pattern in _package_data().items()
+    )
+    scripts_text = "".join(f"\n    {s}" for s in scripts)
+    return (
+        "[metadata]\n"
+        "name = partypool\n"
+        f"version = {version}\n"
+        f"description = Party Pool {package.title}\n\n"
+        "[options]\n"
+        "python_requires = >=3.11\n"
+        "packages = find_namespace:\n"
+        f"install_requires ={requires_text}\n\n"
+        "[options.packages.find]\n"
+        "include = partypool*\n\n"
+        "[options.package_data]\n"
+        f"{package_data}\n"
+        "[options.entry_points]\n"
+        f"console_scripts ={scripts_text}\n"
+    )
+
+
+def _source_files() -> Iterator[tuple[Path, str]]:
+    """The partypool package sources: (file, name inside the package)."""
+    root = _source_root()
+    for path in sorted((root / "partypool").rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_dir() or "__pycache__" in relative.parts:
+            continue
+        if path.suffix in {".pyc", ".pyo"} or path.name.startswith("."):
+            continue
+        yield path, relative.as_posix()
+
+
+def _add_text(archive: zipfile.ZipFile, name: str, text: str, mode: int) -> None:
+    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    info.external_attr = (0o100000 | mode) << 16  # regular file + permissions
+    info.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(info, text)
+
+
+def build_zip(
+    package: Package,
+    invite: bytes,
+    out: Path,
+    *,
+    version: str | None = None,
+    force: bool = False,
+    progress: Progress = print,
+) -> Path:
+    """Source, invite, requirements and setup scripts in one ZIP, for any system."""
+    version = version or package_version()
+    target = zip_path(out, package, version)
+    _check_target(target, force)
+    if not package.available():
+        raise BuildError(
+            f"the {package.title} ({package.module}) is not in this checkout"
+        )
+    top = package.stem(version)
+    fields = {
+        "title": package.title,
+        "script": package.script,
+        "version": version,
+        "invite": INVITE_FILENAME,
+    }
+    readme = _README.format(
+        underline="=" * len(f"Party Pool {package.title}, version {version}"),
+        **fields,
+    )
+    requires = _install_requires()
+    progress(f"building {target.name}")
+    with tempfile.TemporaryDirectory(prefix="partypool-zip-") as tmp:
+        built = Path(tmp) / target.name
+        with zipfile.ZipFile(built, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path, name in _source_files():
+                archive.write(path, f"{top}/{name}")
+            _add_text(archive, f"{top}/{INVITE_FILENAME}", invite.decode(), 0o600)
+            _add_text(
+                archive, f"{top}/requirements.txt", "\n".join(requires) + "\n", 0o644
+            )
+            _add_text(archive, f"{top}/pyproject.toml", _PYPROJECT, 0o644)
+            _add_text(
+                archive,
+                f"{top}/setup.cfg",
+                _package_setup_cfg(package, version, requires),
+                0o644,
+            )
+            _add_text(archive, f"{top}/setup.sh", _SETUP_SH.format(**fields), 0o755)
+            _add_text(archive, f"{top}/start.sh", _START_SH.format(**fields), 0o755)
+            bat = _SETUP_BAT.format(**fields).replace("\n", "\r\n")
+            _add_text(archive, f"{top}/setup.bat", bat, 0o644)
+            start_bat = _START_BAT.format(**fields).replace("\n", "\r\n")
+            _add_text(archive, f"{top}/start.bat", start_bat, 0o644)
+            _add_text(archive, f"{top}/README.txt", readme, 0o644)
+        _publish(built, target, force)
+    return target

@@ -1,0 +1,455 @@
+"""The root commands: one typed line in, output text and an exit status out.
+
+Nothing here knows about SSH or terminals, so the interactive shell, a piped
+script and ``ssh host <command>`` all run the same code, and the tests drive
+it with a bare `Room` and a `task.Clock`.  The syntax is the seed's (quoting
+like a shell: ``send -all "two words"``); wrong syntax gives one line saying
+what is wrong plus that command's usage, with status 1.
+
+Every command is logged with who ran it: the login method (``password`` or
+``key SHA256:…``) and the source address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import time
+from collections.abc import Callable
+from typing import Protocol, cast
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from partypool import room as events
+from partypool.server import PartyPool
+from partypool.store import Ban, Request
+from partypool.tls import ConfigError
+from partypool.wire import WireError, check_name, name_key, scrub
+
+log = Logger(namespace="partypool.admin")
+
+REMOVED = "removed by admin"
+BANNED = "banned by admin"
+DEFAULT_CLOSE_MESSAGE = "server closing"
+DEFAULT_REQUESTS = 20
+_USAGE_WIDTH = 28  # the usage column of `list`
+
+
+@attrs.frozen
+class Operator:
+    """Who is typing: how root logged in, and from where (for the log)."""
+
+    method: str  # "password" or "key SHA256:…"
+    address: str  # host:port
+
+
+@attrs.frozen
+class Result:
+    """What one command produced.
+
+    ``action`` asks the front end to do something only it can: ``"exit"``
+    (log out) or ``"manhole"`` (switch the terminal to a Python shell).
+    """
+
+    output: str
+    status: int = 0
+    action: str | None = None
+
+
+class _Listed(Protocol):
+    """What ``list-conn`` shows of a connection (chat.ChatProtocol has it)."""
+
+    name: str | None
+    host: str
+    peer: str
+    since: float
+
+
+class UsageError(Exception):
+    """Wrong syntax for one command; the message says what is wrong."""
+
+
+@attrs.frozen
+class _Command:
+    usage: str
+    help: str
+    run: Callable[[list[str]], Result | Deferred[Result]]
+
+
+class AdminCommands:
+    """Parses and runs root command lines against a live `PartyPool`."""
+
+    def __init__(
+        self,
+        pool: PartyPool,
+        operator: Operator,
+        *,
+        manhole: bool = False,
+        reload_tls: Callable[[], str] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.operator = operator
+        self.reload_tls = reload_tls
+        table = {
+            "list": _Command("list", "show this table", self._list),
+            "help": _Command("help", "show this table", self._list),
+            "list-conn": _Command(
+                "list-conn [-ip | -u]",
+                "active connections (ip:port  name  since)",
+                self._list_conn,
+            ),
+            "remove": _Command(
+                "remove -ip <ip> | -u <name>", "disconnect a user", self._remove
+            ),
+            "send": _Command(
+                'send -all "<msg>" | -ip <ip> [<ip> …] "<msg>" | -u <name> "<msg>"',
+                "send a NOTICE",
+                self._send,
+            ),
+            "close-server": _Command(
+                'close-server [-t <seconds>] [-m "<msg>"] | --cancel',
+                "shut the server down (after a countdown)",
+                self._close_server,
+            ),
+            "requests": _Command(
+                "requests [-n <count>]", "stored requests, newest first", self._requests
+            ),
+            "ban": _Command(
+                "ban -ip <ip> | -u <name>", "ban for good, kicking matches", self._ban
+            ),
+            "unban": _Command("unban -ip <ip> | -u <name>", "lift a ban", self._unban),
+            "bans": _Command("bans", "list the bans", self._bans),
+            "stats": _Command("stats", "uptime, users and traffic", self._stats),
+            "exit": _Command("exit", "log out (Ctrl-D too)", self._exit),
+        }
+        if reload_tls is not None:
+            table["reload-tls"] = _Command(
+                "reload-tls", "load the chat certificate files again", self._reload
+            )
+        if manhole:
+            table["manhole"] = _Command(
+                "manhole", "Python shell in the live server", self._manhole
+            )
+        self._table = table
+
+    def names(self) -> list[str]:
+        """The command names, for tab completion."""
+        return list(self._table)
+
+    def run(self, line: str) -> Deferred[Result]:
+        """Run one command line; the Deferred never fails (errors are a Result).
+
+        Every non-empty line is logged with its status, mistakes included.
+        """
+        try:
+            words = shlex.split(line)
+        except ValueError as e:
+            outcome = defer.succeed(Result(f"cannot parse the line: {e}", 1))
+        else:
+            if not words:
+                return defer.succeed(Result(""))
+            outcome = self._dispatch(words[0], words[1:])
+        return outcome.addCallback(self._logged, line)
+
+    def _dispatch(self, name: str, args: list[str]) -> Deferred[Result]:
+        command = self._table.get(name)
+        if command is None:
+            shown = scrub(name)[:40]
+            return defer.succeed(
+                Result(f"unknown command {shown!r}: type list for the commands", 1)
+            )
+        return defer.maybeDeferred(command.run, args).addErrback(self._failed, name)
+
+    def _failed(self, failure: Failure, name: str) -> Result:
+        if failure.check(UsageError):
+            usage = self._table[name].usage
+            return Result(f"{name}: {failure.value}\nusage: {usage}", 1)
+        log.failure("root command {name} failed", failure=failure, name=name)
+        return Result(f"{name} failed: {failure.getErrorMessage()}", 1)
+
+    def _logged(self, result: Result, line: str) -> Result:
+        log.info(
+            "root ({method} from {address}) ran {line!r}: status {status}",
+            method=self.operator.method,
+            address=self.operator.address,
+            line=line,
+            status=result.status,
+        )
+        return result
+
+    # -- the commands ----------------------------------------------------
+
+    def _list(self, args: list[str]) -> Result:
+        """The table; a usage too long for the column gets a line of its own."""
+        _no_arguments(args)
+        lines = []
+        for command in self._table.values():
+            if len(command.usage) > _USAGE_WIDTH:
+                lines += [command.usage, " " * (_USAGE_WIDTH + 2) + command.help]
+            else:
+                lines.append(f"{command.usage:<{_USAGE_WIDTH}}  {command.help}")
+        return Result("\n".join(lines))
+
+    def _list_conn(self, args: list[str]) -> Result:
+        if len(args) > 1 or (args and args[0] not in ("-ip", "-u")):
+            raise UsageError("expected nothing, -ip or -u")
+        connections = self._connections()
+        if args == ["-u"]:
+            lines = self.pool.room.names()
+        elif args == ["-ip"]:
+            lines = [c.host for c in connections]
+        else:
+            lines = [
+                f"{c.peer}  {c.name or '-'}  {_when(c.since)}" for c in connections
+            ]
+        return Result("\n".join(lines) or "no connections")
+
+    def _remove(self, args: list[str]) -> Result:
+        kind, value = _target(args)
+        if kind == "ip":
+            found = self._from_host(value)
+            if not found:
+                return Result(f"no connection from {value}", 1)
+        else:
+            member = self.pool.room.by_name(value)
+            if member is None:
+                return Result(f"no user named {value}", 1)
+            found = [member]
+        for connection in found:
+            self.pool.room.remove(connection, REMOVED)
+        return Result(f"removed {_count(len(found), 'connection')}")
+
+    def _send(self, args: list[str]) -> Result:
+        if len(args) < 2 or args[0] not in ("-all", "-ip", "-u"):
+            raise UsageError("expected -all, -ip or -u, then the message")
+        option, targets, text = args[0], args[1:-1], scrub(args[-1]).strip()
+        if not text:
+            raise UsageError("the message is empty")
+        event, room = events.notice(text), self.pool.room
+        if option == "-all":
+            if targets:
+                raise UsageError("put the message in quotes")
+            return Result(f"sent to {_count(room.broadcast(event), 'user')}")
+        if option == "-u":
+            if len(targets) != 1:
+                raise UsageError("give one name, then the message in quotes")
+            member = room.by_name(targets[0])
+            if member is None:
+                return Result(f"no user named {targets[0]}", 1)
+            room.send_to([member], event)
+            return Result("sent to 1 user")
+        if not targets:
+            raise UsageError("give at least one address, then the message")
+        members, missing = [], []
+        for address in targets:
+            found = room.by_host(_address(address))
+            members.extend(found)
+            if not found:
+                missing.append(address)
+        room.send_to(members, event)
+        output = f"sent to {_count(len(members), 'user')}"
+        if missing:
+            return Result(f"{output}; no user at {', '.join(missing)}", 1)
+        return Result(output)
+
+    def _close_server(self, args: list[str]) -> Result:
+        if args == ["--cancel"]:
+            if self.pool.cancel_shutdown():
+                return Result("shutdown cancelled")
+            return Result("no shutdown is pending", 1)
+        options = _options(args, {"-t", "-m"})
+        seconds = _number(options.get("-t", "0"), "-t", minimum=0)
+        message = scrub(options.get("-m", DEFAULT_CLOSE_MESSAGE)).strip()
+        if not message:
+            raise UsageError("the message is empty")
+        self.pool.schedule_shutdown(seconds, message)
+        if seconds:
+            return Result(f"server closing in {seconds} s: {message}")
+        return Result(f"server closing now: {message}")
+
+    def _requests(self, args: list[str]) -> Deferred[Result]:
+        options = _options(args, {"-n"})
+        limit = _number(options.get("-n", str(DEFAULT_REQUESTS)), "-n", minimum=1)
+        return self.pool.store.recent_requests(limit).addCallback(_show_requests)
+
+    def _ban(self, args: list[str]) -> Deferred[Result]:
+        kind, value = _target(args)
+        key = value if kind == "ip" else _name_key(value)
+
+        def apply(_: None) -> Result:
+            room = self.pool.room
+            if kind == "ip":
+                room.banned_hosts.add(key)
+                kicked = self._from_host(key)
+            else:
+                room.banned_names.add(key)
+                member = room.by_name(value)
+                kicked = [] if member is None else [member]
+            for connection in kicked:
+                room.remove(connection, BANNED)
+            return Result(f"banned {kind} {value}; kicked {len(kicked)}")
+
+        return self.pool.store.add_ban(kind, key, BANNED).addCallback(apply)
+
+    def _unban(self, args: list[str]) -> Deferred[Result]:
+        kind, value = _target(args)
+        key = value if kind == "ip" else _name_key(value)
+
+        def apply(removed: bool) -> Result:
+            room = self.pool.room
+            (room.banned_hosts if kind == "ip" else room.banned_names).discard(key)
+            if not removed:
+                return Result(f"{kind} {value} was not banned", 1)
+            return Result(f"unbanned {kind} {value}")
+
+        return self.pool.store.remove_ban(kind, key).addCallback(apply)
+
+    def _bans(self, args: list[str]) -> Deferred[Result]:
+        _no_arguments(args)
+        return self.pool.store.bans().addCallback(_show_bans)
+
+    def _stats(self, args: list[str]) -> Result:
+        _no_arguments(args)
+        pool, stats = self.pool, self.pool.room.stats
+        uptime = int(pool.clock.seconds() - pool.started)
+        rows = [
+            ("uptime", _duration(uptime)),
+            (
+                "connected",
+                f"{_count(len(pool.room), 'user')}, "
+                f"{_count(len(pool.connections), 'open connection')}",
+            ),
+            ("peak", _count(stats.peak, "user")),
+            ("messages", str(stats.messages)),
+            (
+                "relayed",
+                f"{stats.bytes_relayed} bytes in {stats.deliveries} deliveries",
+            ),
+            ("requests", str(stats.requests)),
+        ]
+        return Result("\n".join(f"{label:<10} {value}" for label, value in rows))
+
+    def _reload(self, args: list[str]) -> Result:
+        """As SIGHUP; a failure is already logged and the old certificate kept."""
+        _no_arguments(args)
+        try:
+            fp = self.reload_tls()
+        except ConfigError as e:
+            return Result(f"certificate kept, reload failed: {e}", 1)
+        return Result(f"TLS certificate reloaded: SHA-256 fingerprint {fp}")
+
+    def _exit(self, args: list[str]) -> Result:
+        _no_arguments(args)
+        return Result("logout", action="exit")
+
+    def _manhole(self, args: list[str]) -> Result:
+        _no_arguments(args)
+        log.warn(
+            "root ({method} from {address}) opened the Python manhole",
+            method=self.operator.method,
+            address=self.operator.address,
+        )
+        return Result(
+            "Python shell; the pool is `pool`. Ctrl-D ends the session.",
+            action="manhole",
+        )
+
+    def _from_host(self, host: str) -> list[_Listed]:
+        """Every open connection from ``host``, named or still logging in."""
+        return [c for c in self._connections() if c.host == host]
+
+    def _connections(self) -> list[_Listed]:
+        """Open connections, oldest first (``pool.connections`` is a set)."""
+        listed = (cast(_Listed, c) for c in self.pool.connections)
+        return sorted(listed, key=lambda c: (c.since, c.peer))
+
+
+# -- argument helpers ---------------------------------------------------------
+
+
+def _no_arguments(args: list[str]) -> None:
+    if args:
+        raise UsageError("takes no arguments")
+
+
+def _target(args: list[str]) -> tuple[str, str]:
+    """``-ip <ip>`` or ``-u <name>`` → ("ip", address) or ("name", name)."""
+    if len(args) != 2 or args[0] not in ("-ip", "-u"):
+        raise UsageError("expected -ip <ip> or -u <name>")
+    if args[0] == "-ip":
+        return "ip", _address(args[1])
+    return "name", args[1]
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"not an IP address: {scrub(text)[:60]}") from None
+
+
+def _name_key(name: str) -> str:
+    try:
+        return name_key(check_name(name))
+    except WireError as e:
+        raise UsageError(e.text) from None
+
+
+def _options(args: list[str], allowed: set[str]) -> dict[str, str]:
+    """``-x value`` pairs, each option at most once."""
+    options: dict[str, str] = {}
+    if len(args) % 2:
+        raise UsageError(f"{args[-1]} needs a value")
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        if flag not in allowed:
+            raise UsageError(f"unknown option {scrub(flag)[:40]}")
+        if flag in options:
+            raise UsageError(f"{flag} given twice")
+        options[flag] = value
+    return options
+
+
+def _number(text: str, flag: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{flag} needs a whole number, not {text!r}") from None
+    if value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}")
+    return value
+
+
+# -- output helpers -----------------------------------------------------------
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(seconds))
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def _show_requests(requests: list[Request]) -> Result:
+    lines = [
+        f"#{r.id}  {r.created_at}  {r.name} ({r.address}): {scrub(r.text)}"
+        for r in requests
+    ]
+    return Result("\n".join(lines) or "no requests")
+
+
+def _show_bans(bans: list[Ban]) -> Result:
+    lines = [f"{b.kind:<4}  {b.value}  since {b.created_at}" for b in bans]
+    return Result("\n".join(lines) or "no bans")

@@ -1,0 +1,134 @@
+"""
+How the client reaches a server: endpoints built in code (a frozen program
+cannot find endpoint plugins by string), TLS 1.2+ with the certificate pinned
+by fingerprint instead of by certificate authority, or plain TCP when asked.
+
+The pin is checked in L{ChatClientProtocol.handshakeCompleted}, before the
+server's first line is read, so nothing that depends on the passkey is sent
+to a server with the wrong certificate.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+import attrs
+from OpenSSL import SSL
+from OpenSSL.crypto import X509
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IReactorTCP,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from zope.interface import implementer
+
+from partypool.client.known_servers import (
+    FingerprintChanged,
+    KnownServers,
+    same_fingerprint,
+)
+
+
+def certificate_fingerprint(certificate: X509) -> str:
+    """SHA-256 of the DER certificate as colon-separated upper-case hex."""
+    return certificate.digest("sha256").decode("ascii").upper()
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+@attrs.frozen
+class PinnedTLS:
+    """
+    TLS 1.2+ without certificate-authority checks: the server's certificate
+    is usually self-signed and is checked by fingerprint afterwards.
+    """
+
+    hostname: str
+
+    def clientConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_verify(SSL.VERIFY_NONE)
+        connection = SSL.Connection(context, None)
+        connection.set_app_data(tlsProtocol)
+        if not _is_ip_address(self.hostname):
+            connection.set_tlsext_host_name(self.hostname.encode("idna"))
+        connection.set_connect_state()
+        return connection
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@attrs.define
+class ServerAddress:
+    """
+    Where a server is and how to trust it.
+
+    @ivar pin: the fingerprint from an invite or C{--fingerprint}, if any;
+        without one the known-servers file decides (trust on first use).
+    @ivar seen: the fingerprint the last connection showed.
+    """
+
+    host: str
+    port: int
+    tls: bool = True
+    pin: str | None = None
+    known: KnownServers | None = None
+    seen: str | None = None
+
+    def endpoint(self, reactor: IReactorTCP | IReactorTime) -> IStreamClientEndpoint:
+        """A fresh endpoint for one connection attempt."""
+        tcp = HostnameEndpoint(reactor, self.host, self.port, timeout=15)
+        return wrapClientTLS(PinnedTLS(self.host), tcp) if self.tls else tcp
+
+    def peer_check(self) -> Callable[[X509 | None], None] | None:
+        """The check for L{ChatClientProtocol}, or None for plain TCP."""
+        return self.check_certificate if self.tls else None
+
+    def check_certificate(self, certificate: X509 | None) -> None:
+        """Refuse a certificate that does not match the pin or the
+        remembered fingerprint; raises L{FingerprintChanged}."""
+        if certificate is None:
+            raise FingerprintChanged(
+                self.host, self.port, self.pin or "?", "(none)", "The server sent none."
+            )
+        self.seen = actual = certificate_fingerprint(certificate)
+        if self.pin is not None:
+            if not same_fingerprint(self.pin, actual):
+                raise FingerprintChanged(
+                    self.host,
+                    self.port,
+                    self.pin,
+                    actual,
+                    "The expected fingerprint came from your invite or "
+                    "--fingerprint;\nask the administrator for a new invite.",
+                )
+            return
+        entry = self.known.lookup(self.host, self.port) if self.known else None
+        if entry is not None and not same_fingerprint(entry.fingerprint, actual):
+            assert self.known is not None
+            raise FingerprintChanged(
+                self.host,
+                self.port,
+                entry.fingerprint,
+                actual,
+                self.known.how_to_reset(entry),
+            )
+
+    def remember_if_new(self) -> bool:
+        """After a successful login (the server proved it knows the passkey),
+        remember a first-seen certificate; True if it was new."""
+        if self.pin is not None or self.known is None or self.seen is None:
+            return False
+        if self.known.lookup(self.host, self.port) is not None:
+            return False
+        self.known.remember(self.host, self.port, self.seen)
+        return True

@@ -1,0 +1,203 @@
+"""
+The terminal face: prompt_toolkit on Twisted's asyncio reactor.
+
+Incoming lines are printed with C{print_formatted_text}, which draws them
+above the prompt while one is running and redraws the prompt with whatever
+the user had typed, so nothing clobbers a half-written line. Everything from
+the network goes out as L{FormattedText} fragments: text is shown as text,
+no markup or escape in a message is interpreted (the server also removes
+control characters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+from prompt_toolkit import PromptSession, print_formatted_text
+from prompt_toolkit.formatted_text import FormattedText, StyleAndTextTuples
+from prompt_toolkit.styles import Style
+from prompt_toolkit.utils import get_cwidth
+from twisted.internet.defer import Deferred
+
+from partypool.client.commands import HELP
+from partypool.client.session import ChatSession, SessionView
+
+STYLE = Style.from_dict(
+    {
+        "own": "bold",
+        "joined": "ansigreen",
+        "left": "ansired",
+        "notice": "bold ansiblack bg:ansiyellow",
+        "shutdown": "bold ansiyellow",
+        "error": "bold ansired",
+        "ok": "ansigreen",
+        "status": "italic ansibrightblack",
+        "hint": "ansiyellow",
+        "box": "ansicyan",
+    }
+)
+
+# Green and red mean joined and left; names get the other colours.
+NAME_COLOURS = (
+    "ansicyan",
+    "ansimagenta",
+    "ansiyellow",
+    "ansiblue",
+    "ansibrightcyan",
+    "ansibrightmagenta",
+    "ansibrightyellow",
+    "ansibrightblue",
+)
+
+
+def name_style(name: str) -> str:
+    """The same colour for the same name, in every client and every run."""
+    index = zlib.crc32(name.casefold().encode("utf-8")) % len(NAME_COLOURS)
+    return f"bold fg:{NAME_COLOURS[index]}"
+
+
+def online_box(names: list[str]) -> str:
+    """The ``/online`` list in a double-line box, names centred."""
+    title = f"ONLINE USERS ({len(names)})"
+    inner = max([40, get_cwidth(title) + 4, *(get_cwidth(n) + 4 for n in names)])
+
+    def row(text: str) -> str:
+        left = (inner - get_cwidth(text)) // 2
+        return "║" + " " * left + text + " " * (inner - left - get_cwidth(text)) + "║"
+
+    return "\n".join(
+        [
+            "╔" + "═" * inner + "╗",
+            row(title),
+            "╠" + "═" * inner + "╣",
+            *(row(name) for name in names),
+            "╚" + "═" * inner + "╝",
+        ]
+    )
+
+
+class TerminalView(SessionView):
+    """Shows the session in a terminal and reads the user's lines."""
+
+    def __init__(self) -> None:
+        self.session: ChatSession | None = None
+        self._chat_prompt: PromptSession[str] = PromptSession(erase_when_done=True)
+        self._name_prompt: PromptSession[str] = PromptSession()
+        self._chat_task: asyncio.Task[None] | None = None
+
+    def _show(self, *fragments: tuple[str, str]) -> None:
+        text: StyleAndTextTuples = list(fragments)
+        print_formatted_text(FormattedText(text), style=STYLE)
+
+    def close(self) -> None:
+        """Stop reading input (the session is over)."""
+        if self._chat_task is not None:
+            self._chat_task.cancel()
+
+    # -- input ------------------------------------------------------------
+
+    def ask_name(self, problem: str | None) -> Deferred[str | None]:
+        if problem is not None:
+            self._show(("class:error", f"✗ {problem}"))
+        return Deferred.fromFuture(asyncio.ensure_future(self._read_name()))
+
+    async def _read_name(self) -> str | None:
+        while True:
+            try:
+                name = await self._name_prompt.prompt_async("Enter username: ")
+            except (EOFError, KeyboardInterrupt):
+                return None
+            if name.strip():
+                return name.strip()
+
+    async def _chat(self) -> None:
+        assert self.session is not None
+        session = self.session
+        while True:
+            try:
+                line = await self._chat_prompt.prompt_async(
+                    lambda: [("class:own", f"${session.name}: ")], style=STYLE
+                )
+            except (EOFError, KeyboardInterrupt):
+                session.quit()
+                return
+            session.handle_input(line)
+
+    # -- the session's reports --------------------------------------------
+
+    def status(self, text: str) -> None:
+        self._show(("class:status", f"… {text}"))
+
+    def failure(self, text: str) -> None:
+        self._show(("class:error", f"✗ {text}"))
+
+    def hint(self, text: str) -> None:
+        self._show(("class:hint", text))
+
+    def authenticated(self, server_name: str, new_fingerprint: str | None) -> None:
+        if new_fingerprint is not None:
+            self._show(
+                ("class:status", "First visit: remembered the server's certificate\n"),
+                ("class:status", f"  SHA-256 {new_fingerprint}"),
+            )
+        self._show(("class:ok", "✓ Authenticated!"))
+        self._show(("bold", f"🎉 Welcome to {server_name} (Party Pool)"))
+
+    def named(self, name: str, rejoined: bool) -> None:
+        if rejoined:
+            self._show(("class:ok", f"✓ Reconnected as {name}"))
+            return
+        self._show(("class:ok", "✓ Connected as "), (name_style(name), name))
+        self._show(("", "\n💬 Connected and Ready!\n📝 Type /help for commands\n"))
+        self._chat_task = asyncio.ensure_future(self._chat())
+
+    def said(self, name: str, text: str) -> None:
+        self._show(("class:own", f"${name}: "), ("", text))
+
+    def show_help(self) -> None:
+        for command, what in HELP:
+            self._show(("bold", f"  {command:<17}"), ("", what))
+
+    def online(self, names: list[str]) -> None:
+        self._show(("class:box", online_box(names)))
+
+    def ip(self, host: str) -> None:
+        self._show(("", "Your address as the server sees it: "), ("bold", host))
+
+    def request_stored(self, request_id: int) -> None:
+        self._show(("class:ok", f"✓ Request sent to the administrator (#{request_id})"))
+
+    # -- server events ----------------------------------------------------
+
+    def chat(self, name: str, text: str) -> None:
+        self._show((name_style(name), f"${name}: "), ("", text))
+
+    def joined(self, name: str) -> None:
+        self._show(
+            ("class:joined", "→ "),
+            (name_style(name), name),
+            ("class:joined", " joined"),
+        )
+
+    def left(self, name: str, reason: str) -> None:
+        self._show(
+            ("class:left", "← "),
+            (name_style(name), name),
+            ("class:left", f" left ({reason})" if reason else " left"),
+        )
+
+    def notice(self, text: str) -> None:
+        self._show(("class:notice", f" 📢 NOTICE: {text} "))
+
+    def shutdown(self, seconds: int, text: str) -> None:
+        self._show(("class:shutdown", f"⚠ The server closes in {seconds} s: {text}"))
+
+    def error(self, code: str, text: str) -> None:
+        self._show(("class:error", f"✗ {text or code} ({code})"))
+
+    def bye(self, reason: str) -> None:
+        if reason == "quit":
+            self._show(("", "👋 Bye!"))
+        else:
+            self._show(("class:left", f"Disconnected by the server: {reason}"))

@@ -1,0 +1,354 @@
+"""The root commands against a Room of fake members, a task.Clock and a real Store.
+
+No sockets: each fake member records the lines it would have been sent.  The
+store-backed commands (requests, ban, unban, bans) run against SQLite in a
+temporary directory, so those tests wait on adbapi's thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import attrs
+from twisted.internet import task
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
+
+from partypool.admin_commands import AdminCommands, Operator, Result
+from partypool.auth import ChatVerifier
+from partypool.room import Event
+from partypool.server import make_server
+from partypool.store import Store
+from partypool.tls import ConfigError
+
+OPERATOR = Operator("key SHA256:abc", "127.0.0.1:50000")
+
+
+@attrs.define(eq=False)
+class FakeMember:
+    host: str
+    port: int
+    name: str | None = None
+    since: float = 0.0
+    lines: list[str] = attrs.Factory(list)
+    closed: bool = False
+
+    @property
+    def peer(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def deliver(self, event: Event) -> None:
+        self.lines.append(event.wire.decode("utf-8").rstrip("\r\n"))
+
+    def disconnect(self, reason: str) -> None:
+        self.lines.append(f"BYE {reason}")
+        self.closed = True
+
+
+class CommandsTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(1_700_000_000)
+        self.stopped = []
+        self.store = Store(Path(self.mktemp() + ".sqlite3"))
+        self.addCleanup(self.store.close)
+        self.pool = make_server(
+            verifier=ChatVerifier.from_passkey("passkey", 4096),
+            store=self.store,
+            clock=self.clock,
+            server_name="test",
+            allow_same_ip=True,
+            stop_server=lambda: self.stopped.append(True),
+        )
+        self.commands = AdminCommands(self.pool, OPERATOR)
+        self.alice = self.connect("10.0.0.1", 4001, "alice")
+        self.bob = self.connect("10.0.0.2", 4002, "bob")
+        self.carol = self.connect("10.0.0.2", 4003, "Carol")
+        self.alice.lines.clear()
+        self.bob.lines.clear()
+        self.carol.lines.clear()
+
+    def connect(self, host: str, port: int, name: str | None) -> FakeMember:
+        member = FakeMember(host, port, since=self.clock.seconds())
+        self.clock.advance(1)
+        self.pool.connections.add(member)
+        if name is not None:
+            self.pool.room.join(member, name)
+        return member
+
+    def run_sync(self, line: str) -> Result:
+        """Commands that touch no store answer at once."""
+        return self.successResultOf(self.commands.run(line))
+
+    # -- list, parsing, unknown ----------------------------------------------
+
+    def test_list_and_help_show_every_command_with_usage(self) -> None:
+        """list and help print the table, one command per line with its usage."""
+        result = self.run_sync("list")
+        self.assertEqual(result.status, 0)
+        for usage in ("list-conn [-ip | -u]", "remove -ip <ip> | -u <name>", "exit"):
+            self.assertIn(usage, result.output)
+        self.assertEqual(self.run_sync("help").output, result.output)
+        self.assertNotIn("manhole", result.output)
+
+    def test_manhole_is_listed_only_when_enabled(self) -> None:
+        """--manhole adds the manhole command, which asks the front end to switch."""
+        commands = AdminCommands(self.pool, OPERATOR, manhole=True)
+        self.assertIn("manhole", commands.names())
+        result = self.successResultOf(commands.run("manhole"))
+        self.assertEqual(result.action, "manhole")
+        self.assertEqual(self.run_sync("manhole").status, 1)
+
+    def test_reload_tls(self) -> None:
+        """reload-tls (offered when the server can reload) reports either outcome."""
+        self.assertNotIn("reload-tls", self.commands.names())
+        outcomes = ["AB:CD"]
+
+        def reload() -> str:
+            if not outcomes:
+                raise ConfigError("key.pem: no such file")
+            return outcomes.pop()
+
+        commands = AdminCommands(self.pool, OPERATOR, reload_tls=reload)
+        ok = self.successResultOf(commands.run("reload-tls"))
+        self.assertEqual(
+            ok.output, "TLS certificate reloaded: SHA-256 fingerprint AB:CD"
+        )
+        failed = self.successResultOf(commands.run("reload-tls"))
+        self.assertEqual(
+            failed, Result("certificate kept, reload failed: key.pem: no such file", 1)
+        )
+
+    def test_unknown_command_hints_at_list_and_is_logged(self) -> None:
+        """Every line root types is logged with the login method and address."""
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        result = self.run_sync("frobnicate now")
+        self.assertEqual(result.status, 1)
+        self.assertIn("type list", result.output)
+        self.assertIn(
+            "root (key SHA256:abc from 127.0.0.1:50000) ran 'frobnicate now': status 1",
+            [formatEvent(e) for e in events],
+        )
+
+    def test_empty_line_does_nothing(self) -> None:
+        self.assertEqual(self.run_sync("   "), Result(""))
+
+    def test_unclosed_quote_is_one_clear_error(self) -> None:
+        result = self.run_sync('send -all "oops')
+        self.assertEqual(result.status, 1)
+        self.assertIn("quotation", result.output)
+
+    def test_exit_asks_the_front_end_to_log_out(self) -> None:
+        self.assertEqual(self.run_sync("exit").action, "exit")
+        self.assertEqual(self.run_sync("exit now").status, 1)
+
+    def test_wrong_syntax_gives_the_reason_and_the_usage(self) -> None:
+        """Each usage error is one line of reason, then that command's usage."""
+        for line in (
+            "list-conn -x",
+            "remove bob",
+            "remove -ip not-an-ip",
+            "send -all",
+            "send -everyone hi",
+            "send -all two words",
+            "close-server -t soon",
+            "close-server -t -5",
+            "close-server -m",
+            "close-server -x 1",
+            "close-server -t 1 -t 2",
+            "requests -n 0",
+            "stats now",
+            "ban -u",
+            "bans all",
+        ):
+            with self.subTest(line=line):
+                result = self.run_sync(line)
+                self.assertEqual(result.status, 1)
+                reason, usage = result.output.split("\n")
+                self.assertTrue(reason.startswith(line.split()[0] + ": "), reason)
+                self.assertTrue(usage.startswith("usage: " + line.split()[0]), usage)
+
+    # -- list-conn -----------------------------------------------------------
+
+    def test_list_conn_shows_address_name_and_since(self) -> None:
+        """Every open connection, oldest first; one still logging in shows '-'."""
+        self.connect("10.0.0.9", 4009, None)
+        lines = self.run_sync("list-conn").output.splitlines()
+        self.assertEqual(len(lines), 4)
+        self.assertEqual(lines[0], "10.0.0.1:4001  alice  2023-11-14 22:13:20Z")
+        self.assertTrue(lines[3].startswith("10.0.0.9:4009  -  "))
+
+    def test_list_conn_ip_and_u(self) -> None:
+        self.assertEqual(
+            self.run_sync("list-conn -ip").output, "10.0.0.1\n10.0.0.2\n10.0.0.2"
+        )
+        self.assertEqual(self.run_sync("list-conn -u").output, "alice\nbob\nCarol")
+
+    def test_list_conn_when_nobody_is_here(self) -> None:
+        self.pool.connections.clear()
+        self.assertEqual(self.run_sync("list-conn").output, "no connections")
+
+    # -- remove ----------------------------------------------------------------
+
+    def test_remove_by_name(self) -> None:
+        """The user gets BYE removed by admin; everyone else LEFT <name> …."""
+        result = self.run_sync("remove -u BOB")
+        self.assertEqual((result.status, result.output), (0, "removed 1 connection"))
+        self.assertEqual(self.bob.lines, ["BYE removed by admin"])
+        self.assertEqual(self.alice.lines, ["LEFT bob removed by admin"])
+        self.assertEqual(self.pool.room.names(), ["alice", "Carol"])
+
+    def test_remove_by_address_takes_every_connection_from_it(self) -> None:
+        result = self.run_sync("remove -ip 10.0.0.2")
+        self.assertEqual(result.output, "removed 2 connections")
+        self.assertTrue(self.bob.closed and self.carol.closed)
+        self.assertEqual(
+            self.alice.lines,
+            ["LEFT bob removed by admin", "LEFT Carol removed by admin"],
+        )
+
+    def test_remove_nobody(self) -> None:
+        self.assertEqual(self.run_sync("remove -u dave").status, 1)
+        self.assertEqual(self.run_sync("remove -ip 10.9.9.9").status, 1)
+        self.assertFalse(self.alice.lines)
+
+    # -- send -----------------------------------------------------------------
+
+    def test_send_all(self) -> None:
+        """send -all reaches everyone as NOTICE, control characters scrubbed."""
+        result = self.run_sync('send -all "party at \x1b[31meight"')
+        self.assertEqual(result.output, "sent to 3 users")
+        for member in (self.alice, self.bob, self.carol):
+            self.assertEqual(member.lines, ["NOTICE party at [31meight"])
+
+    def test_send_to_addresses(self) -> None:
+        result = self.run_sync('send -ip 10.0.0.1 10.0.0.2 "hello there"')
+        self.assertEqual((result.status, result.output), (0, "sent to 3 users"))
+        self.assertEqual(self.carol.lines, ["NOTICE hello there"])
+
+    def test_send_to_an_address_with_nobody_fails_but_reaches_the_rest(self) -> None:
+        result = self.run_sync("send -ip 10.0.0.1 10.0.0.7 hi")
+        self.assertEqual(result.status, 1)
+        self.assertIn("no user at 10.0.0.7", result.output)
+        self.assertEqual(self.alice.lines, ["NOTICE hi"])
+        self.assertFalse(self.bob.lines)
+
+    def test_send_to_a_name(self) -> None:
+        self.assertEqual(self.run_sync("send -u carol 'just you'").status, 0)
+        self.assertEqual(self.carol.lines, ["NOTICE just you"])
+        self.assertFalse(self.alice.lines)
+        self.assertEqual(self.run_sync("send -u nobody hi").status, 1)
+
+    # -- close-server ------------------------------------------------------------
+
+    def test_close_server_counts_down_then_says_bye_and_stops(self) -> None:
+        result = self.run_sync('close-server -t 2 -m "bye"')
+        self.assertEqual(result.output, "server closing in 2 s: bye")
+        self.assertEqual(self.alice.lines, ["SHUTDOWN 2 bye"])
+        self.clock.advance(1)
+        self.assertEqual(self.alice.lines[-1], "SHUTDOWN 1 bye")
+        self.clock.advance(1)
+        self.assertEqual(self.alice.lines[-1], "BYE bye")
+        self.assertEqual(self.stopped, [True])
+        self.assertFalse(self.clock.getDelayedCalls())
+
+    def test_close_server_defaults_to_now(self) -> None:
+        self.assertEqual(
+            self.run_sync("close-server").output, "server closing now: server closing"
+        )
+        self.assertEqual(self.bob.lines, ["BYE server closing"])
+        self.assertEqual(self.stopped, [True])
+
+    def test_close_server_cancel(self) -> None:
+        self.run_sync("close-server -t 30")
+        result = self.run_sync("close-server --cancel")
+        self.assertEqual((result.status, result.output), (0, "shutdown cancelled"))
+        self.assertFalse(self.clock.getDelayedCalls())
+        self.assertEqual(self.run_sync("close-server --cancel").status, 1)
+        self.assertEqual(self.stopped, [])
+
+    # -- stats --------------------------------------------------------------------
+
+    def test_stats(self) -> None:
+        """Uptime from the clock, named users vs open connections, room counters."""
+        self.connect("10.0.0.9", 4009, None)
+        self.pool.room.say(self.alice, "hi")
+        self.clock.advance(90_000)
+        rows = dict(
+            line.split(None, 1) for line in self.run_sync("stats").output.splitlines()
+        )
+        self.assertEqual(rows["uptime"], "1d 01:00:04")
+        self.assertEqual(rows["connected"], "3 users, 4 open connections")
+        self.assertEqual(rows["peak"], "3 users")
+        self.assertEqual(rows["messages"], "1")
+
+    # -- store-backed: requests and bans -------------------------------------------
+
+    @inlineCallbacks
+    def test_requests_newest_first_and_limited(self) -> Deferred:
+        empty = yield self.commands.run("requests")
+        self.assertEqual(empty.output, "no requests")
+        for text in ("first", "second", "third"):
+            yield self.store.add_request("alice", "10.0.0.1", text)
+        result = yield self.commands.run("requests -n 2")
+        lines = result.output.splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(lines[0].startswith("#3  "), lines[0])
+        self.assertTrue(lines[0].endswith("alice (10.0.0.1): third"), lines[0])
+
+    @inlineCallbacks
+    def test_ban_address_kicks_persists_and_unbans(self) -> Deferred:
+        result = yield self.commands.run("ban -ip 10.0.0.2")
+        self.assertEqual(
+            (result.status, result.output), (0, "banned ip 10.0.0.2; kicked 2")
+        )
+        self.assertEqual(self.bob.lines, ["BYE banned by admin"])
+        self.assertIn("LEFT bob banned by admin", self.alice.lines)
+        self.assertIn("10.0.0.2", self.pool.room.banned_hosts)
+        self.assertIsNotNone(self.pool.room.admission_error("10.0.0.2"))
+        bans = yield self.store.bans()
+        self.assertEqual([(b.kind, b.value) for b in bans], [("ip", "10.0.0.2")])
+        listed = yield self.commands.run("bans")
+        self.assertIn("ip    10.0.0.2  since ", listed.output)
+        result = yield self.commands.run("unban -ip 10.0.0.2")
+        self.assertEqual(result.output, "unbanned ip 10.0.0.2")
+        self.assertNotIn("10.0.0.2", self.pool.room.banned_hosts)
+        self.assertEqual((yield self.store.bans()), [])
+        again = yield self.commands.run("unban -ip 10.0.0.2")
+        self.assertEqual(again.status, 1)
+
+    @inlineCallbacks
+    def test_ban_name_stores_the_name_key(self) -> Deferred:
+        """A name ban is kept case-folded, so Carol and CAROL are the same ban."""
+        result = yield self.commands.run("ban -u CAROL")
+        self.assertEqual(result.output, "banned name CAROL; kicked 1")
+        self.assertEqual(self.carol.lines, ["BYE banned by admin"])
+        self.assertIn("carol", self.pool.room.banned_names)
+        bans = yield self.store.bans()
+        self.assertEqual([(b.kind, b.value) for b in bans], [("name", "carol")])
+        result = yield self.commands.run("unban -u Carol")
+        self.assertEqual(result.status, 0)
+        self.assertEqual(self.pool.room.banned_names, set())
+
+    @inlineCallbacks
+    def test_ban_refuses_an_invalid_name(self) -> Deferred:
+        result = yield self.commands.run("ban -u 'two words'")
+        self.assertEqual(result.status, 1)
+        self.assertIn("usage: ban", result.output)
+        self.assertEqual((yield self.store.bans()), [])
+
+    def test_store_failure_is_a_failed_command(self) -> None:
+        """If the database fails, the command says so with status 1 (and logs it)."""
+
+        class BrokenStore:
+            def bans(self) -> Deferred:
+                return fail(sqlite3.OperationalError("disk I/O error"))
+
+        self.pool.store = BrokenStore()
+        result = self.run_sync("bans")
+        self.assertEqual(result, Result("bans failed: disk I/O error", 1))
+        self.assertEqual(len(self.flushLoggedErrors(sqlite3.OperationalError)), 1)

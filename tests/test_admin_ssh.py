@@ -1,0 +1,452 @@
+"""The SSH admin port in memory: keys, login, exec, shells with and without a pty.
+
+A small conch client talks to the real `AdminFactory` through
+``twisted.test.iosim`` (no sockets, no threads: the password check runs
+inline and time is a `task.Clock`), so each test sees exactly the bytes and
+the exit status an OpenSSH client would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.conch.interfaces import IConchUser
+from twisted.conch.ssh import (
+    channel,
+    common,
+    connection,
+    keys,
+    session,
+    transport,
+    userauth,
+)
+from twisted.cred.credentials import SSHPrivateKey
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address
+from twisted.logger import globalLogPublisher
+from twisted.test import iosim
+from twisted.trial import unittest
+
+from partypool.admin_ssh import (
+    AdminFactory,
+    _ThrottledPortal,
+    ensure_host_key,
+    fingerprint,
+    host_key_fingerprint,
+    load_authorized_keys,
+    make_admin_factory,
+)
+from partypool.auth import LoginThrottle, RootPassword
+from partypool.invite import ssh_host_key_fingerprint
+from partypool.server import make_server
+from partypool.tls import ConfigError
+from tests.test_admin_commands import FakeMember
+
+PASSWORD = "s3cret root"
+
+
+def new_key() -> keys.Key:
+    private = ed25519.Ed25519PrivateKey.generate()
+    return keys.Key(private)
+
+
+# -- a minimal conch client --------------------------------------------------------
+
+
+class Session(channel.SSHChannel):
+    """One session channel: optional pty, then exec or shell; records everything."""
+
+    name = b"session"
+
+    def __init__(self, command: bytes | None = None, pty: bool = False) -> None:
+        super().__init__()
+        self.command, self.pty = command, pty
+        self.output = b""
+        self.status: int | None = None
+        self.opened: defer.Deferred = defer.Deferred()
+        self.ended: defer.Deferred = defer.Deferred()
+
+    def channelOpen(self, data: bytes) -> None:  # noqa: N802
+        if self.pty:
+            self.conn.sendRequest(
+                self,
+                b"pty-req",
+                session.packRequest_pty_req(b"xterm", (24, 80, 0, 0), b""),
+            )
+        if self.command is None:
+            self.conn.sendRequest(self, b"shell", b"")
+        else:
+            self.conn.sendRequest(self, b"exec", common.NS(self.command))
+        self.opened.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.output += data
+
+    def request_exit_status(self, data: bytes) -> int:
+        self.status = int.from_bytes(data[:4], "big")
+        return 1
+
+    def closed(self) -> None:
+        self.ended.callback(self)
+
+
+class ClientConnection(connection.SSHConnection):
+    def __init__(self, channel: Session) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def serviceStarted(self) -> None:  # noqa: N802
+        super().serviceStarted()
+        self.openChannel(self.channel)
+
+
+class ClientAuth(userauth.SSHUserAuthClient):
+    def __init__(self, user: bytes, conn, key=None, password=None) -> None:
+        super().__init__(user, conn)
+        self.key, self.password = key, password
+
+    def getPublicKey(self):  # noqa: N802
+        if self.key is None or self.lastPublicKey:
+            return None
+        return self.key.public()
+
+    def getPrivateKey(self):  # noqa: N802
+        return defer.succeed(self.key)
+
+    def getPassword(self, prompt=None):  # noqa: N802
+        if self.password is None:
+            return None
+        password, self.password = self.password, None  # one try per connection
+        return defer.succeed(password.encode("utf-8"))
+
+
+class ClientTransport(transport.SSHClientTransport):
+    def __init__(self, auth: ClientAuth) -> None:
+        self.auth = auth
+        self.host_key: bytes | None = None
+        self.disconnected: bytes | None = None
+
+    def verifyHostKey(self, host_key: bytes, fp: bytes):  # noqa: N802
+        self.host_key = host_key
+        return defer.succeed(True)
+
+    def connectionSecure(self) -> None:  # noqa: N802
+        self.requestService(self.auth)
+
+    def receiveError(self, reason: int, description: bytes) -> None:  # noqa: N802
+        self.disconnected = description
+
+
+# -- fixtures ------------------------------------------------------------------------
+
+
+class AdminSSHTestCase(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.stopped: list[bool] = []
+        self.pool = make_server(
+            verifier=None,
+            store=None,
+            clock=self.clock,
+            server_name="test",
+            stop_server=lambda: self.stopped.append(True),
+        )
+        self.alice = FakeMember("10.0.0.1", 4001, since=0.0)
+        self.pool.connections.add(self.alice)
+        self.pool.room.join(self.alice, "alice")
+        self.host_key = new_key()
+        self.root_key = new_key()
+        self.throttle = LoginThrottle(self.clock)
+        self.factory = self.make_factory()
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def make_factory(self, **overrides) -> AdminFactory:
+        arguments = dict(
+            host_key=self.host_key,
+            root_password=RootPassword.from_password(PASSWORD, 4096),
+            authorized_keys=[self.root_key.public()],
+            manhole=True,
+            throttle=self.throttle,
+            defer_to_thread=lambda f, *a: defer.maybeDeferred(f, *a),
+        )
+        arguments.update(overrides)
+        factory = make_admin_factory(self.pool, **arguments)
+        factory.startFactory()
+        self.addCleanup(factory.stopFactory)
+        return factory
+
+    def connect(
+        self,
+        *,
+        command: bytes | None = None,
+        pty: bool = False,
+        user: bytes = b"root",
+        key: keys.Key | None = None,
+        password: str | None = None,
+        source: str = "192.0.2.7",
+    ) -> tuple[Session, ClientTransport, iosim.IOPump]:
+        chan = Session(command=command, pty=pty)
+        auth = ClientAuth(user, ClientConnection(chan), key=key, password=password)
+        client = ClientTransport(auth)
+        peer = IPv4Address("TCP", source, 40000)
+        server = self.factory.buildProtocol(peer)
+        pump = iosim.connect(
+            server,
+            iosim.FakeTransport(server, isServer=True, peerAddress=peer),
+            client,
+            iosim.FakeTransport(client, isServer=False),
+            greet=True,
+        )
+        self.settle(pump)
+        return chan, client, pump
+
+    def settle(self, pump: iosim.IOPump) -> None:
+        """Pump bytes, letting the client's pause after a wrong password elapse."""
+        for _ in range(5):
+            pump.flush()
+            self.clock.advance(2)
+        pump.flush()
+
+    def run_exec(self, command: bytes, **kwargs) -> Session:
+        chan, _, _ = self.connect(command=command, key=self.root_key, **kwargs)
+        self.assertTrue(chan.ended.called, "the channel should have closed")
+        return chan
+
+    def logged(self, text: str) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events if text in formatEvent(e)]
+
+
+# -- keys on disk ---------------------------------------------------------------------
+
+
+class HostKeyTests(unittest.TestCase):
+    def test_generated_once_owner_only_and_fingerprinted_like_ssh_keygen(self) -> None:
+        """First start writes an Ed25519 key 0600; later starts load the same key."""
+        path = Path(self.mktemp()) / "ssh" / "host_key"
+        key = ensure_host_key(path)
+        self.assertEqual(key.sshType(), b"ssh-ed25519")
+        self.assertEqual(path.stat().st_mode & 0o777, 0o600)
+        self.assertEqual(ensure_host_key(path).public(), key.public())
+        keygen = subprocess.run(
+            ["ssh-keygen", "-l", "-E", "sha256", "-f", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        expected = keygen.stdout.split()[1]
+        self.assertEqual(host_key_fingerprint(path), expected)
+        self.assertEqual(fingerprint(key), expected)
+        self.assertEqual(ssh_host_key_fingerprint(path.read_bytes()), expected)
+
+    def test_readable_by_others_is_refused(self) -> None:
+        path = Path(self.mktemp()) / "host_key"
+        ensure_host_key(path)
+        path.chmod(0o644)
+        with self.assertRaises(ConfigError) as caught:
+            ensure_host_key(path)
+        self.assertIn("chmod 600", str(caught.exception))
+
+    def test_authorized_keys_skips_comments_and_blank_lines(self) -> None:
+        path = Path(self.mktemp())
+        one, two = new_key(), new_key()
+        path.write_bytes(
+            b"# root's keys\n\n"
+            + one.public().toString("openssh")
+            + b" me@laptop\n"
+            + two.public().toString("openssh")
+            + b"\n"
+        )
+        self.assertEqual(load_authorized_keys(path), [one.public(), two.public()])
+        self.assertEqual(load_authorized_keys(path.with_name("missing")), [])
+
+    def test_bad_authorized_keys_line_stops_start_up_with_its_number(self) -> None:
+        path = Path(self.mktemp())
+        path.write_bytes(
+            new_key().public().toString("openssh")
+            + b'\nfrom="10.0.0.1" ssh-ed25519 AAAA\n'
+        )
+        with self.assertRaises(ConfigError) as caught:
+            load_authorized_keys(path)
+        self.assertIn("line 2", str(caught.exception))
+
+    def test_private_key_file_in_authorized_keys_is_refused(self) -> None:
+        path = Path(self.mktemp())
+        private = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        path.write_bytes(private)
+        with self.assertRaises(ConfigError):
+            load_authorized_keys(path)
+
+
+# -- the factory and login -----------------------------------------------------------
+
+
+class LoginTests(AdminSSHTestCase):
+    def test_no_password_and_no_keys_means_no_factory(self) -> None:
+        self.assertIsNone(
+            make_admin_factory(
+                self.pool,
+                host_key=self.host_key,
+                root_password=None,
+                authorized_keys=[],
+            )
+        )
+
+    def test_each_factory_has_its_own_key_dicts(self) -> None:
+        """ConchFactory's key dicts are class-level; ours are per factory."""
+        other = self.make_factory(host_key=new_key())
+        self.assertIsNot(self.factory.publicKeys, other.publicKeys)
+        self.assertNotEqual(
+            self.factory.publicKeys[b"ssh-ed25519"], other.publicKeys[b"ssh-ed25519"]
+        )
+        self.assertNotIn("publicKeys", vars(AdminFactory))
+
+    def test_key_login_runs_a_command_and_logs_the_fingerprint(self) -> None:
+        chan, client, _ = self.connect(command=b"list-conn -u", key=self.root_key)
+        self.assertEqual(client.host_key, self.host_key.public().blob())
+        self.assertEqual((chan.output, chan.status), (b"alice\n", 0))
+        method = f"key {fingerprint(self.root_key)}"
+        self.assertTrue(self.logged(f"root logged in ({method}) from 192.0.2.7:40000"))
+        self.assertTrue(
+            self.logged(f"root ({method} from 192.0.2.7:40000) ran 'list-conn -u'")
+        )
+
+    def test_password_login(self) -> None:
+        chan, _, _ = self.connect(command=b"list-conn -ip", password=PASSWORD)
+        self.assertEqual((chan.output, chan.status), (b"10.0.0.1\n", 0))
+        self.assertTrue(self.logged("root logged in (password) from 192.0.2.7"))
+
+    def test_wrong_password_unknown_user_and_unknown_key_are_refused(self) -> None:
+        for kwargs in (
+            dict(password="guess"),
+            dict(user=b"admin", password=PASSWORD),
+            dict(user=b"admin", key=self.root_key),
+            dict(key=new_key()),
+        ):
+            with self.subTest(**{k: str(v) for k, v in kwargs.items()}):
+                chan, _, _ = self.connect(command=b"stats", **kwargs)
+                self.assertFalse(chan.opened.called)
+                self.assertIsNone(chan.status)
+        self.assertEqual(len(self.logged("admin login failed from 192.0.2.7")), 4)
+
+    def test_repeated_failures_refuse_the_address_for_a_while(self) -> None:
+        """5 failures in a minute: even the right password is refused for a minute.
+
+        Other addresses are unaffected, and after the penalty root gets in.
+        """
+        for _ in range(5):
+            self.connect(command=b"stats", password="guess")
+        chan, _, _ = self.connect(command=b"stats", password=PASSWORD)
+        self.assertFalse(chan.opened.called)
+        self.assertTrue(self.logged("admin login refused from 192.0.2.7:40000"))
+        other, _, _ = self.connect(command=b"stats", password=PASSWORD, source="::1")
+        self.assertEqual(other.status, 0)
+        self.clock.advance(61)
+        chan, _, _ = self.connect(command=b"stats", password=PASSWORD)
+        self.assertEqual(chan.status, 0)
+
+    def test_an_unsigned_key_probe_does_not_count_as_a_failure(self) -> None:
+        """OpenSSH offers every key it has, unsigned; unknown ones must not count.
+
+        (conch's own client signs even after a refused probe, so this talks to
+        the per-connection portal directly.)
+        """
+        gate = _ThrottledPortal(self.factory.portal, self.throttle, "192.0.2.7", "x")
+        blob = new_key().public().blob()
+        probe = SSHPrivateKey(b"root", b"ssh-ed25519", blob, None, None)
+        for _ in range(6):
+            self.failureResultOf(gate.login(probe, None, IConchUser), UnauthorizedLogin)
+        self.assertFalse(self.throttle.is_refused("192.0.2.7"))
+        signed = SSHPrivateKey(b"root", b"ssh-ed25519", blob, b"data", b"signature")
+        for _ in range(5):
+            self.failureResultOf(
+                gate.login(signed, None, IConchUser), UnauthorizedLogin
+            )
+        self.assertTrue(self.throttle.is_refused("192.0.2.7"))
+
+
+# -- sessions ------------------------------------------------------------------------
+
+
+class SessionTests(AdminSSHTestCase):
+    def test_exec_failure_exits_1(self) -> None:
+        chan = self.run_exec(b"remove -u nobody")
+        self.assertEqual((chan.output, chan.status), (b"no user named nobody\n", 1))
+
+    def test_exec_send_reaches_the_room(self) -> None:
+        chan = self.run_exec(b'send -all "hello from root"')
+        self.assertEqual(chan.status, 0)
+        self.assertEqual(self.alice.lines, ["NOTICE hello from root"])
+
+    def test_exec_manhole_needs_a_terminal(self) -> None:
+        chan = self.run_exec(b"manhole")
+        self.assertEqual(chan.status, 1)
+        self.assertIn(b"needs a terminal", chan.output)
+
+    def test_shell_without_pty_reads_lines_and_exits_with_the_last_status(self) -> None:
+        chan, _, pump = self.connect(key=self.root_key)
+        chan.write(b"list-conn -u\nremove -u nobody\r\n")
+        self.settle(pump)
+        self.assertEqual(chan.output, b"alice\nno user named nobody\n")
+        self.assertFalse(chan.ended.called)
+        chan.write(b"list-conn -ip")  # last line without a newline
+        chan.conn.sendEOF(chan)
+        self.settle(pump)
+        self.assertEqual(chan.output.splitlines()[-1], b"10.0.0.1")
+        self.assertEqual(chan.status, 0)
+        self.assertTrue(chan.ended.called)
+
+    def test_shell_without_pty_exit(self) -> None:
+        chan, _, pump = self.connect(key=self.root_key)
+        chan.write(b"remove -u nobody\nexit\nstats\n")
+        self.settle(pump)
+        self.assertEqual(chan.output, b"no user named nobody\nlogout\n")
+        self.assertEqual(chan.status, 1)
+        self.assertTrue(chan.ended.called)
+
+    def test_pty_shell_prompt_completion_resize_and_ctrl_d(self) -> None:
+        """The interactive shell: prompt, Tab completion, a resize, Ctrl-D logs out."""
+        chan, _, pump = self.connect(key=self.root_key, pty=True)
+        self.assertIn(b"root@partypool> ", chan.output)
+        chan.write(b"list-c\t-u\r")
+        self.settle(pump)
+        self.assertIn(b"list-conn -u", chan.output)
+        self.assertIn(b"alice\r\n", chan.output)
+        self.assertTrue(chan.output.endswith(b"root@partypool> "))
+        chan.conn.sendRequest(
+            chan, b"window-change", session.packRequest_window_change((50, 132, 0, 0))
+        )
+        chan.write(b"\x04")
+        self.settle(pump)
+        self.assertTrue(chan.ended.called)
+        self.assertEqual(chan.status, 0)
+        self.assertIn(b"logout", chan.output)
+
+    def test_pty_exec_uses_crlf(self) -> None:
+        chan = self.run_exec(b"list-conn -u", pty=True)
+        self.assertEqual((chan.output, chan.status), (b"alice\r\n", 0))
+
+    def test_manhole_in_a_pty_session(self) -> None:
+        """With --manhole, `manhole` turns the terminal into Python on the live pool."""
+        chan, _, pump = self.connect(key=self.root_key, pty=True)
+        chan.write(b"manhole\r")
+        self.settle(pump)
+        chan.write(b"len(pool.room)\r")
+        self.settle(pump)
+        self.assertIn(b"\r\n1\r\n", chan.output)
+        chan.write(b"\x04")
+        self.settle(pump)
+        self.assertEqual(chan.status, 0)
+        self.assertTrue(self.logged("opened the Python manhole"))

@@ -1,0 +1,400 @@
+"""End to end: the real ``partypool-client`` (terminal and --script) against
+the real ``twistd -n partypool`` on loopback. Every wait is bounded."""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.conftest import server_env, start_server
+from tests.wire_client import WireClient
+
+pytestmark = pytest.mark.slow
+
+CLIENT = [sys.executable, "-m", "partypool.client"]
+TIMEOUT = 15.0
+
+
+def client_env(tmp_path: Path, passkey: str | None = None) -> dict[str, str]:
+    extra = {
+        "PARTYPOOL_KNOWN_SERVERS": str(tmp_path / "known_servers"),
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+        "TERM": "xterm",
+    }
+    if passkey is not None:
+        extra["PARTYPOOL_PASSKEY"] = passkey
+    return server_env(**extra)
+
+
+def at(server) -> list[str]:
+    return ["--host", server.host, "--port", str(server.chat_port)]
+
+
+class ScriptClient:
+    """``partypool-client --script`` with pipes; lines read by a thread so
+    that every wait has a timeout."""
+
+    def __init__(self, tmp_path: Path, passkey: str, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*CLIENT, "--script", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=client_env(tmp_path, passkey),
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def send(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def expect(self, prefix: str, timeout: float = TIMEOUT) -> str:
+        """The next stdout line starting with C{prefix} (others skipped)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting {prefix!r}; stderr: {self.stderr()}")
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+    def stderr(self) -> str:
+        if self.process.poll() is None:
+            return "(still running)"
+        return self.process.stderr.read()
+
+
+def script_client(tmp_path: Path, server, name: str) -> ScriptClient:
+    """A --script client of C{server} named C{name}, passkey from the env."""
+    return ScriptClient(tmp_path, server.passkey, *at(server), "--name", name)
+
+
+def test_terminal_client(chat_server, tmp_path):
+    """Host, passkey and name prompts, messages both ways, the /online box, an
+    incoming line while one is half typed, /exit; the certificate is
+    remembered on first use."""
+    child = pexpect.spawn(
+        CLIENT[0],
+        CLIENT[1:],
+        env=client_env(tmp_path),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        dimensions=(40, 100),
+    )
+    bob = None
+    try:
+        child.expect("Server address")
+        child.sendline(f"{chat_server.host}:{chat_server.chat_port}")
+        child.expect("Enter passkey:")
+        child.sendline(chat_server.passkey)
+        child.expect("Authenticated")
+        child.expect("username:")
+        child.sendline("root")
+        child.expect("reserved")
+        child.expect("username:")
+        child.sendline("alice")
+        child.expect("Connected as")
+        child.expect(r"\$alice:")
+        known = (tmp_path / "known_servers").read_text()
+        assert f"127.0.0.1 {chat_server.chat_port} {chat_server.fingerprint}" in known
+
+        bob = WireClient(
+            chat_server.host,
+            chat_server.chat_port,
+            fingerprint=chat_server.fingerprint,
+            source="127.0.0.2",
+        )
+        bob.join(chat_server.passkey, "bob")
+        child.expect("bob.{0,20} joined")
+
+        child.send("hal")
+        time.sleep(0.3)
+        bob.send("SAY hi <b>alice</b>")
+        child.expect("hi <b>alice</b>")
+        # The prompt comes back with the half-typed text still there ...
+        child.expect(r"\$alice:[^\n]{0,20}hal")
+        child.send("f done\r")
+        # ... and finishing the line sends all of it.
+        assert bob.expect("CHAT") == "CHAT alice half done"
+
+        child.sendline("/online")
+        child.expect(r"ONLINE USERS \(2\)")
+        child.expect("alice")
+        child.expect("bob")
+        child.expect("╚")
+        child.sendline("/bogus")
+        child.expect("/help")
+
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        assert bob.expect("LEFT") == "LEFT alice quit"
+    finally:
+        child.close(force=True)
+        if bob is not None:
+            bob.close()
+
+
+def test_script_chat_and_server_stop(chat_server, tmp_path):
+    """--script prints server lines as they are; SIGTERM's BYE exits 0."""
+    carol = script_client(tmp_path, chat_server, "carol")
+    try:
+        assert carol.expect("AUTHENTICATED")
+        assert carol.expect("NAMED") == "NAMED carol"
+        dave = WireClient(
+            chat_server.host,
+            chat_server.chat_port,
+            fingerprint=chat_server.fingerprint,
+            source="127.0.0.2",
+        )
+        dave.join(chat_server.passkey, "dave")
+        assert carol.expect("JOINED") == "JOINED dave"
+        dave.send("SAY hello  \x1b[31mcarol")
+        assert carol.expect("CHAT") == "CHAT dave hello  [31mcarol"
+        carol.send("hi dave")
+        assert dave.expect("CHAT") == "CHAT carol hi dave"
+        carol.send("/online")
+        assert carol.expect("ONLINE") == "ONLINE 2 carol dave"
+        carol.send("/request more snacks")
+        assert carol.expect("OK REQUEST").split()[2].isdigit()
+        dave.close()
+        assert chat_server.stop() == 0
+        assert carol.expect("BYE") == "BYE server stopping"
+        assert carol.wait() == 0
+    finally:
+        carol.wait()
+
+
+def test_script_end_of_input_quits(chat_server, tmp_path):
+    """Lines before EOF are sent, then QUIT; exit status 0."""
+    erin = script_client(tmp_path, chat_server, "erin")
+    erin.send("/ip")
+    erin.process.stdin.close()
+    assert erin.expect("IP") == "IP 127.0.0.1"
+    assert erin.expect("BYE") == "BYE quit"
+    assert erin.wait() == 0
+
+
+def test_wrong_passkey(chat_server, tmp_path):
+    """A wrong passkey is a clear message on stderr and a non-zero exit."""
+    client = ScriptClient(tmp_path, "nope", *at(chat_server), "--name", "x")
+    assert client.wait() == 1
+    assert "wrong passkey" in client.stderr()
+
+
+def test_changed_fingerprint_refused(chat_server, tmp_path):
+    """A remembered fingerprint that no longer matches is refused loudly,
+    naming the line to delete."""
+    known = tmp_path / "known_servers"
+    known.write_text(f"127.0.0.1 {chat_server.chat_port} {'AB:' * 31}AB\n")
+    client = script_client(tmp_path, chat_server, "x")
+    assert client.wait() == 1
+    stderr = client.stderr()
+    assert "CERTIFICATE HAS CHANGED" in stderr
+    assert chat_server.fingerprint in stderr
+    assert f"delete line 1 of\n  {known}" in stderr
+
+
+def test_reconnect_after_server_crash(tmp_path):
+    """A connection lost without BYE is re-established with the same name
+    once the server is back."""
+    server = start_server(tmp_path / "data")
+    client = script_client(tmp_path, server, "frank")
+    again = None
+    try:
+        assert client.expect("NAMED") == "NAMED frank"
+        server.process.kill()
+        server.process.wait()
+        again = start_server(
+            tmp_path / "data", "--chat", f"tcp:{server.chat_port}:interface=127.0.0.1"
+        )
+        assert client.expect("REJOINED", timeout=30) == "REJOINED frank"
+        client.send("/online")
+        assert client.expect("ONLINE") == "ONLINE 1 frank"
+        client.process.stdin.close()
+        assert client.wait() == 0
+    finally:
+        client.wait()
+        if again is not None:
+            again.stop()
+
+
+@pytest.fixture
+def admin_server(tmp_path):
+    """A server whose admin port accepts a fresh key, and a way to run one
+    root command over ssh."""
+    ssh = shutil.which("ssh")
+    keygen = shutil.which("ssh-keygen")
+    if ssh is None or keygen is None:
+        pytest.skip("needs the OpenSSH client")
+    key = tmp_path / "root_key"
+    subprocess.run(
+        [keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
+    )
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "authorized_keys").write_text((tmp_path / "root_key.pub").read_text())
+    server = start_server(data, admin=True)
+
+    def root(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                ssh,
+                *("-i", str(key), "-p", str(server.admin_port)),
+                *("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"),
+                *("-o", f"UserKnownHostsFile={tmp_path / 'ssh_known_hosts'}"),
+                f"root@{server.host}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+
+    yield server, root
+    if server.process.poll() is None:
+        server.stop()
+
+
+def test_kicked_exits_2(admin_server, tmp_path):
+    """Removed by the administrator: BYE shown, exit status 2."""
+    server, root = admin_server
+    gus = script_client(tmp_path, server, "gus")
+    try:
+        assert gus.expect("NAMED") == "NAMED gus"
+        result = root("remove -u gus")
+        assert result.returncode == 0, result.stderr
+        assert gus.expect("BYE") == "BYE removed by admin"
+        assert gus.wait() == 2
+    finally:
+        gus.wait()
+
+
+def test_shutdown_countdown(admin_server, tmp_path):
+    """close-server -t: SHUTDOWN countdown lines, then BYE, exit 0."""
+    server, root = admin_server
+    hal = script_client(tmp_path, server, "hal")
+    try:
+        assert hal.expect("NAMED") == "NAMED hal"
+        result = root('close-server -t 3 -m "maintenance"')
+        assert result.returncode == 0, result.stderr
+        assert hal.expect("SHUTDOWN") == "SHUTDOWN 3 maintenance"
+        assert hal.expect("SHUTDOWN") == "SHUTDOWN 2 maintenance"
+        assert hal.expect("BYE", timeout=10) == "BYE maintenance"
+        assert hal.wait() == 0
+    finally:
+        hal.wait()
+
+
+def test_terminal_shutdown_countdown(admin_server, tmp_path):
+    """The terminal shows the countdown and the reason, and exits 0."""
+    server, root = admin_server
+    child = pexpect.spawn(
+        CLIENT[0],
+        [*CLIENT[1:], *at(server), "--name", "ida"],
+        env=client_env(tmp_path, server.passkey),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+    )
+    try:
+        child.expect(r"\$ida:")
+        assert root('close-server -t 2 -m "back soon"').returncode == 0
+        child.expect("closes in 2 s: back soon")
+        child.expect("Disconnected by the server: back soon")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        child.close(force=True)
+
+
+def test_invite(chat_server, tmp_path):
+    """An invite opened with the passkey gives host, port and pin; a wrong
+    passkey cannot open it."""
+    from partypool.invite import Invite, seal_invite
+
+    invite = Invite(
+        host=chat_server.host,
+        chat_port=chat_server.chat_port,
+        admin_port=None,
+        tls=True,
+        tls_fingerprint=chat_server.fingerprint,
+        ssh_fingerprint=None,
+        server_name="Test Pool",
+    )
+    path = tmp_path / "party.invite"
+    path.write_bytes(seal_invite(invite, chat_server.passkey, iterations=1000))
+    jo = ScriptClient(
+        tmp_path, chat_server.passkey, "--invite", str(path), "--name", "jo"
+    )
+    assert jo.expect("NAMED") == "NAMED jo"
+    jo.process.stdin.close()
+    assert jo.wait() == 0
+    assert not (tmp_path / "known_servers").exists()  # pinned, not TOFU
+
+    wrong = ScriptClient(tmp_path, "nope", "--invite", str(path), "--name", "x")
+    assert wrong.wait() == 1
+    assert "wrong passkey or damaged invite" in wrong.stderr()
+
+
+def test_insecure_plain(tmp_path):
+    """--insecure-plain reaches a --no-tls server, with a warning."""
+    server = start_server(tmp_path / "data", "--no-tls")
+    try:
+        kim = ScriptClient(
+            tmp_path, server.passkey, *at(server), "--insecure-plain", "--name", "kim"
+        )
+        assert kim.expect("NAMED") == "NAMED kim"
+        kim.process.stdin.close()
+        assert kim.wait() == 0
+        assert "WARNING: plain TCP" in kim.stderr()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("key", ["c", "d"])
+def test_terminal_ctrl_c_and_ctrl_d_leave(chat_server, tmp_path, key):
+    """Ctrl-C and Ctrl-D at the chat prompt say QUIT and exit 0."""
+    child = pexpect.spawn(
+        CLIENT[0],
+        [*CLIENT[1:], *at(chat_server), "--name", "lee"],
+        env=client_env(tmp_path, chat_server.passkey),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+    )
+    try:
+        child.expect(r"\$lee:")
+        child.sendcontrol(key)
+        child.expect("Bye!")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        child.close(force=True)

@@ -1,0 +1,101 @@
+"""What the user types and sees: input parsing, the /online box, name
+colours, and the --script line format."""
+
+from __future__ import annotations
+
+import io
+
+from prompt_toolkit.utils import get_cwidth
+from twisted.trial.unittest import SynchronousTestCase
+
+from partypool.client.commands import (
+    Mistake,
+    Nothing,
+    Request,
+    Say,
+    Simple,
+    parse_input,
+)
+from partypool.client.script import ScriptView
+from partypool.client.tui import name_style, online_box
+
+
+def test_parse_input() -> None:
+    """Plain text is SAY (kept exactly), commands are case-insensitive,
+    mistakes become hints, ``//`` escapes a leading slash."""
+    assert parse_input("  hi there ") == Say("  hi there ")
+    assert parse_input("/ONLINE") == Simple("online")
+    assert parse_input("/request  more snacks ") == Request("more snacks")
+    assert parse_input("//shrug") == Say("/shrug")
+    assert parse_input("   ") == Nothing()
+    assert isinstance(parse_input("/request"), Mistake)
+    assert isinstance(parse_input("/ip now"), Mistake)
+    assert "/help" in parse_input("/dance").hint
+
+
+def test_online_box() -> None:
+    """Every line of the box has the same display width, wide names too."""
+    box = online_box(["alice", "ＢＯＢ", "x" * 60])
+    lines = box.splitlines()
+    assert lines[0].startswith("╔") and lines[-1].startswith("╚")
+    assert "ONLINE USERS (3)" in lines[1]
+    assert len({get_cwidth(line) for line in lines}) == 1
+
+
+def test_name_colour_is_stable() -> None:
+    """The same name (in any case) always gets the same colour."""
+    assert name_style("Alice") == name_style("alice")
+    assert len({name_style(f"user{i}") for i in range(50)}) > 1
+
+
+class ScriptViewTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.out = io.StringIO()
+        self.view = ScriptView(self.out, io.StringIO())
+        self.handled: list[str] = []
+        self.quits = 0
+        self.view.session = self  # type: ignore[assignment]
+
+    def handle_input(self, line: str) -> None:
+        self.handled.append(line)
+
+    def quit(self) -> None:
+        self.quits += 1
+
+    def test_event_lines(self) -> None:
+        """Events print as the server's own lines, one per line."""
+        self.view.chat("bob", "hi  <b>x</b>")
+        self.view.left("bob", "quit: bye")
+        self.view.shutdown(30, "maintenance")
+        self.view.online(["alice", "bob"])
+        self.view.request_stored(4)
+        self.assertEqual(
+            self.out.getvalue().splitlines(),
+            [
+                "CHAT bob hi  <b>x</b>",
+                "LEFT bob quit: bye",
+                "SHUTDOWN 30 maintenance",
+                "ONLINE 2 alice bob",
+                "OK REQUEST 4",
+            ],
+        )
+
+    def test_name_from_stdin(self) -> None:
+        """Without --name the first line is the name; lines read before the
+        name is accepted are sent after it; end of input then quits."""
+        self.view.input_line("alice")
+        self.view.input_line("hello")
+        name = self.view.ask_name(None)
+        self.assertEqual(self.successResultOf(name), "alice")
+        self.view.input_ended()
+        self.assertEqual(self.quits, 0)
+        self.view.named("alice", rejoined=False)
+        self.assertEqual(self.handled, ["hello"])
+        self.assertEqual(self.quits, 1)
+        self.assertIn("NAMED alice", self.out.getvalue())
+
+    def test_end_of_input_while_asking_name(self) -> None:
+        name = self.view.ask_name("the name root is reserved")
+        self.view.input_ended()
+        self.assertIsNone(self.successResultOf(name))
+        self.assertIn("NAME-REFUSED the name root is reserved", self.out.getvalue())

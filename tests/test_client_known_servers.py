@@ -1,0 +1,111 @@
+"""Certificate pinning and trust on first use (the known-servers file)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL.crypto import X509
+
+from partypool.client.connect import ServerAddress, certificate_fingerprint
+from partypool.client.known_servers import (
+    ENV_VAR,
+    FingerprintChanged,
+    KnownServers,
+    default_path,
+    same_fingerprint,
+)
+
+
+def make_certificate() -> X509:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return X509.from_cryptography(certificate)
+
+
+@pytest.fixture
+def known(tmp_path: Path) -> KnownServers:
+    return KnownServers(tmp_path / "config" / "known_servers")
+
+
+def test_fingerprint_format() -> None:
+    """SHA-256 of the DER certificate, colon-separated upper-case hex."""
+    certificate = make_certificate()
+    der = certificate.to_cryptography().public_bytes(serialization.Encoding.DER)
+    expected = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    assert certificate_fingerprint(certificate) == expected
+    assert same_fingerprint(expected, expected.replace(":", "").lower())
+    assert not same_fingerprint(expected, "AB:CD")
+
+
+def test_first_use_is_remembered(known: KnownServers) -> None:
+    """An unknown server passes the check and is stored after login; the
+    same certificate passes again next time."""
+    certificate = make_certificate()
+    address = ServerAddress("Chat.Example", 12345, known=known)
+    address.check_certificate(certificate)
+    assert known.lookup("chat.example", 12345) is None
+    assert address.remember_if_new()
+    entry = known.lookup("chat.example", 12345)
+    assert entry is not None
+    assert entry.fingerprint == certificate_fingerprint(certificate)
+    again = ServerAddress("chat.example", 12345, known=known)
+    again.check_certificate(certificate)
+    assert not again.remember_if_new()
+    assert known.lookup("chat.example", 12346) is None
+
+
+def test_changed_certificate_is_refused(known: KnownServers) -> None:
+    """A remembered server with another certificate is refused, and the
+    message says which line of which file to delete."""
+    known.path.parent.mkdir()
+    known.path.write_text("# servers\nother 1 AA\nchat.example 12345 AB:CD\n")
+    address = ServerAddress("chat.example", 12345, known=known)
+    with pytest.raises(FingerprintChanged) as caught:
+        address.check_certificate(make_certificate())
+    message = str(caught.value)
+    assert "HAS CHANGED" in message
+    assert "AB:CD" in message
+    assert f"delete line 3 of\n  {known.path}" in message
+    assert not address.remember_if_new()
+    assert known.path.read_text().count("\n") == 3
+
+
+def test_pin_wins_over_known_servers(known: KnownServers) -> None:
+    """A pin from an invite is checked ignoring case and colons, and is not
+    written to the known-servers file."""
+    certificate = make_certificate()
+    pin = certificate_fingerprint(certificate).replace(":", "").lower()
+    address = ServerAddress("chat.example", 12345, pin=pin, known=known)
+    address.check_certificate(certificate)
+    assert not address.remember_if_new()
+    assert not known.path.exists()
+    wrong = ServerAddress("chat.example", 12345, pin="AB:CD", known=known)
+    with pytest.raises(FingerprintChanged, match="new invite"):
+        wrong.check_certificate(certificate)
+
+
+def test_default_path_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests and users can move the file; the default follows XDG."""
+    monkeypatch.setenv(ENV_VAR, "/tmp/somewhere/known")
+    assert default_path() == Path("/tmp/somewhere/known")
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/tmp/xdg")
+    assert default_path() == Path("/tmp/xdg/partypool/known_servers")

@@ -1,0 +1,397 @@
+"""Operations without a running server: sd_notify, readiness, the config file,
+log formats, certificate reload, and the systemd unit files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from partypool import logs, tap
+from partypool.config import config_path
+from partypool.sd_notify import Readiness, notify, watchdog_interval
+from partypool.service import CertificateReload, Listener, StoreService
+from partypool.tls import ConfigError, ServerTLS, ensure_self_signed
+from tests.conftest import TWISTD, server_env
+
+UNITS = Path(__file__).resolve().parent.parent / "dist_tools" / "systemd"
+
+
+# --- sd_notify -------------------------------------------------------------
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(5)
+    yield sock, {"NOTIFY_SOCKET": str(tmp_path / "notify")}
+    sock.close()
+
+
+def test_notify_sends_one_datagram(notify_socket):
+    """A state is one datagram on the path systemd gave."""
+    sock, environ = notify_socket
+    assert notify("READY=1", environ)
+    assert sock.recv(100) == b"READY=1"
+
+
+def test_notify_abstract_socket(tmp_path):
+    """``@name`` is a Linux abstract socket (systemd uses them in containers)."""
+    name = f"partypool-test-{tmp_path.name}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        assert notify("STOPPING=1", {"NOTIFY_SOCKET": "@" + name})
+        assert sock.recv(100) == b"STOPPING=1"
+
+
+def test_notify_outside_systemd_or_without_listener(tmp_path):
+    """No NOTIFY_SOCKET: nothing sent; a vanished socket is not an error."""
+    assert not notify("READY=1", {})
+    assert not notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone")})
+
+
+def test_watchdog_interval_is_half_the_timeout_and_ours_only():
+    """WATCHDOG_USEC/2, unless WATCHDOG_PID names another process."""
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
+    assert watchdog_interval({}) is None
+
+
+class RunningReactor:
+    """A reactor that is already running, as when twistd starts the services."""
+
+    def callWhenRunning(self, f, *args):  # noqa: N802
+        f(*args)
+
+
+def test_ready_only_after_every_listener_then_stopping(notify_socket):
+    """READY=1 waits for both ports; WATCHDOG=1 on the clock; STOPPING=1 on stop."""
+    sock, environ = notify_socket
+    sock.settimeout(0.2)
+    chat, admin, clock = Deferred(), Deferred(), task.Clock()
+    environ = {**environ, "WATCHDOG_USEC": "2000000"}
+    readiness = Readiness([chat, admin], RunningReactor(), clock, environ)
+    readiness.startService()
+    assert sock.recv(100) == b"WATCHDOG=1"
+    chat.callback(None)
+    with pytest.raises(TimeoutError):
+        sock.recv(100)
+    admin.callback(None)
+    assert sock.recv(100).startswith(b"READY=1\n")
+    clock.advance(1.0)
+    assert sock.recv(100) == b"WATCHDOG=1"
+    readiness.stopService()
+    assert sock.recv(100).startswith(b"STOPPING=1\n")
+    assert clock.getDelayedCalls() == []
+
+
+# --- certificate reload ----------------------------------------------------
+
+
+def install(source: tuple[Path, Path], cert: Path, key: Path) -> None:
+    """Put a certificate and key in place the way a renewal tool would."""
+    for src, dst in zip(source, (cert, key), strict=True):
+        shutil.copyfile(src, dst.with_suffix(".new"))
+        dst.with_suffix(".new").chmod(0o600)
+        dst.with_suffix(".new").replace(dst)
+
+
+def test_reload_takes_new_certificate_and_keeps_old_on_error(tmp_path):
+    """reload() returns the new fingerprint; broken files keep the old one."""
+    first = ensure_self_signed(tmp_path / "first")
+    second = ensure_self_signed(tmp_path / "second")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    install(first, cert, key)
+    tls = ServerTLS(cert, key)
+    old = tls.fingerprint
+    reloader = CertificateReload(tls, RunningReactor())
+
+    install(second, cert, key)
+    new = reloader.reload()
+    assert new != old and tls.fingerprint == new
+
+    cert.write_text("not a certificate")
+    errors = []
+    globalLogPublisher.addObserver(errors.append)
+    try:
+        with pytest.raises(ConfigError, match="cannot use TLS certificate"):
+            reloader.reload()
+    finally:
+        globalLogPublisher.removeObserver(errors.append)
+    assert tls.fingerprint == new
+    assert any(e.get("log_level") == LogLevel.error for e in errors)
+
+
+def test_reload_without_tls_says_so():
+    with pytest.raises(ConfigError, match="TLS is off"):
+        CertificateReload(None, RunningReactor()).reload()
+
+
+def test_service_tree_has_reload_and_readiness(tmp_path, monkeypatch):
+    """Readiness waits on every Listener and stops before the farewell."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    options = parse(tmp_path, "--no-admin", "--kdf-iterations", "4096")
+    children = list(tap.makeService(options))
+    [reload] = [c for c in children if isinstance(c, CertificateReload)]
+    assert reload.tls is options["tls"]
+    [chat] = [c for c in children if isinstance(c, Listener)]
+    readiness = children[-2]
+    assert isinstance(readiness, Readiness) and readiness.listening == [chat.listening]
+    [store] = [c for c in children if isinstance(c, StoreService)]
+    store.store.close()
+
+
+# --- configuration file ----------------------------------------------------
+
+# One value per option that a config file may set: a new option must be added
+# here, so "every option round-trips" stays true.
+SAMPLES = {
+    "chat": ("tcp:2000:interface=127.0.0.1", "tcp:2000:interface=127.0.0.1"),
+    "admin": ("tcp:2001", "tcp:2001"),
+    "tls-cert": ("c.pem", "c.pem"),
+    "tls-key": ("k.pem", "k.pem"),
+    "server-name": ("pool.example", "pool.example"),
+    "max-clients": (7, 7),
+    "max-line": (512, 512),
+    "max-text": (300, 300),
+    "max-request": (400, 400),
+    "login-timeout": (2.5, 2.5),
+    "idle-ping": (9, 9.0),
+    "rate": (1.5, 1.5),
+    "burst": (4, 4),
+    "flood-drops": (20, 20),
+    "flood-window": (5, 5.0),
+    "max-pending": (4096, 4096),
+    "max-pending-logins": (3, 3),
+    "login-failures": (3, 3),
+    "login-window": (30, 30.0),
+    "login-penalty": (120, 120.0),
+    "kdf-iterations": (5000, 5000),
+    "log-format": ("json", "json"),
+}
+NOT_IN_FILE = {"config", "passkey", "root-password"}
+
+
+def toml_value(value: object) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value).lower()
+
+
+def write_config(tmp_path: Path, lines: dict[str, object] | str) -> Path:
+    path = tmp_path / "partypool.toml"
+    if isinstance(lines, dict):
+        lines = "".join(f"{k} = {toml_value(v)}\n" for k, v in lines.items())
+    path.write_text(lines)
+    return path
+
+
+def parse(tmp_path: Path, *args: str) -> tap.Options:
+    options = tap.Options()
+    options.parseOptions(["--data-dir", str(tmp_path / "data"), *args])
+    return options
+
+
+def test_every_option_round_trips_through_the_config_file(tmp_path, monkeypatch):
+    """Each long option is a key of the same name, with the same converter."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    flags = [f[0] for f in tap.Options.optFlags]
+    parameters = [p[0] for p in tap.Options.optParameters]
+    secret = tmp_path / "secret"
+    secret.write_text("from a file\n")
+    samples = {
+        **SAMPLES,
+        "data-dir": (str(tmp_path / "other"), tmp_path / "other"),
+        "passkey-file": (str(secret), str(secret)),
+        "root-password-file": (str(secret), str(secret)),
+    }
+    assert set(parameters) - NOT_IN_FILE == set(samples), "add the new option"
+    config = {flag: True for flag in flags}
+    config |= {key: value for key, (value, _) in samples.items()}
+    options = tap.Options()
+    options.parseOptions(["--config", str(write_config(tmp_path, config))])
+    for flag in flags:
+        assert options[flag], flag
+    for key, (_, expected) in samples.items():
+        assert options[key] == expected, key
+    assert options["passkey"] == options["root-password"] == "from a file"
+
+
+def test_command_line_wins_over_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    path = write_config(tmp_path, {"max-clients": 7, "rate": 1.5, "no-admin": True})
+    options = parse(tmp_path, "--max-clients", "9", f"--config={path}")
+    assert options["max-clients"] == 9
+    assert options["rate"] == 1.5 and options["no-admin"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("max-clients = 0", "partypool.toml: max-clients: must be greater than zero"),
+        ('max-clients = "many"', "max-clients: must be a whole number, not many"),
+        ("login-timeout = 'soon'", "login-timeout: must be a number, not soon"),
+        ("no-tls = 1", "no-tls = 1: must be true or false"),
+        ("chat = [12345]", "chat: must be a string or a number"),
+        ("log-format = 'xml'", "log-format: must be one of text, journal, json"),
+        ("max-client = 3", "unknown key 'max-client' (did you mean max-clients?)"),
+        ("[server]\nmax-clients = 3", "unknown key 'server'"),
+        ('passkey = "hunter2"', "set passkey-file"),
+        ("max-clients 3", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, monkeypatch, text, message):
+    """A mistake names the file and the key, on one line."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    path = write_config(tmp_path, text)
+    with pytest.raises(usage.UsageError) as error:
+        parse(tmp_path, "--config", str(path))
+    assert message in str(error.value)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_shipped_sample_config_is_valid(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    options = parse(tmp_path, "--no-admin", "--config", str(UNITS / "partypool.toml"))
+    assert options["max-clients"] == 25
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(usage.UsageError, match="--config .*nope.toml: No such file"):
+        parse(tmp_path, "--config", str(tmp_path / "nope.toml"))
+
+
+def test_config_path_is_found_before_parsing():
+    assert config_path(["--config", "a", "--config=b"]) == "b"
+    assert config_path(["--", "--config", "a"]) is None
+
+
+def test_twistd_prints_the_config_error(tmp_path):
+    """The real command line: twistd's usage text, then the one line."""
+    path = write_config(tmp_path, "max-clients = 0\n")
+    run = subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "partypool", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server_env(),
+    )
+    assert run.returncode == 1
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.endswith(f"{path}: max-clients: must be greater than zero, not 0")
+
+
+# --- log formats -----------------------------------------------------------
+
+
+def event(level: LogLevel, **fields: object) -> dict:
+    return {
+        "log_level": level,
+        "log_namespace": "partypool.chat",
+        "log_time": 0.0,
+        "log_format": "connect from {address}",
+        **fields,
+    }
+
+
+def test_journal_lines_carry_priority_not_time():
+    """journald adds the time; ``<N>`` gives each line its priority."""
+    line = logs.journal_line(event(LogLevel.warn, address="10.0.0.1:5"))
+    assert line == "<4>[partypool.chat#warn] connect from 10.0.0.1:5\n"
+    try:
+        raise ZeroDivisionError("boom")
+    except ZeroDivisionError:
+        failure = Failure()
+    lines = logs.journal_line(event(LogLevel.error, address="x", log_failure=failure))
+    assert len(lines.splitlines()) > 2
+    assert all(line.startswith("<3>") for line in lines.splitlines())
+
+
+def test_json_lines_for_log_shippers():
+    """One object per line: time, level, namespace, message and the fields."""
+    line = logs.json_line(event(LogLevel.info, address="10.0.0.1:5", port=3))
+    assert line.endswith("\n") and line.count("\n") == 1
+    record = json.loads(line)
+    assert record["time"] == "1970-01-01T00:00:00.000+00:00"
+    assert record["level"] == "info" and record["namespace"] == "partypool.chat"
+    assert record["message"] == "connect from 10.0.0.1:5"
+    assert record["address"] == "10.0.0.1:5" and record["port"] == 3
+
+
+def test_log_format_chooses_twistds_logger(tmp_path, monkeypatch):
+    """--log-format sets twistd's own --logger; it refuses to fight --logfile."""
+    from twisted.scripts.twistd import ServerOptions
+
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    common = ["partypool", "--data-dir", str(tmp_path / "d"), "--no-admin"]
+    options = ServerOptions()
+    options.parseOptions(["-n", *common, "--log-format", "journal"])
+    assert options["logger"] is logs.journal_observer
+    options = ServerOptions()
+    options.parseOptions(["-n", *common])
+    assert options["logger"] is None
+    with pytest.raises(usage.UsageError, match="drop twistd's --logger, --logfile"):
+        ServerOptions().parseOptions(
+            ["--logfile", "x.log", *common, "--log-format", "json"]
+        )
+    with pytest.raises(usage.UsageError, match="run twistd -n"):
+        ServerOptions().parseOptions([*common, "--log-format", "json"])
+
+
+# --- unit files ------------------------------------------------------------
+
+
+@pytest.fixture
+def units(tmp_path):
+    """The unit files with ExecStart pointing at this venv's twistd.
+
+    ``systemd-analyze verify`` checks that the command exists; the shipped
+    file names /opt/partypool/bin/twistd, the README's install path.
+    """
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (CI installs systemd)")
+    for unit in UNITS.glob("*.s*"):
+        text = unit.read_text().replace("/opt/partypool/bin/twistd", TWISTD)
+        (tmp_path / unit.name).write_text(text)
+    return sorted(tmp_path.glob("partypool*.s*"))
+
+
+def test_unit_files_verify(units):
+    """systemd itself finds nothing wrong with the service and both sockets."""
+    assert [u.name for u in units] == [
+        "partypool-admin.socket",
+        "partypool.service",
+        "partypool.socket",
+    ]
+    run = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "partypool" not in run.stderr, run.stderr
+
+
+def test_service_is_rated_ok_by_systemd_analyze_security(units):
+    """The hardening keeps the exposure level at 2.0 or below ("OK")."""
+    service = next(u for u in units if u.suffix == ".service")
+    run = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(service)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "offline" in run.stderr and run.returncode != 0:
+        pytest.skip(f"this systemd-analyze cannot rate files: {run.stderr.strip()}")
+    level = float(run.stdout.split("Overall exposure level for")[1].split()[1])
+    assert level <= 2.0, run.stdout
