@@ -142,6 +142,15 @@ def _check_target(target: Path, force: bool) -> None:
         )
 
 
+def _check_buildable(package: Package, target: Path, force: bool) -> None:
+    """Refuse before any work: an existing package, or a program not here."""
+    _check_target(target, force)
+    if not package.available():
+        raise BuildError(
+            f"the {package.title} ({package.module}) is not in this checkout"
+        )
+
+
 def _publish(built: Path, target: Path, force: bool) -> None:
     """Move a finished file into place in one step (same file system, atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -258,11 +267,7 @@ def build_executable(
     """Freeze ``package`` into one file for this system, with ``invite`` inside."""
     version = version or package_version()
     target = executable_path(out, package, version)
-    _check_target(target, force)
-    if not package.available():
-        raise BuildError(
-            f"the {package.title} ({package.module}) is not in this checkout"
-        )
+    _check_buildable(package, target, force)
     if importlib.util.find_spec("PyInstaller") is None:
         raise BuildError("PyInstaller is not installed: pip install 'partypool[dist]'")
     stem = package.stem(version)
@@ -513,11 +518,7 @@ def build_zip(
     """Source, invite, requirements and setup scripts in one ZIP, for any system."""
     version = version or package_version()
     target = zip_path(out, package, version)
-    _check_target(target, force)
-    if not package.available():
-        raise BuildError(
-            f"the {package.title} ({package.module}) is not in this checkout"
-        )
+    _check_buildable(package, target, force)
     top = package.stem(version)
     fields = {
         "title": package.title,

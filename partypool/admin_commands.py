@@ -61,7 +61,7 @@ class Result:
 
 
 class _Listed(Protocol):
-    """What ``list-conn`` shows of a connection (chat.ChatProtocol has it)."""
+    """What ``list-conn`` shows of a connection (session.Session has it)."""
 
     name: str | None
     host: str
@@ -78,6 +78,7 @@ class _Command:
     usage: str
     help: str
     run: Callable[[list[str]], Result | Deferred[Result]]
+    listed: bool = True  # False: an alias, run and completed but not in the table
 
 
 class AdminCommands:
@@ -95,8 +96,8 @@ class AdminCommands:
         self.operator = operator
         self.reload_tls = reload_tls
         table = {
-            "list": _Command("list", "show this table", self._list),
-            "help": _Command("help", "show this table", self._list),
+            "list": _Command("list", "show this table (help does too)", self._list),
+            "help": _Command("help", "show this table", self._list, listed=False),
             "list-conn": _Command(
                 "list-conn [-ip | -u]",
                 "active connections (ip:port  name  since)",
@@ -188,6 +189,8 @@ class AdminCommands:
         _no_arguments(args)
         lines = []
         for command in self._table.values():
+            if not command.listed:
+                continue
             if len(command.usage) > _USAGE_WIDTH:
                 lines += [command.usage, " " * (_USAGE_WIDTH + 2) + command.help]
             else:
@@ -245,8 +248,9 @@ class AdminCommands:
         if not targets:
             raise UsageError("give at least one address, then the message")
         members, missing = [], []
-        for address in targets:
-            found = room.by_host(_address(address))
+        # Each address once, however often or however spelled (::1, 0::1).
+        for address in dict.fromkeys(_address(a) for a in targets):
+            found = room.by_host(address)
             members.extend(found)
             if not found:
                 missing.append(address)

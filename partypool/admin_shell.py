@@ -35,12 +35,24 @@ class AdminShell(recvline.HistoricRecvLine):
         self.commands = commands
         self.end = end
         self._busy = False
+        self._gone = False
         self._waiting: collections.deque[bytes] = collections.deque()
 
     def connectionMade(self) -> None:  # noqa: N802
         super().connectionMade()
         self.keyHandlers[CTRL_C] = self.handle_INT
         self.keyHandlers[CTRL_D] = self.handle_EOF
+
+    def connectionLost(self, reason: object) -> None:  # noqa: N802
+        """The operator is gone: drop the lines still waiting, run nothing more.
+
+        A command already running finishes (it cannot be recalled), but
+        ``requests⏎close-server⏎`` typed just before the connection dropped
+        must not shut the server down with nobody there to see it.
+        """
+        self._gone = True
+        self._waiting.clear()
+        super().connectionLost(reason)
 
     def terminalSize(self, width: int, height: int) -> None:  # noqa: N802
         """Remember the size; conch's default wipes the screen on every resize."""
@@ -89,6 +101,8 @@ class AdminShell(recvline.HistoricRecvLine):
     # -- commands ------------------------------------------------------------
 
     def lineReceived(self, line: bytes) -> None:  # noqa: N802
+        if self._gone:
+            return
         self._waiting.append(line)
         if not self._busy:
             self._next()
@@ -103,6 +117,8 @@ class AdminShell(recvline.HistoricRecvLine):
         self.commands.run(line).addCallback(self._done)
 
     def _done(self, result: Result) -> None:
+        if self._gone:
+            return
         if result.output:
             self.show(result.output)
         if result.action == "exit":

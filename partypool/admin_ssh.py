@@ -13,8 +13,12 @@ module has its own realm, avatar and session:
 Login: the root password (PBKDF2 hash, checked in a thread) and/or the keys in
 ``<data-dir>/authorized_keys``; user ``root`` only.  Each failure counts
 against the client address in a `LoginThrottle`; a refused address gets no
-further checks for a while.  The realm learns the login method and address
-through the cred "mind", so every root command is logged with both.
+further checks for a while, and checks still running count as failures.
+Until it has logged in, a connection counts against its address and must
+finish in time: the chat port's policy (``--max-pending-logins``,
+``--login-timeout``) applies here too.  The realm learns
+the login method and address through the cred "mind", so every root command
+is logged with both.
 
 `make_admin_factory` builds the factory and binds nothing; tap.py binds it.
 """
@@ -22,6 +26,7 @@ through the cred "mind", so every root command is logged with both.
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -33,14 +38,14 @@ from twisted.conch import avatar
 from twisted.conch.checkers import InMemorySSHKeyDB, SSHPublicKeyChecker
 from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
-from twisted.conch.ssh import connection, factory, keys, session, userauth
+from twisted.conch.ssh import connection, factory, keys, session, transport, userauth
 from twisted.cred import credentials, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python import components
@@ -50,8 +55,7 @@ from zope.interface import implementer
 from partypool.admin_commands import AdminCommands, Operator, Result
 from partypool.admin_shell import AdminShell
 from partypool.auth import LoginThrottle, RootPassword
-from partypool.chat import host_and_peer
-from partypool.server import PartyPool
+from partypool.server import PartyPool, host_and_peer
 from partypool.tls import ConfigError, check_private, write_private
 
 log = Logger(namespace="partypool.admin")
@@ -161,23 +165,44 @@ class _ThrottledPortal:
     It refuses a throttled address before any check, counts failed attempts
     (not OpenSSH's unsigned "would this key do?" probes), and passes the
     login method and address to the realm as the mind.
+
+    Checks still running (the password hash takes a while, in a thread) count
+    against the address like failures, from every connection at once through
+    the shared ``in_flight``: ``max_failures`` guesses sent in parallel get
+    ``max_failures`` checks, not one each before the first result is in.
     """
 
     portal: portal.Portal
     throttle: LoginThrottle
     host: str
     peer: str
+    in_flight: collections.Counter[str] = attrs.Factory(collections.Counter)
 
     def listCredentialsInterfaces(self) -> list:  # noqa: N802
         return self.portal.listCredentialsInterfaces()
 
+    def _refused(self) -> bool:
+        if self.throttle.is_refused(self.host):
+            return True
+        busy = self.in_flight[self.host] + self.throttle.recent_failures(self.host)
+        return busy >= self.throttle.max_failures
+
     def login(self, creds: object, mind: object, *interfaces: object) -> Deferred:
         method = _login_method(creds)
-        if self.throttle.is_refused(self.host):
+        if self._refused():
             log.warn("admin login refused from {peer}: throttled", peer=self.peer)
             return defer.fail(UnauthorizedLogin("too many failures"))
         probe = credentials.ISSHPrivateKey.providedBy(creds) and not creds.signature
+        if not probe:
+            self.in_flight[self.host] += 1
         d = self.portal.login(creds, Operator(method, self.peer), *interfaces)
+
+        def checked(result: object) -> object:
+            if not probe:
+                self.in_flight[self.host] -= 1
+                if self.in_flight[self.host] <= 0:
+                    del self.in_flight[self.host]
+            return result
 
         def failed(reason: Failure) -> Failure:
             if not probe and reason.check(UnauthorizedLogin):
@@ -190,7 +215,7 @@ class _ThrottledPortal:
                 )
             return reason
 
-        return d.addErrback(failed)
+        return d.addBoth(checked).addErrback(failed)
 
 
 class AdminUserAuth(userauth.SSHUserAuthServer):
@@ -207,9 +232,79 @@ class AdminUserAuth(userauth.SSHUserAuthServer):
         self.clock = self.transport.factory.clock
         super().serviceStarted()
         host, peer = host_and_peer(self.transport.transport.getPeer())
+        admin = self.transport.factory
         self.portal = _ThrottledPortal(
-            self.transport.factory.portal, self.transport.factory.throttle, host, peer
+            admin.portal, admin.throttle, host, peer, admin.in_flight
         )
+
+
+class AdminServerTransport(transport.SSHServerTransport):
+    """conch's server transport with a per-address cap and a login grace time.
+
+    From TCP connect until root has logged in, a connection counts against its
+    address (at most ``factory.max_pending``; more are closed unanswered) and
+    has ``factory.login_grace`` seconds on the pool's clock to finish (like
+    OpenSSH's LoginGraceTime), so clients that never send a version or never
+    finish key exchange do not stay: conch's own timeout starts only with
+    userauth.
+    """
+
+    _host: str | None = None
+    _grace: IDelayedCall | None = None
+    _refused = False
+
+    def connectionMade(self) -> None:  # noqa: N802
+        admin = self.factory
+        host, peer = host_and_peer(self.transport.getPeer())
+        if admin.pending[host] >= admin.max_pending:
+            log.warn(
+                "admin connection from {peer} refused: {count} logins pending",
+                peer=peer,
+                count=admin.pending[host],
+            )
+            self._refused = True
+            self.transport.abortConnection()
+            return
+        self._host = host
+        admin.pending[host] += 1
+        self._grace = admin.clock.callLater(admin.login_grace, self._grace_over, peer)
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if not self._refused:
+            super().dataReceived(data)
+
+    def setService(self, service: object) -> None:  # noqa: N802
+        # userauth sets the avatar just before it starts ssh-connection.
+        if getattr(self, "avatar", None) is not None:
+            self._end_pending()
+        super().setService(service)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
+        self._end_pending()
+        if not self._refused:
+            super().connectionLost(reason)
+
+    def _grace_over(self, peer: str) -> None:
+        self._grace = None
+        log.warn(
+            "admin connection from {peer} dropped: no login in {grace:g} s",
+            peer=peer,
+            grace=self.factory.login_grace,
+        )
+        self._end_pending()
+        self.transport.abortConnection()
+
+    def _end_pending(self) -> None:
+        grace, self._grace = self._grace, None
+        if grace is not None and grace.active():
+            grace.cancel()
+        host, self._host = self._host, None
+        if host is not None:
+            pending = self.factory.pending
+            pending[host] -= 1
+            if pending[host] <= 0:
+                del pending[host]
 
 
 # -- realm, avatar, session -------------------------------------------------------
@@ -338,9 +433,18 @@ class _LineShell(Protocol):
         self._lines: list[bytes] = []
         self._busy = False
         self._ended = False
+        self._gone = False
         self._status = 0
 
+    def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+        """The channel closed: queued lines are dropped, not run unseen."""
+        self._gone = True
+        self._lines.clear()
+        self._buffer = b""
+
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if self._gone:
+            return
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         self._lines.extend(line.rstrip(b"\r") for line in lines)
         self._next()
@@ -353,7 +457,7 @@ class _LineShell(Protocol):
         self._next()
 
     def _next(self) -> None:
-        if self._busy:
+        if self._busy or self._gone:
             return
         if not self._lines:
             if self._ended:
@@ -365,6 +469,8 @@ class _LineShell(Protocol):
 
     def _done(self, result: Result) -> None:
         self._busy = False
+        if self._gone:
+            return
         result = _without_terminal(result)
         if result.output:
             self.transport.write(_encode(result.output, b"\n"))
@@ -392,6 +498,7 @@ def _encode(text: str, newline: bytes) -> bytes:
 class AdminFactory(factory.SSHFactory):
     """An SSH server factory with its own key dicts (conch's are class-level)."""
 
+    protocol = AdminServerTransport
     services = {
         b"ssh-userauth": AdminUserAuth,
         b"ssh-connection": connection.SSHConnection,
@@ -403,12 +510,19 @@ class AdminFactory(factory.SSHFactory):
         realm_portal: portal.Portal,
         throttle: LoginThrottle,
         clock: IReactorTime,
+        max_pending: int,
+        login_grace: float,
     ) -> None:
         self.clock = clock
+        self.max_pending = max_pending
+        self.login_grace = login_grace
         self.publicKeys = {host_key.sshType(): host_key.public()}
         self.privateKeys = {host_key.sshType(): host_key}
         self.portal = realm_portal
         self.throttle = throttle
+        # Per address: connections not yet logged in, checks still running.
+        self.pending: collections.Counter[str] = collections.Counter()
+        self.in_flight: collections.Counter[str] = collections.Counter()
 
 
 def make_admin_factory(
@@ -438,4 +552,12 @@ def make_admin_factory(
         return None
     realm_portal = portal.Portal(AdminRealm(pool, manhole, reload_tls), checkers)
     throttle = throttle or pool.new_throttle()
-    return AdminFactory(host_key, realm_portal, throttle, pool.clock)
+    limits = pool.limits
+    return AdminFactory(
+        host_key,
+        realm_portal,
+        throttle,
+        pool.clock,
+        max_pending=limits.max_pending_logins,
+        login_grace=limits.login_timeout,
+    )

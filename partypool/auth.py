@@ -141,6 +141,14 @@ class LoginThrottle:
         del self._refused_until[host]
         return False
 
+    def recent_failures(self, host: str) -> int:
+        """Failures from ``host`` counted now (within ``window``, since a refusal)."""
+        times = self._failures.get(host)
+        if not times:
+            return 0
+        cutoff = self.clock.seconds() - self.window
+        return sum(1 for t in times if t > cutoff)
+
     def failed(self, host: str) -> None:
         now = self.clock.seconds()
         times = self._failures.pop(host, None) or collections.deque()

@@ -16,8 +16,9 @@ iterations, 32 bytes))``; the token encrypts and authenticates the UTF-8 JSON
 body, the fields of :class:`Invite`. All cryptography comes from the
 ``cryptography`` package; nothing is hand-rolled.
 
-This module is imported by the (possibly frozen) client, so it imports nothing
-from Twisted at module level.
+This module is imported by the (possibly frozen) client before it installs its
+reactor, so nothing it imports at module level may import
+``twisted.internet.reactor``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ import attrs
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+from partypool.auth import DEFAULT_ITERATIONS
+from partypool.wire import PROTOCOL_VERSION
 
 __all__ = [
     "DEFAULT_ITERATIONS",
@@ -61,11 +65,10 @@ __all__ = [
 
 #: The envelope version this module writes; the only one it reads.
 FORMAT_VERSION = 1
-#: PBKDF2 iterations for new invites (the project-wide KDF cost).
-DEFAULT_ITERATIONS = 390_000
 #: A hostile invite must not make the client spin for minutes.
 MAX_ITERATIONS = 10_000_000
-PROTOCOL = "partypool/1"
+#: The chat protocol version an invite names (the wire's).
+PROTOCOL = PROTOCOL_VERSION
 #: The name of the invite file inside a frozen build and inside a ZIP package.
 INVITE_FILENAME = "partypool-invite.json"
 
@@ -250,17 +253,11 @@ def default_data_dir() -> Path:
 def tls_certificate_fingerprint(cert_pem: bytes) -> str:
     """SHA-256 of the DER certificate, upper-case hex pairs joined by colons.
 
-    Uses the server's own ``partypool.tls.certificate_fingerprint`` when it is
-    there, so the invite and the server can never disagree on the format.
+    The server's own ``partypool.tls.certificate_fingerprint``, so the invite
+    and the server can never disagree on the format.
     """
-    try:
-        from partypool.tls import certificate_fingerprint  # type: ignore[attr-defined]
-    except ImportError:
-        from cryptography import x509
+    from partypool.tls import certificate_fingerprint
 
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        digest = cert.fingerprint(hashes.SHA256())
-        return ":".join(f"{b:02X}" for b in digest)
     return certificate_fingerprint(cert_pem)
 
 

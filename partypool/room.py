@@ -9,12 +9,16 @@ line once, however many members receive it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 from typing import Protocol
 
 import attrs
+from twisted.logger import Logger
 
 from partypool.wire import WireError, check_name, format_line, name_key
+
+log = Logger(namespace="partypool.room")
 
 
 class Member(Protocol):
@@ -141,7 +145,14 @@ class Room:
         reached = 0
         for member in self._everyone:
             if member is not but:
-                member.deliver(event)
+                try:
+                    member.deliver(event)
+                except Exception:  # one broken member must not stop the rest
+                    log.failure("delivering to {name}", name=member.name)
+                    self.leave(member, "lost")
+                    with contextlib.suppress(Exception):  # already logged
+                        member.disconnect("internal error")
+                    continue
                 reached += 1
         self.stats.deliveries += reached
         self.stats.bytes_relayed += reached * len(event.wire)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from partypool import room as events
@@ -51,6 +51,17 @@ class Connection(Protocol):
     """Any open client connection, named or not."""
 
     def disconnect(self, reason: str) -> None: ...
+
+
+def host_and_peer(address: IAddress) -> tuple[str, str]:
+    """The host as the server sees it, and ``host:port`` for the administrator.
+
+    Every front door names its connections this way, whatever the transport.
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return str(address), str(address)
+    return host, f"{host}:{address.port}"
 
 
 @attrs.define(eq=False)

@@ -1,19 +1,22 @@
 """Services that make up a running server: listeners, the farewell, the store.
 
-`partypool.tap` assembles them into one `MultiService`.  A MultiService stops
-its children in reverse order, so the farewell (added last) says BYE to every
-client and waits for them to go before the listeners and the store close.
+`partypool.tap` assembles them into one `StopInOrder` service, which stops its
+children one at a time, last first, so the farewell (added last) says BYE to
+every client and waits for them to go before the listeners and the store
+close.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+from collections.abc import Generator
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -59,6 +62,20 @@ class Listener(StreamServerEndpointService):
         return port
 
 
+class StopInOrder(MultiService):
+    """A MultiService whose children stop one after another, last first.
+
+    MultiService starts every child's stop at once; a server must finish
+    saying goodbye before it closes its ports and its database.
+    """
+
+    @inlineCallbacks
+    def stopService(self) -> Generator[Deferred[object], object, None]:  # noqa: N802
+        Service.stopService(self)
+        for child in reversed(list(self)):
+            yield maybeDeferred(child.stopService)
+
+
 class StopOnSigterm(Service):
     """SIGTERM, the ordinary way to stop a service, stops the server cleanly.
 
@@ -81,7 +98,19 @@ class StopOnSigterm(Service):
 
     def _terminate(self, signum: int, frame: object) -> None:
         log.info("SIGTERM: stopping")
-        self.reactor.callFromThread(self.reactor.stop)
+        self.reactor.callFromThread(self._stop)
+
+    def _stop(self) -> None:
+        with contextlib.suppress(ReactorNotRunning):  # a second SIGTERM
+            self.reactor.stop()
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        # A SIGTERM in the instant between the reactor installing its handler
+        # and this one reinstalling ours is recorded by the reactor, and twistd
+        # would exit by the signal; the stop was just as clean, so forget it.
+        if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:
+            self.reactor._exitSignal = None
 
 
 class Farewell(Service):

@@ -34,11 +34,13 @@ from partypool.service import (
     CertificateReload,
     Farewell,
     Listener,
+    StopInOrder,
     StopOnSigterm,
     StoreService,
 )
 from partypool.store import Store, load_bans
-from partypool.tls import ConfigError, ServerTLS, ensure_self_signed
+from partypool.tls import ConfigError, ServerTLS, check_private, ensure_self_signed
+from partypool.wire import scrub
 
 log = Logger(namespace="partypool.tap")
 
@@ -183,6 +185,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:  # noqa: N802
         self._choose_log_observer()
+        self["server-name"] = scrub(self["server-name"]).strip() or socket.gethostname()
         for name in ("chat", "admin"):
             if self[name].split(":", 1)[0].lower() in ("ssl", "tls"):
                 raise usage.UsageError(
@@ -243,10 +246,14 @@ class Options(usage.Options):
     def _secret(self, name: str, variable: str) -> str | None:
         """Read a secret from --NAME-file, the environment, or --NAME (warned)."""
         if self[f"{name}-file"]:
+            path = Path(self[f"{name}-file"])
             try:
-                text = Path(self[f"{name}-file"]).read_text("utf-8")
+                text = path.read_text("utf-8")
+                check_private(path)
             except OSError as e:
                 raise usage.UsageError(f"--{name}-file: {e}") from None
+            except ConfigError as e:
+                log.warn("{problem}", problem=e)
             return text.rstrip("\r\n")
         if self[name]:
             log.warn(
@@ -293,7 +300,7 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         log.info("TLS certificate SHA-256 fingerprint {fp}", fp=tls.fingerprint)
         factory = tls.wrap(factory)
     certificates = CertificateReload(tls, reactor)  # SIGHUP, admin reload-tls
-    top = MultiService()
+    top = StopInOrder()
     StopOnSigterm(reactor).setServiceParent(top)
     StoreService(store).setServiceParent(top)
     certificates.setServiceParent(top)
@@ -331,6 +338,8 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     listening = [child.listening for child in top if isinstance(child, Listener)]
     Readiness(listening, reactor, reactor).setServiceParent(top)
     Farewell(pool).setServiceParent(top)
+    # Only the verifier and the hash are needed from here on.
+    options["passkey"] = options["root-password"] = None
     return top
 
 

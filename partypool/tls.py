@@ -69,6 +69,12 @@ def ensure_self_signed(directory: Path) -> tuple[Path, Path]:
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
+    for half in (cert_path, key_path):
+        if half.exists():  # never make a key that would not match the other half
+            raise ConfigError(
+                f"{half} exists without its pair in {directory}; remove it to "
+                "have a new self-signed certificate made"
+            )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     host = socket.gethostname()

@@ -109,6 +109,38 @@ class RunningServer:
         return "\n".join(self.lines)
 
 
+def twistd_command(data_dir: Path, *args: str) -> list[str]:
+    """``twistd -n partypool`` for ``data_dir``, with cheap PBKDF2 for tests."""
+    return [
+        TWISTD,
+        "-n",
+        "--pidfile=",
+        "partypool",
+        "--data-dir",
+        str(data_dir),
+        "--kdf-iterations",
+        "4096",
+        *args,
+    ]
+
+
+def spawn(
+    command: list[str], data_dir: Path, passkey: str, env: dict[str, str], cwd: Path
+) -> RunningServer:
+    """Start a server process and collect its output; the caller waits for it."""
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    server = RunningServer(process=process, data_dir=data_dir, passkey=passkey)
+    threading.Thread(target=server._pump, daemon=True).start()
+    return server
+
+
 def start_server(
     data_dir: Path,
     *args: str,
@@ -121,38 +153,24 @@ def start_server(
     passkey_file = data_dir.parent / f"{data_dir.name}.passkey"
     passkey_file.write_text(passkey + "\n")
     passkey_file.chmod(0o600)
-    command = [
-        TWISTD,
-        "-n",
-        "--pidfile=",
-        "partypool",
+    command = twistd_command(
+        data_dir,
         "--passkey-file",
         str(passkey_file),
-        "--data-dir",
-        str(data_dir),
         "--chat",
         "tcp:0:interface=127.0.0.1",
         "--admin",
         "tcp:0:interface=127.0.0.1",
-        "--kdf-iterations",
-        "4096",
         *args,
-    ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=server_env(**(env or {})),
-        cwd=data_dir.parent,
     )
-    server = RunningServer(process=process, data_dir=data_dir, passkey=passkey)
-    threading.Thread(target=server._pump, daemon=True).start()
+    server = spawn(
+        command, data_dir, passkey, server_env(**(env or {})), data_dir.parent
+    )
     try:
         server._read_startup(tls="--no-tls" not in args, admin=admin)
     except BaseException:
-        process.kill()
-        process.wait()
+        server.process.kill()
+        server.process.wait()
         raise
     return server
 

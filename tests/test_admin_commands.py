@@ -63,9 +63,9 @@ class CommandsTests(unittest.TestCase):
             stop_server=lambda: self.stopped.append(True),
         )
         self.commands = AdminCommands(self.pool, OPERATOR)
-        self.alice = self.connect("10.0.0.1", 4001, "alice")
-        self.bob = self.connect("10.0.0.2", 4002, "bob")
-        self.carol = self.connect("10.0.0.2", 4003, "Carol")
+        self.alice = self.connect("127.0.5.1", 4001, "alice")
+        self.bob = self.connect("127.0.5.2", 4002, "bob")
+        self.carol = self.connect("127.0.5.2", 4003, "Carol")
         self.alice.lines.clear()
         self.bob.lines.clear()
         self.carol.lines.clear()
@@ -92,6 +92,13 @@ class CommandsTests(unittest.TestCase):
             self.assertIn(usage, result.output)
         self.assertEqual(self.run_sync("help").output, result.output)
         self.assertNotIn("manhole", result.output)
+
+    def test_help_is_an_alias_not_a_second_row(self) -> None:
+        rows = self.run_sync("list").output.splitlines()
+        self.assertEqual([r for r in rows if r.startswith("list ")], [rows[0]])
+        self.assertIn("help", rows[0])
+        self.assertFalse([r for r in rows if r.startswith("help")])
+        self.assertIn("help", self.commands.names())
 
     def test_manhole_is_listed_only_when_enabled(self) -> None:
         """--manhole adds the manhole command, which asks the front end to switch."""
@@ -176,15 +183,15 @@ class CommandsTests(unittest.TestCase):
 
     def test_list_conn_shows_address_name_and_since(self) -> None:
         """Every open connection, oldest first; one still logging in shows '-'."""
-        self.connect("10.0.0.9", 4009, None)
+        self.connect("127.0.5.9", 4009, None)
         lines = self.run_sync("list-conn").output.splitlines()
         self.assertEqual(len(lines), 4)
-        self.assertEqual(lines[0], "10.0.0.1:4001  alice  2023-11-14 22:13:20Z")
-        self.assertTrue(lines[3].startswith("10.0.0.9:4009  -  "))
+        self.assertEqual(lines[0], "127.0.5.1:4001  alice  2023-11-14 22:13:20Z")
+        self.assertTrue(lines[3].startswith("127.0.5.9:4009  -  "))
 
     def test_list_conn_ip_and_u(self) -> None:
         self.assertEqual(
-            self.run_sync("list-conn -ip").output, "10.0.0.1\n10.0.0.2\n10.0.0.2"
+            self.run_sync("list-conn -ip").output, "127.0.5.1\n127.0.5.2\n127.0.5.2"
         )
         self.assertEqual(self.run_sync("list-conn -u").output, "alice\nbob\nCarol")
 
@@ -203,7 +210,7 @@ class CommandsTests(unittest.TestCase):
         self.assertEqual(self.pool.room.names(), ["alice", "Carol"])
 
     def test_remove_by_address_takes_every_connection_from_it(self) -> None:
-        result = self.run_sync("remove -ip 10.0.0.2")
+        result = self.run_sync("remove -ip 127.0.5.2")
         self.assertEqual(result.output, "removed 2 connections")
         self.assertTrue(self.bob.closed and self.carol.closed)
         self.assertEqual(
@@ -226,14 +233,20 @@ class CommandsTests(unittest.TestCase):
             self.assertEqual(member.lines, ["NOTICE party at [31meight"])
 
     def test_send_to_addresses(self) -> None:
-        result = self.run_sync('send -ip 10.0.0.1 10.0.0.2 "hello there"')
+        result = self.run_sync('send -ip 127.0.5.1 127.0.5.2 "hello there"')
         self.assertEqual((result.status, result.output), (0, "sent to 3 users"))
         self.assertEqual(self.carol.lines, ["NOTICE hello there"])
 
+    def test_send_to_an_address_given_twice_sends_once(self) -> None:
+        result = self.run_sync('send -ip 127.0.5.2 127.0.5.2 "once"')
+        self.assertEqual((result.status, result.output), (0, "sent to 2 users"))
+        self.assertEqual(self.bob.lines, ["NOTICE once"])
+        self.assertEqual(self.carol.lines, ["NOTICE once"])
+
     def test_send_to_an_address_with_nobody_fails_but_reaches_the_rest(self) -> None:
-        result = self.run_sync("send -ip 10.0.0.1 10.0.0.7 hi")
+        result = self.run_sync("send -ip 127.0.5.1 127.0.5.7 hi")
         self.assertEqual(result.status, 1)
-        self.assertIn("no user at 10.0.0.7", result.output)
+        self.assertIn("no user at 127.0.5.7", result.output)
         self.assertEqual(self.alice.lines, ["NOTICE hi"])
         self.assertFalse(self.bob.lines)
 
@@ -275,7 +288,7 @@ class CommandsTests(unittest.TestCase):
 
     def test_stats(self) -> None:
         """Uptime from the clock, named users vs open connections, room counters."""
-        self.connect("10.0.0.9", 4009, None)
+        self.connect("127.0.5.9", 4009, None)
         self.pool.room.say(self.alice, "hi")
         self.clock.advance(90_000)
         rows = dict(
@@ -293,32 +306,32 @@ class CommandsTests(unittest.TestCase):
         empty = yield self.commands.run("requests")
         self.assertEqual(empty.output, "no requests")
         for text in ("first", "second", "third"):
-            yield self.store.add_request("alice", "10.0.0.1", text)
+            yield self.store.add_request("alice", "127.0.5.1", text)
         result = yield self.commands.run("requests -n 2")
         lines = result.output.splitlines()
         self.assertEqual(len(lines), 2)
         self.assertTrue(lines[0].startswith("#3  "), lines[0])
-        self.assertTrue(lines[0].endswith("alice (10.0.0.1): third"), lines[0])
+        self.assertTrue(lines[0].endswith("alice (127.0.5.1): third"), lines[0])
 
     @inlineCallbacks
     def test_ban_address_kicks_persists_and_unbans(self) -> Deferred:
-        result = yield self.commands.run("ban -ip 10.0.0.2")
+        result = yield self.commands.run("ban -ip 127.0.5.2")
         self.assertEqual(
-            (result.status, result.output), (0, "banned ip 10.0.0.2; kicked 2")
+            (result.status, result.output), (0, "banned ip 127.0.5.2; kicked 2")
         )
         self.assertEqual(self.bob.lines, ["BYE banned by admin"])
         self.assertIn("LEFT bob banned by admin", self.alice.lines)
-        self.assertIn("10.0.0.2", self.pool.room.banned_hosts)
-        self.assertIsNotNone(self.pool.room.admission_error("10.0.0.2"))
+        self.assertIn("127.0.5.2", self.pool.room.banned_hosts)
+        self.assertIsNotNone(self.pool.room.admission_error("127.0.5.2"))
         bans = yield self.store.bans()
-        self.assertEqual([(b.kind, b.value) for b in bans], [("ip", "10.0.0.2")])
+        self.assertEqual([(b.kind, b.value) for b in bans], [("ip", "127.0.5.2")])
         listed = yield self.commands.run("bans")
-        self.assertIn("ip    10.0.0.2  since ", listed.output)
-        result = yield self.commands.run("unban -ip 10.0.0.2")
-        self.assertEqual(result.output, "unbanned ip 10.0.0.2")
-        self.assertNotIn("10.0.0.2", self.pool.room.banned_hosts)
+        self.assertIn("ip    127.0.5.2  since ", listed.output)
+        result = yield self.commands.run("unban -ip 127.0.5.2")
+        self.assertEqual(result.output, "unbanned ip 127.0.5.2")
+        self.assertNotIn("127.0.5.2", self.pool.room.banned_hosts)
         self.assertEqual((yield self.store.bans()), [])
-        again = yield self.commands.run("unban -ip 10.0.0.2")
+        again = yield self.commands.run("unban -ip 127.0.5.2")
         self.assertEqual(again.status, 1)
 
     @inlineCallbacks

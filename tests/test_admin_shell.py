@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from twisted.conch.insults.helper import TerminalBuffer
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from partypool.admin_commands import Result
 from partypool.admin_shell import AdminShell
+from partypool.admin_ssh import _LineShell
 
 PROMPT = "root@partypool> "
 
@@ -142,3 +146,45 @@ class ShellTests(unittest.TestCase):
         self.shell.terminalSize(132, 50)
         self.assertEqual(self.shell.width, 132)
         self.assertEqual(self.rows(), [PROMPT + "list", "ran list", PROMPT + "rem"])
+
+    def test_lines_queued_when_the_connection_drops_never_run(self) -> None:
+        """``requests⏎close-server⏎`` then a dropped connection: no close-server."""
+        self.commands.slow["requests"] = pending = Deferred()
+        self.type("requests\rclose-server\r")
+        self.shell.connectionLost(Failure(ConnectionDone()))
+        pending.callback(Result("#1  alice: more cowbell"))
+        self.type("list\r")
+        self.assertEqual(self.commands.lines, ["requests"])
+        self.assertEqual(self.ended, [])
+
+
+class LineShellTests(unittest.TestCase):
+    """The session without a pty (`_LineShell`) on a string transport."""
+
+    def setUp(self) -> None:
+        self.commands = FakeCommands()
+        self.ended: list[int] = []
+        self.transport = StringTransport()
+        self.shell = _LineShell(self.commands, self.ended.append)
+        self.shell.makeConnection(self.transport)
+
+    def test_lines_queued_when_the_connection_drops_never_run(self) -> None:
+        self.commands.slow["requests"] = pending = Deferred()
+        self.shell.dataReceived(b"requests\nclose-server\n")
+        self.shell.connectionLost(Failure(ConnectionDone()))
+        pending.callback(Result("#1  alice: more cowbell"))
+        self.shell.dataReceived(b"list\n")
+        self.shell.input_ended()
+        self.assertEqual(self.commands.lines, ["requests"])
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.ended, [])
+
+    def test_lines_run_in_order_while_connected(self) -> None:
+        self.commands.slow["requests"] = pending = Deferred()
+        self.shell.dataReceived(b"requests\nlist\n")
+        self.assertEqual(self.commands.lines, ["requests"])
+        pending.callback(Result("done"))
+        self.shell.input_ended()
+        self.assertEqual(self.commands.lines, ["requests", "list"])
+        self.assertEqual(self.transport.value(), b"done\nran list\n")
+        self.assertEqual(self.ended, [0])

@@ -23,14 +23,17 @@ from twisted.conch.ssh import (
     transport,
     userauth,
 )
-from twisted.cred.credentials import SSHPrivateKey
+from twisted.cred.credentials import SSHPrivateKey, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 from twisted.trial import unittest
 
+from partypool.admin_commands import AdminCommands, Result
 from partypool.admin_ssh import (
     AdminFactory,
     _ThrottledPortal,
@@ -41,6 +44,14 @@ from partypool.admin_ssh import (
     make_admin_factory,
 )
 from partypool.auth import LoginThrottle, RootPassword
+from partypool.client.admin_connect import (
+    Credentials,
+    HostKeyChanged,
+    HostKeyCheck,
+    LoginRefused,
+    _AdminTransport,
+)
+from partypool.client.known_servers import KnownServers
 from partypool.invite import ssh_host_key_fingerprint
 from partypool.server import make_server
 from partypool.tls import ConfigError
@@ -155,7 +166,7 @@ class AdminSSHTestCase(unittest.TestCase):
             server_name="test",
             stop_server=lambda: self.stopped.append(True),
         )
-        self.alice = FakeMember("10.0.0.1", 4001, since=0.0)
+        self.alice = FakeMember("127.0.5.1", 4001, since=0.0)
         self.pool.connections.add(self.alice)
         self.pool.room.join(self.alice, "alice")
         self.host_key = new_key()
@@ -189,7 +200,7 @@ class AdminSSHTestCase(unittest.TestCase):
         user: bytes = b"root",
         key: keys.Key | None = None,
         password: str | None = None,
-        source: str = "192.0.2.7",
+        source: str = "127.0.6.7",
     ) -> tuple[Session, ClientTransport, iosim.IOPump]:
         chan = Session(command=command, pty=pty)
         auth = ClientAuth(user, ClientConnection(chan), key=key, password=password)
@@ -272,7 +283,7 @@ class HostKeyTests(unittest.TestCase):
         path = Path(self.mktemp())
         path.write_bytes(
             new_key().public().toString("openssh")
-            + b'\nfrom="10.0.0.1" ssh-ed25519 AAAA\n'
+            + b'\nfrom="127.0.5.1" ssh-ed25519 AAAA\n'
         )
         with self.assertRaises(ConfigError) as caught:
             load_authorized_keys(path)
@@ -318,15 +329,15 @@ class LoginTests(AdminSSHTestCase):
         self.assertEqual(client.host_key, self.host_key.public().blob())
         self.assertEqual((chan.output, chan.status), (b"alice\n", 0))
         method = f"key {fingerprint(self.root_key)}"
-        self.assertTrue(self.logged(f"root logged in ({method}) from 192.0.2.7:40000"))
+        self.assertTrue(self.logged(f"root logged in ({method}) from 127.0.6.7:40000"))
         self.assertTrue(
-            self.logged(f"root ({method} from 192.0.2.7:40000) ran 'list-conn -u'")
+            self.logged(f"root ({method} from 127.0.6.7:40000) ran 'list-conn -u'")
         )
 
     def test_password_login(self) -> None:
         chan, _, _ = self.connect(command=b"list-conn -ip", password=PASSWORD)
-        self.assertEqual((chan.output, chan.status), (b"10.0.0.1\n", 0))
-        self.assertTrue(self.logged("root logged in (password) from 192.0.2.7"))
+        self.assertEqual((chan.output, chan.status), (b"127.0.5.1\n", 0))
+        self.assertTrue(self.logged("root logged in (password) from 127.0.6.7"))
 
     def test_wrong_password_unknown_user_and_unknown_key_are_refused(self) -> None:
         for kwargs in (
@@ -339,7 +350,7 @@ class LoginTests(AdminSSHTestCase):
                 chan, _, _ = self.connect(command=b"stats", **kwargs)
                 self.assertFalse(chan.opened.called)
                 self.assertIsNone(chan.status)
-        self.assertEqual(len(self.logged("admin login failed from 192.0.2.7")), 4)
+        self.assertEqual(len(self.logged("admin login failed from 127.0.6.7")), 4)
 
     def test_repeated_failures_refuse_the_address_for_a_while(self) -> None:
         """5 failures in a minute: even the right password is refused for a minute.
@@ -350,7 +361,7 @@ class LoginTests(AdminSSHTestCase):
             self.connect(command=b"stats", password="guess")
         chan, _, _ = self.connect(command=b"stats", password=PASSWORD)
         self.assertFalse(chan.opened.called)
-        self.assertTrue(self.logged("admin login refused from 192.0.2.7:40000"))
+        self.assertTrue(self.logged("admin login refused from 127.0.6.7:40000"))
         other, _, _ = self.connect(command=b"stats", password=PASSWORD, source="::1")
         self.assertEqual(other.status, 0)
         self.clock.advance(61)
@@ -363,18 +374,18 @@ class LoginTests(AdminSSHTestCase):
         (conch's own client signs even after a refused probe, so this talks to
         the per-connection portal directly.)
         """
-        gate = _ThrottledPortal(self.factory.portal, self.throttle, "192.0.2.7", "x")
+        gate = _ThrottledPortal(self.factory.portal, self.throttle, "127.0.6.7", "x")
         blob = new_key().public().blob()
         probe = SSHPrivateKey(b"root", b"ssh-ed25519", blob, None, None)
         for _ in range(6):
             self.failureResultOf(gate.login(probe, None, IConchUser), UnauthorizedLogin)
-        self.assertFalse(self.throttle.is_refused("192.0.2.7"))
+        self.assertFalse(self.throttle.is_refused("127.0.6.7"))
         signed = SSHPrivateKey(b"root", b"ssh-ed25519", blob, b"data", b"signature")
         for _ in range(5):
             self.failureResultOf(
                 gate.login(signed, None, IConchUser), UnauthorizedLogin
             )
-        self.assertTrue(self.throttle.is_refused("192.0.2.7"))
+        self.assertTrue(self.throttle.is_refused("127.0.6.7"))
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -404,7 +415,7 @@ class SessionTests(AdminSSHTestCase):
         chan.write(b"list-conn -ip")  # last line without a newline
         chan.conn.sendEOF(chan)
         self.settle(pump)
-        self.assertEqual(chan.output.splitlines()[-1], b"10.0.0.1")
+        self.assertEqual(chan.output.splitlines()[-1], b"127.0.5.1")
         self.assertEqual(chan.status, 0)
         self.assertTrue(chan.ended.called)
 
@@ -450,3 +461,243 @@ class SessionTests(AdminSSHTestCase):
         self.settle(pump)
         self.assertEqual(chan.status, 0)
         self.assertTrue(self.logged("opened the Python manhole"))
+
+
+# -- connections that never log in, parallel guesses ---------------------------------
+
+
+class Silent(Protocol):
+    """A TCP client that connects and never says a word."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost = False
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.received += data
+
+    def connectionLost(self, reason: object) -> None:  # noqa: N802
+        self.lost = True
+
+
+class PendingTests(AdminSSHTestCase):
+    def silent(self, source: str = "127.0.6.7") -> tuple[Silent, iosim.IOPump]:
+        client = Silent()
+        peer = IPv4Address("TCP", source, 40000)
+        server = self.factory.buildProtocol(peer)
+        pump = iosim.connect(
+            server,
+            iosim.FakeTransport(server, isServer=True, peerAddress=peer),
+            client,
+            iosim.FakeTransport(client, isServer=False),
+            greet=True,
+        )
+        pump.flush()
+        return client, pump
+
+    def test_a_silent_connection_is_dropped_after_the_grace_time(self) -> None:
+        """No version, no key exchange: conch's login timeout never starts; ours."""
+        client, pump = self.silent()
+        self.assertTrue(client.received.startswith(b"SSH-2.0-"))
+        self.assertEqual(self.factory.pending["127.0.6.7"], 1)
+        self.clock.advance(self.factory.login_grace - 1)
+        pump.flush()
+        self.assertFalse(client.lost)
+        self.clock.advance(1)
+        pump.flush()
+        self.assertTrue(client.lost)
+        self.assertEqual(self.factory.pending, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertTrue(self.logged("admin connection from 127.0.6.7:40000 dropped"))
+
+    def test_unauthenticated_connections_are_capped_per_address(self) -> None:
+        held = [self.silent() for _ in range(self.factory.max_pending)]
+        self.assertFalse(any(client.lost for client, _ in held))
+        refused, _ = self.silent()
+        self.assertTrue(refused.lost)
+        self.assertEqual(refused.received, b"")
+        self.assertTrue(self.logged("admin connection from 127.0.6.7:40000 refused"))
+        other, _ = self.silent(source="127.0.6.8")
+        self.assertFalse(other.lost)
+        # One hangs up: its place is free again.
+        client, pump = held[0]
+        client.transport.loseConnection()
+        pump.flush()
+        self.assertEqual(
+            self.factory.pending["127.0.6.7"], self.factory.max_pending - 1
+        )
+        again, _ = self.silent()
+        self.assertFalse(again.lost)
+
+    def test_a_logged_in_connection_no_longer_counts_and_is_not_timed_out(
+        self,
+    ) -> None:
+        chan, _, pump = self.connect(key=self.root_key)
+        self.assertTrue(chan.opened.called)
+        self.assertEqual(self.factory.pending, {})
+        for _ in range(self.factory.max_pending):
+            self.silent()
+        self.clock.advance(self.factory.login_grace + 1)
+        pump.flush()
+        chan.write(b"list-conn -u\n")
+        self.settle(pump)
+        self.assertIn(b"alice\n", chan.output)
+        self.assertFalse(chan.ended.called)
+
+    def test_parallel_password_guesses_count_before_their_results(self) -> None:
+        """Five guesses sent at once get five checks; the sixth is refused unchecked.
+
+        The checks are shared by every connection from the address, and the
+        five failures then refuse the address as five in a row would.
+        """
+        checks: list[Deferred] = []
+
+        def slow(f, *args) -> Deferred:
+            checks.append(Deferred())
+            return checks[-1]
+
+        factory = self.make_factory(defer_to_thread=slow)
+        gates = [
+            _ThrottledPortal(
+                factory.portal, self.throttle, "127.0.6.7", "x", factory.in_flight
+            )
+            for _ in range(6)
+        ]
+        guess = UsernamePassword(b"root", b"guess")
+        results = [gate.login(guess, None, IConchUser) for gate in gates]
+        self.assertEqual(len(checks), self.throttle.max_failures)
+        self.failureResultOf(results[-1], UnauthorizedLogin)
+        other = _ThrottledPortal(
+            factory.portal, self.throttle, "127.0.6.8", "y", factory.in_flight
+        )
+        other.login(guess, None, IConchUser)
+        self.assertEqual(len(checks), 6)
+        for check in checks[:5]:
+            check.callback(False)
+        for result in results[:5]:
+            self.failureResultOf(result, UnauthorizedLogin)
+        self.assertEqual(factory.in_flight, {"127.0.6.8": 1})
+        self.assertTrue(self.throttle.is_refused("127.0.6.7"))
+
+    def test_in_flight_checks_plus_recent_failures_are_the_budget(self) -> None:
+        checks: list[Deferred] = []
+        factory = self.make_factory(
+            defer_to_thread=lambda f, *a: checks.append(Deferred()) or checks[-1]
+        )
+        gate = _ThrottledPortal(
+            factory.portal, self.throttle, "127.0.6.7", "x", factory.in_flight
+        )
+        for _ in range(3):
+            self.throttle.failed("127.0.6.7")
+        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 3)
+        right = UsernamePassword(b"root", PASSWORD.encode())
+        first = gate.login(right, None, IConchUser)
+        second = gate.login(right, None, IConchUser)
+        self.failureResultOf(gate.login(right, None, IConchUser), UnauthorizedLogin)
+        self.assertEqual(len(checks), 2)
+        checks[0].callback(True)
+        self.successResultOf(first)
+        self.assertEqual(factory.in_flight["127.0.6.7"], 1)
+        # A success frees its slot without counting as a failure.
+        third = gate.login(right, None, IConchUser)
+        self.assertEqual(len(checks), 3)
+        checks[1].callback(True)
+        checks[2].callback(True)
+        self.successResultOf(second)
+        self.successResultOf(third)
+        self.assertEqual(factory.in_flight, {})
+        self.clock.advance(self.throttle.window)
+        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 0)
+
+
+class DroppedConnectionTests(AdminSSHTestCase):
+    """Lines queued behind a slow command die with the operator's connection."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.pending: Deferred = Deferred()
+        self.ran: list[str] = []
+        real_run = AdminCommands.run
+
+        def run(commands: AdminCommands, line: str) -> Deferred:
+            self.ran.append(line)
+            if line == "requests":
+                return self.pending
+            return real_run(commands, line)
+
+        self.patch(AdminCommands, "run", run)
+
+    def drop_while_requests_is_pending(self, pty: bool) -> None:
+        chan, client, pump = self.connect(key=self.root_key, pty=pty)
+        chan.write(b"requests\rclose-server\r" if pty else b"requests\nclose-server\n")
+        self.settle(pump)
+        self.assertEqual(self.ran, ["requests"])
+        client.transport.loseConnection()
+        self.settle(pump)
+        self.pending.callback(Result("#1  alice: more cowbell"))
+        self.settle(pump)
+        self.assertEqual(self.ran, ["requests"])
+        self.assertIsNone(self.pool.countdown)
+        self.assertEqual(self.stopped, [])
+
+    def test_pty_shell(self) -> None:
+        self.drop_while_requests_is_pending(pty=True)
+
+    def test_shell_without_pty(self) -> None:
+        self.drop_while_requests_is_pending(pty=False)
+
+
+# -- partypool-root's trust on first use, against this server -------------------------
+
+
+class FirstContactTests(AdminSSHTestCase):
+    """A first-seen host key is remembered only once root has logged in."""
+
+    def login(self, password: str) -> tuple[Deferred, HostKeyCheck, list[str]]:
+        notes: list[str] = []
+        check = HostKeyCheck("127.0.6.1", 12346, None, self.known, notes.append)
+        client = _AdminTransport(check, Credentials(password=password.encode()))
+        ready = client.ready
+        peer = IPv4Address("TCP", "127.0.6.7", 40000)
+        server = self.factory.buildProtocol(peer)
+        pump = iosim.connect(
+            server,
+            iosim.FakeTransport(server, isServer=True, peerAddress=peer),
+            client,
+            iosim.FakeTransport(client, isServer=False),
+            greet=True,
+        )
+        self.settle(pump)
+        return ready, check, notes
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.known = KnownServers(Path(self.mktemp()) / "known_admin_hosts")
+        self.fingerprint = fingerprint(self.host_key)
+
+    def test_a_failed_login_does_not_pin_the_key(self) -> None:
+        ready, _, notes = self.login("guess")
+        self.failureResultOf(ready, LoginRefused)
+        self.assertIsNone(self.known.lookup("127.0.6.1", 12346))
+        self.assertEqual(len(notes), 1)
+        self.assertIn(self.fingerprint, notes[0])
+        self.assertIn("remembered if the login succeeds", notes[0])
+
+    def test_a_successful_login_pins_the_key(self) -> None:
+        ready, _, notes = self.login(PASSWORD)
+        self.successResultOf(ready)
+        entry = self.known.lookup("127.0.6.1", 12346)
+        self.assertIsNotNone(entry)
+        self.assertEqual(entry.fingerprint, self.fingerprint)
+        self.assertIn("Remembered the SSH host key", notes[-1])
+        # Known from now on: no first-contact note, nothing appended.
+        ready, _, notes = self.login(PASSWORD)
+        self.successResultOf(ready)
+        self.assertEqual(notes, [])
+        self.assertEqual(len(self.known.path.read_text().splitlines()), 1)
+
+    def test_a_different_remembered_key_is_still_refused_before_login(self) -> None:
+        self.known.remember("127.0.6.1", 12346, "SHA256:" + "A" * 43)
+        ready, _, _ = self.login(PASSWORD)
+        self.failureResultOf(ready, HostKeyChanged)
+        self.assertFalse(self.logged("root logged in"))

@@ -235,7 +235,7 @@ def test_keepalive_pings_then_drops_silent_client(pool, clock):
     clock.pump([1] * 58)  # bob answers his PING just in time and stays
     bob.send("PONG x")
     clock.pump([1] * 30)
-    assert bob.protocol.state == "chatting"
+    assert bob.protocol.session.state == "chatting"
 
 
 def test_overlong_line_is_skipped_and_session_goes_on(pool):
@@ -304,7 +304,7 @@ def test_slow_reader_is_dropped_without_stalling_others():
     slow.transport.producer.pauseProducing()  # the kernel buffer is full
     for i in range(40):
         alice.send(f"SAY message number {i:03}")
-    assert slow.protocol.state == "closed"
+    assert slow.protocol.session.state == "closed"
     assert slow.transport.disconnected  # aborted: a BYE would never be read
     assert len(slow.transport.value()) <= 1000 + 100  # writes before the pause
     lines = carol.received()
@@ -370,7 +370,7 @@ def test_exception_in_a_handler_ends_only_that_connection(pool, monkeypatch):
     def explode(argument: str) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(bob.protocol, "handle_ONLINE", explode)
+    monkeypatch.setattr(bob.protocol.session, "handle_ONLINE", explode)
     bob.send("ONLINE")
     assert bob.received() == ["BYE internal error"]
     assert alice.received() == ["LEFT bob lost"]
@@ -448,7 +448,7 @@ def test_arbitrary_lines_never_break_the_server(lines):
     allowed = ("ERR ", "ONLINE ", "IP ", "PONG", "OK REQUEST ", "BYE ")
     assert all(reply.startswith(allowed) for reply in replies), replies
     assert "BYE internal error" not in replies
-    if alice.protocol.state == "closed":
+    if alice.protocol.session.state == "closed":
         assert replies[-1].startswith("BYE ")
     for seen in bob.received():
         assert seen.isprintable(), seen
@@ -468,4 +468,40 @@ def test_keepalive_keeps_client_that_answers_ping_at_once(clock):
                 pings += 1
                 bob.send("PONG " + line[5:])
     assert pings >= 4
-    assert bob.protocol.state == "chatting"
+    assert bob.protocol.session.state == "chatting"
+
+
+def test_overlong_lines_count_as_lines_for_flood_control(clock):
+    """A stream of overlong lines is rate-limited and ends in BYE flooding,
+    like any other flood."""
+    pool = make_pool(clock, limits=Limits(max_line=512, rate=5, burst=10))
+    alice = named(pool, "alice", "127.0.0.2")
+    alice.received()
+    for _ in range(80):
+        alice.protocol.dataReceived(b"x" * 600 + b"\n")
+    lines = alice.received()
+    assert lines[-1] == "BYE flooding"
+    assert sum(line.startswith("ERR line-too-long") for line in lines) <= 10
+
+
+def test_parallel_logins_cannot_outrun_the_throttle(pool):
+    """Challenges fetched before the address was refused are refused at
+    AUTH-RESPONSE too, so ten parallel guesses cost five tries, not ten."""
+    import scramp
+
+    from tests.helpers import _b64, _unb64
+
+    peers, clients = [], []
+    for port in range(10):
+        peer = connect(pool, host="127.0.0.9", port=7000 + port)
+        peer.received()
+        client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", "wrong")
+        peer.send("AUTH SCRAM-SHA-256 " + _b64(client.get_client_first()))
+        client.set_server_first(_unb64(peer.received()[0].split(" ")[1]))
+        peers.append(peer)
+        clients.append(client)
+    outcomes = []
+    for peer, client in zip(peers, clients, strict=True):
+        peer.send("AUTH-RESPONSE " + _b64(client.get_client_final()))
+        outcomes.append(peer.received()[0].split(" ")[1])
+    assert outcomes == ["auth-failed"] * 5 + ["auth-throttled"] * 5

@@ -99,3 +99,28 @@ class ScriptViewTests(SynchronousTestCase):
         self.view.input_ended()
         self.assertIsNone(self.successResultOf(name))
         self.assertIn("NAME-REFUSED the name root is reserved", self.out.getvalue())
+
+
+def test_script_output_has_no_control_characters() -> None:
+    """Control characters in a server's CHAT or ERR never reach the output."""
+    import re
+
+    from partypool.client.protocol import ChatClientProtocol
+    from tests.client_fakes import PASSKEY, ScriptedServer
+
+    out = io.StringIO()
+    view = ScriptView(out, io.StringIO())
+    server = ScriptedServer(ChatClientProtocol(PASSKEY, view))
+    server.log_in()
+    server.send(
+        "CHAT ev\x1bil \x1b[2Jhi\x9b1m\x08\x08\rthere\u202e",
+        "ERR odd \x1b]0;title\x07text\x85",
+        "LEFT ev\x1bil \x1b[31mgone",
+    )
+    printed = out.getvalue()
+    assert printed.splitlines() == [
+        "CHAT evil [2Jhi1mthere",
+        "ERR odd ]0;titletext",
+        "LEFT evil [31mgone",
+    ]
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", printed)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from partypool.client.known_servers import FingerprintChanged
 from partypool.client.protocol import (
     ChatClientProtocol,
     ChatListener,
+    NoReply,
     ServerAuthenticationError,
     ServerError,
 )
@@ -170,6 +172,12 @@ class ChatTests(SynchronousTestCase):
             ],
         )
 
+    def test_says_bounded_without_clock(self) -> None:
+        """Without a clock, only the latest SAYs are remembered."""
+        for i in range(300):
+            self.proto.say(f"line {i}")
+        self.assertEqual(len(self.proto._sent), 256)
+
     def test_keepalive(self) -> None:
         """A server PING is answered with its token."""
         self.server.send("PING abc123")
@@ -188,3 +196,168 @@ class ChatTests(SynchronousTestCase):
     def test_lost_without_bye(self) -> None:
         self.server.lose()
         self.assertIsNone(self.successResultOf(self.proto.done))
+
+
+class MatchingTests(SynchronousTestCase):
+    """Replies are matched to the lines sent, in order, with a clock."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.listener = RecordingListener()
+        self.proto = ChatClientProtocol(PASSKEY, self.listener, clock=self.clock)
+        self.server = ScriptedServer(self.proto)
+        self.server.log_in()
+        self.server.received()
+        self.clock.advance(10)  # a full pacing bucket
+
+    def test_err_answers_the_request_it_belongs_to(self) -> None:
+        """An ERR for a REQUEST fails that REQUEST (not the listener), and
+        the next OK REQUEST answers the next REQUEST, not the failed one."""
+        first = self.proto.request("too long for this server")
+        self.server.send("ERR text-too-long text is longer than 10 characters")
+        failure = self.failureResultOf(first, ServerError)
+        self.assertEqual(failure.value.code, "text-too-long")
+        second = self.proto.request("snacks")
+        self.server.send("OK REQUEST 5")
+        self.assertEqual(self.successResultOf(second), 5)
+        self.assertEqual(self.listener.events, [])
+
+    def test_request_checked_locally(self) -> None:
+        """An empty or over-long REQUEST fails at once and is not sent."""
+        too_long = self.proto.request("x" * 1001)
+        self.assertEqual(
+            self.failureResultOf(too_long, ServerError).value.code, "text-too-long"
+        )
+        empty = self.proto.request(" \x1b ")
+        self.assertEqual(
+            self.failureResultOf(empty, ServerError).value.code, "bad-syntax"
+        )
+        self.assertNoResult(self.proto.request("x" * 1000))
+        self.assertEqual(self.server.received(), ["REQUEST " + "x" * 1000])
+
+    def test_refused_say_goes_to_listener(self) -> None:
+        """An ERR while a SAY is the oldest line is the SAY's refusal; the
+        request after it still gets its own reply."""
+        self.proto.say("x" * 3000)
+        online = self.proto.online()
+        self.server.send("ERR text-too-long too long", "ONLINE 1 alice")
+        self.assertEqual(self.successResultOf(online), ["alice"])
+        self.assertEqual(self.listener.events, [("error", "text-too-long", "too long")])
+
+    def test_accepted_says_leave_the_queue(self) -> None:
+        """A reply shows the SAYs before it were accepted: a later ERR
+        belongs to the line after them."""
+        self.proto.say("hello")
+        ip = self.proto.ip()
+        self.server.send("IP 10.0.0.1")
+        self.assertEqual(self.successResultOf(ip), "10.0.0.1")
+        nick = self.proto.nick("bob")
+        self.server.send("ERR nick-taken taken")
+        self.assertEqual(
+            self.failureResultOf(nick, ServerError).value.code, "nick-taken"
+        )
+        self.assertEqual(self.listener.events, [])
+
+    def test_stored_request_answered_late(self) -> None:
+        """OK REQUEST may come after replies to later lines (storing takes
+        time); an ERR meanwhile belongs to a later line, not to it."""
+        request = self.proto.request("snacks")
+        ip = self.proto.ip()
+        self.server.send("IP 10.0.0.1")
+        self.proto.say("x" * 3000)
+        self.server.send("ERR text-too-long too long")
+        self.assertNoResult(request)
+        self.server.send("OK REQUEST 3")
+        self.assertEqual(self.successResultOf(request), 3)
+        self.assertEqual(self.successResultOf(ip), "10.0.0.1")
+        self.assertEqual(self.listener.events, [("error", "text-too-long", "too long")])
+
+    def test_dropped_lines_time_out(self) -> None:
+        """ERR rate-limited goes to the listener; the dropped lines fail
+        with NoReply after the timeout instead of waiting forever, and
+        later replies still find their own requests."""
+        online = self.proto.online()
+        ping = self.proto.ping("t1")
+        self.server.send("ERR rate-limited slow down", "PONG t1")
+        self.assertEqual(self.successResultOf(ping), "t1")
+        self.assertNoResult(online)
+        self.clock.advance(15)
+        self.failureResultOf(online, NoReply)
+        ip = self.proto.ip()
+        self.server.send("IP 10.0.0.1")
+        self.assertEqual(self.successResultOf(ip), "10.0.0.1")
+        self.assertEqual(self.listener.events, [("error", "rate-limited", "slow down")])
+
+    def test_slow_store_reply_not_misplaced(self) -> None:
+        """A validated REQUEST that times out still takes its late reply,
+        so the next REQUEST gets its own."""
+        late = self.proto.request("snacks")
+        ip = self.proto.ip()
+        self.server.send("IP 10.0.0.1")
+        self.successResultOf(ip)
+        self.clock.advance(15)
+        self.failureResultOf(late, NoReply)
+        second = self.proto.request("drinks")
+        self.server.send("OK REQUEST 1", "OK REQUEST 2")
+        self.assertEqual(self.successResultOf(second), 2)
+
+    def test_old_says_forgotten(self) -> None:
+        """Sent SAYs are not remembered forever."""
+        for i in range(5):
+            self.proto.say(f"line {i}")
+            self.clock.advance(10)
+        self.assertEqual(len(self.proto._sent), 2)
+
+    def test_answered_request_timer_is_cancelled(self) -> None:
+        ip = self.proto.ip()
+        self.server.send("IP 10.0.0.1")
+        self.successResultOf(ip)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_pacing(self) -> None:
+        """Lines go out below the server's rate limit: a burst, then a few
+        a second, in order."""
+        for i in range(20):
+            self.proto.say(f"line {i}")
+        self.assertEqual(len(self.server.received()), 8)
+        self.clock.advance(1)
+        self.assertEqual(
+            self.server.received(), [f"SAY line {i}" for i in (8, 9, 10, 11)]
+        )
+        self.assertEqual(self.proto.backlog_seconds(), 2.0)
+        self.clock.advance(2)
+        self.assertEqual(len(self.server.received()), 8)
+        self.assertEqual(self.proto.backlog_seconds(), 0.0)
+
+
+class ScrubTests(SynchronousTestCase):
+    """No control character a server sends reaches a listener or an error."""
+
+    NASTY = "\x1b[2J\x9b31m\x08\r\x07\u202e"
+
+    def test_events_scrubbed(self) -> None:
+        listener = RecordingListener()
+        server = ScriptedServer(ChatClientProtocol(PASSKEY, listener))
+        server.log_in()
+        server.send(
+            f"CHAT bob{self.NASTY} hi{self.NASTY} there",
+            f"NOTICE {self.NASTY}pizza",
+            f"ERR odd-thing {self.NASTY}boo",
+            f"BYE {self.NASTY}bye",
+        )
+        self.assertEqual(
+            listener.events,
+            [
+                ("chat", "bob[2J31m", "hi[2J31m there"),
+                ("notice", "[2J31mpizza"),
+                ("error", "odd-thing", "[2J31mboo"),
+                ("bye", "[2J31mbye"),
+            ],
+        )
+
+    def test_pre_auth_error_scrubbed(self) -> None:
+        """An unauthenticated server's ERR text is scrubbed too."""
+        server = ScriptedServer(ChatClientProtocol(PASSKEY))
+        server.send("ERR banned go\x1b]0;pwned\x07 away\x9b")
+        failure = self.failureResultOf(server.proto.logged_in, ServerError)
+        self.assertEqual(str(failure.value), "banned: go]0;pwned away")

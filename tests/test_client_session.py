@@ -50,6 +50,12 @@ class RecordingView(SessionView):
     def bye(self, reason: str) -> None:
         self.reports.append(("bye", reason))
 
+    def error(self, code: str, text: str) -> None:
+        self.reports.append(("error", code, text))
+
+    def request_stored(self, request_id: int) -> None:
+        self.reports.append(("request_stored", request_id))
+
     def of_kind(self, kind: str) -> list[tuple[object, ...]]:
         return [report for report in self.reports if report[0] == kind]
 
@@ -113,6 +119,26 @@ class SessionTests(SynchronousTestCase):
         self.assertIn(("online", ["alice", "bob"]), self.view.reports)
         self.assertIn(("said", "alice", "hello <b>all</b>"), self.view.reports)
         self.assertEqual(len(self.view.of_kind("hint")), 1)
+
+    def test_requests_never_hang(self) -> None:
+        """A too-long /request is refused without sending it; a line the
+        server dropped as over-rate is reported after a while, and the
+        next request gets its own answer."""
+        self.start()
+        [server] = self.servers
+        self.join(server)
+        self.session.handle_input("/request " + "x" * 1001)
+        self.assertEqual(server.received(), [])
+        [(_, code, _)] = self.view.of_kind("error")
+        self.assertEqual(code, "text-too-long")
+        self.session.handle_input("/online")
+        server.send("ERR rate-limited slow down")
+        self.clock.advance(15)
+        self.assertIn("did not answer", self.view.of_kind("hint")[-1][1])
+        self.session.handle_input("/request snacks")
+        self.assertEqual(server.received(), ["ONLINE", "REQUEST snacks"])
+        server.send("OK REQUEST 5")
+        self.assertEqual(self.view.of_kind("request_stored"), [("request_stored", 5)])
 
     def test_exit(self) -> None:
         """/exit sends QUIT; BYE quit ends the session with status 0."""

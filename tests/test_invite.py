@@ -287,3 +287,23 @@ def test_fingerprints_agree_with_the_server(tmp_path: Path) -> None:
     assert invite.tls_fingerprint == tls.certificate_fingerprint(cert_pem)
     host_key = tmp_path / "ssh" / "host_key"
     assert invite.ssh_fingerprint == admin_ssh.host_key_fingerprint(host_key)
+
+
+def test_shared_constants() -> None:
+    """The protocol version and KDF cost come from the server's modules."""
+    from partypool import auth, wire
+
+    assert inv.PROTOCOL == wire.PROTOCOL_VERSION
+    assert inv.Invite("h", 1, None, False, None, None, "n").protocol == inv.PROTOCOL
+    assert inv.DEFAULT_ITERATIONS == auth.DEFAULT_ITERATIONS
+
+
+@pytest.mark.parametrize("module", ["partypool.invite", "partypool.client.main"])
+def test_import_leaves_reactor_alone(module: str) -> None:
+    """The client installs its own reactor: importing its modules (the
+    invite module included) must not install one."""
+    code = f"import {module}, sys; print('twisted.internet.reactor' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"

@@ -305,8 +305,8 @@ def event(level: LogLevel, **fields: object) -> dict:
 
 def test_journal_lines_carry_priority_not_time():
     """journald adds the time; ``<N>`` gives each line its priority."""
-    line = logs.journal_line(event(LogLevel.warn, address="10.0.0.1:5"))
-    assert line == "<4>[partypool.chat#warn] connect from 10.0.0.1:5\n"
+    line = logs.journal_line(event(LogLevel.warn, address="127.0.5.1:5"))
+    assert line == "<4>[partypool.chat#warn] connect from 127.0.5.1:5\n"
     try:
         raise ZeroDivisionError("boom")
     except ZeroDivisionError:
@@ -318,13 +318,13 @@ def test_journal_lines_carry_priority_not_time():
 
 def test_json_lines_for_log_shippers():
     """One object per line: time, level, namespace, message and the fields."""
-    line = logs.json_line(event(LogLevel.info, address="10.0.0.1:5", port=3))
+    line = logs.json_line(event(LogLevel.info, address="127.0.5.1:5", port=3))
     assert line.endswith("\n") and line.count("\n") == 1
     record = json.loads(line)
     assert record["time"] == "1970-01-01T00:00:00.000+00:00"
     assert record["level"] == "info" and record["namespace"] == "partypool.chat"
-    assert record["message"] == "connect from 10.0.0.1:5"
-    assert record["address"] == "10.0.0.1:5" and record["port"] == 3
+    assert record["message"] == "connect from 127.0.5.1:5"
+    assert record["address"] == "127.0.5.1:5" and record["port"] == 3
 
 
 def test_log_format_chooses_twistds_logger(tmp_path, monkeypatch):

@@ -86,3 +86,25 @@ def test_lookup_by_name_and_host_and_sorted_names():
     assert room.names() == ["Amy", "bea", "zed"]
     assert room.by_name("AMY") is amy
     assert set(room.by_host("127.0.0.2")) == {zed, amy, bea}
+
+
+def test_a_member_that_fails_is_dropped_and_the_rest_still_hear():
+    """An exception in one delivery must not cost anyone else the message."""
+
+    class Broken(FakeMember):
+        def deliver(self, event):
+            raise RuntimeError("bug")
+
+    room = Room()
+    alice, broken, carol = (
+        FakeMember("127.0.0.2"),
+        Broken("127.0.0.3"),
+        FakeMember("127.0.0.4"),
+    )
+    room.join(alice, "alice")
+    room.join(broken, "broken")
+    room.join(carol, "carol")
+    assert room.broadcast(events.chat("alice", "hi"), but=alice) == 1
+    assert sorted(carol.lines()[-2:]) == ["CHAT alice hi", "LEFT broken lost"]
+    assert broken.goodbye == "internal error"
+    assert room.names() == ["alice", "carol"]

@@ -204,6 +204,8 @@ def test_wrong_password_refused(admin: Admin, tmp_path: Path) -> None:
     assert "Permission denied" in result.stderr
     assert "password" in result.stderr
     assert "Traceback" not in result.stderr
+    # A server that did not log us in does not get its host key pinned.
+    assert not (tmp_path / "known_admin_hosts").exists()
 
 
 def test_pinned_host_key(admin: Admin, tmp_path: Path) -> None:

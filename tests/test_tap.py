@@ -86,3 +86,10 @@ def test_service_tree(tmp_path, monkeypatch):
     assert (tmp_path / "data" / "tls" / "key.pem").exists()
     assert not service.running
     children[1].store.close()
+
+
+def test_server_name_is_scrubbed(tmp_path, monkeypatch):
+    """The name goes into every HELLO line: no line breaks or escapes."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    options = parse(tmp_path, "--server-name", "pool\r\nBYE x\x1b[2J")
+    assert options["server-name"] == "poolBYE x[2J"

@@ -83,3 +83,11 @@ def test_one_turn_calls_share_one_reactor_timer():
     assert ran == ["a", "c"] and not cancelled.active()
     clock.advance(5)
     assert ran == ["a", "c", "later"] and not later.active()
+
+
+def test_half_a_self_signed_pair_is_refused_not_overwritten(tmp_path):
+    cert, key = ensure_self_signed(tmp_path)
+    cert.unlink()
+    with pytest.raises(ConfigError, match="without its pair"):
+        ensure_self_signed(tmp_path)
+    assert key.exists()

@@ -12,8 +12,11 @@ before the reply to ``exec`` (see L{_ExecChannel}).
 
 Trust: the host key must match the pin (from the invite or
 ``--host-key-fingerprint``), else the key remembered for that host and port
-in a known-hosts file; a key seen for the first time is remembered (trust on
-first use, like OpenSSH's ``StrictHostKeyChecking=accept-new``).  The check
+in a known-hosts file; a key seen for the first time is trusted for this
+connection, its fingerprint shown on stderr, and remembered only once root has
+logged in (trust on first use, like OpenSSH's
+``StrictHostKeyChecking=accept-new``, except that an impostor which cannot
+log us in does not get its key pinned in place of the real one).  The check
 runs during key exchange, before the user-auth service starts, so a password
 is never sent to a server with the wrong key.
 """
@@ -83,7 +86,7 @@ class HostKeyCheck:
 
     @ivar pin: the fingerprint from an invite or C{--host-key-fingerprint};
         when set, the known-hosts file is neither read nor written.
-    @ivar report: where to tell the user that a first-seen key was stored.
+    @ivar report: where to tell the user about a first-seen key (stderr).
     """
 
     host: str
@@ -91,6 +94,7 @@ class HostKeyCheck:
     pin: str | None
     known: KnownServers
     report: Callable[[str], None]
+    _first_seen: str | None = attrs.field(default=None, init=False)
 
     def check(self, key: keys.Key) -> None:
         """Return if ``key`` is trusted; raise L{HostKeyChanged} if not.
@@ -112,14 +116,10 @@ class HostKeyCheck:
             return
         entry = self.known.lookup(self.host, self.port)
         if entry is None:
-            try:
-                self.known.remember(self.host, self.port, actual)
-            except OSError as e:
-                self.report(f"could not remember the SSH host key {actual}: {e}")
-                return
+            self._first_seen = actual
             self.report(
-                f"Remembered the SSH host key of {self.host} port {self.port}:\n"
-                f"  {actual}\nin {self.known.path} (trusted from now on)."
+                f"First connection to {self.host} port {self.port}; its SSH host "
+                f"key is\n  {actual}\n(it is remembered if the login succeeds)."
             )
         elif entry.fingerprint != actual:
             raise HostKeyChanged(
@@ -129,6 +129,25 @@ class HostKeyCheck:
                 actual,
                 self._how_to_reset(entry),
             )
+
+    def logged_in(self) -> None:
+        """Root is logged in: remember a first-seen key from now on.
+
+        Not before: a server that took the connection but could not log us in
+        may be an impostor, and pinning its key would lock out the real one.
+        """
+        actual, self._first_seen = self._first_seen, None
+        if actual is None:
+            return
+        try:
+            self.known.remember(self.host, self.port, actual)
+        except OSError as e:
+            self.report(f"could not remember the SSH host key {actual}: {e}")
+            return
+        self.report(
+            f"Remembered the SSH host key of {self.host} port {self.port}:\n"
+            f"  {actual}\nin {self.known.path} (trusted from now on)."
+        )
 
     def _how_to_reset(self, entry: Entry) -> str:
         return (
@@ -190,10 +209,15 @@ class _AdminTransport(transport.SSHClientTransport):
         self.check = check
         self.credentials = credentials
         self.ready: Deferred[connection.SSHConnection] = Deferred(self._cancel)
+        self.ready.addCallback(self._logged_in)
         self.lost = False
         self._waiting: list[Deferred[None]] = []
         self._refusal: AdminConnectError | None = None
         self._secure = False
+
+    def _logged_in(self, service: connection.SSHConnection) -> connection.SSHConnection:
+        self.check.logged_in()
+        return service
 
     def _cancel(self, ready: Deferred[connection.SSHConnection]) -> None:
         if self.transport is not None:

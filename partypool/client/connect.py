@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Callable
 
 import attrs
+from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 from OpenSSL.crypto import X509
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -30,11 +31,13 @@ from partypool.client.known_servers import (
     KnownServers,
     same_fingerprint,
 )
+from partypool.tls import certificate_fingerprint as _pem_fingerprint
 
 
 def certificate_fingerprint(certificate: X509) -> str:
-    """SHA-256 of the DER certificate as colon-separated upper-case hex."""
-    return certificate.digest("sha256").decode("ascii").upper()
+    """The server's fingerprint of C{certificate} (L{partypool.tls}'s, so
+    invites, the server and the client always agree on the format)."""
+    return _pem_fingerprint(certificate.to_cryptography().public_bytes(Encoding.PEM))
 
 
 @implementer(IOpenSSLClientConnectionCreator)

@@ -6,12 +6,25 @@ There is no user interface here, so the terminal client, the script mode,
 benchmark load generators and tests all drive the same code. Requests return
 Deferreds; events that may arrive at any time go to a L{ChatListener}.
 
-Replies are matched by kind, not by position: the server answers ``SAY``
-with nothing (or an ``ERR``), and drops over-rate lines with at most one
-``ERR rate-limited`` a second, so counting lines would go out of step. An
-``ERR`` is the answer to the pending login or name when one is pending, to a
-pending ``REQUEST`` when its code is ``request-failed``, and otherwise an
-event for the listener.
+Replies are matched against one first-in first-out list of the lines sent
+after login, each with the reply it expects (``SAY`` expects none: the server
+answers it only to refuse it). A reply verb answers the oldest line expecting
+it; ``SAY`` lines ahead of it were accepted silently and leave the list. An
+``ERR`` answers the oldest line still waiting for its first answer (a
+refused ``SAY`` goes to the listener), except ``ERR request-failed``, which
+comes later, when storing a validated ``REQUEST`` failed. ``ERR rate-limited``
+means the server dropped some line without saying which (at most one such
+``ERR`` a second, and the dropped lines get no reply): it goes to the
+listener, and with a clock every request fails with L{NoReply} after
+L{REQUEST_TIMEOUT} seconds without an answer, so nothing waits forever.
+
+Every line from the server is scrubbed of control characters (C0, C1, bidi
+overrides: L{partypool.wire.scrub}) before it is parsed, so no name, text,
+reason or error a server sends can reach a terminal with an escape sequence
+in it, not even from a server that has not proved it knows the passkey.
+
+With a clock, outgoing lines are also paced below the server's default rate
+limit (L{PACE_RATE} lines a second after a burst of L{PACE_BURST}).
 
 Use from other code (a load generator, a test)::
 
@@ -30,19 +43,29 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from OpenSSL.crypto import X509
 from scramp import ScramClient, ScramException
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-PROTOCOL_VERSION = "partypool/1"
-SCRAM_MECHANISM = "SCRAM-SHA-256"
-SCRAM_USERNAME = "chat"
+from partypool.auth import SCRAM_MECHANISM, SCRAM_USERNAME
+from partypool.wire import PROTOCOL_VERSION, scrub
+
+#: Seconds a request waits for its reply before it fails with L{NoReply}.
+REQUEST_TIMEOUT = 15.0
+#: The server's default C{--max-request}: longer requests are refused here.
+MAX_REQUEST = 1000
+#: Outgoing pace: below the server's default 5 lines/s, burst 10.
+PACE_RATE = 4.0
+PACE_BURST = 8
+#: Without a clock, at most this many sent SAYs are remembered.
+_MAX_SAYS = 256
 
 PeerCheck = Callable[[X509 | None], None]
 """Called with the server's TLS certificate before anything is sent that
@@ -59,6 +82,27 @@ class ServerError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.text}" if self.text else self.code
+
+
+class NoReply(Exception):
+    """The server did not answer a request in time (it drops over-rate
+    lines without a reply of their own)."""
+
+    def __str__(self) -> str:
+        return "the server did not answer (the line may have been dropped)"
+
+
+@attrs.define(eq=False)
+class _Sent:
+    """One line sent after login, waiting for its reply."""
+
+    expects: str | None  # the reply verb; None for SAY
+    waiting: Deferred[Any] | None = None
+    timer: IDelayedCall | None = None
+    # A REQUEST that passed the server's checks (a later line was answered)
+    # waits only for OK REQUEST or ERR request-failed.
+    validated: bool = False
+    sent_at: float = 0.0
 
 
 class ServerAuthenticationError(Exception):
@@ -125,6 +169,8 @@ class ChatClientProtocol(LineReceiver):
         passkey: str,
         listener: ChatListener | None = None,
         check_peer: PeerCheck | None = None,
+        clock: IReactorTime | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.listener = listener if listener is not None else ChatListener()
         self.logged_in: Deferred[str] = Deferred()
@@ -135,9 +181,13 @@ class ChatClientProtocol(LineReceiver):
         self._check_peer = check_peer
         self._peer_checked = check_peer is None
         self._bye_reason: str | None = None
-        self._pending: dict[str, deque[Deferred[Any]]] = {
-            verb: deque() for verb in ("NICK", "ONLINE", "IP", "REQUEST", "PONG")
-        }
+        self._clock = clock
+        self._request_timeout = request_timeout
+        self._sent: list[_Sent] = []
+        self._outbox: deque[tuple[bytes, _Sent | None]] = deque()
+        self._tokens = float(PACE_BURST)
+        self._tokens_at = clock.seconds() if clock is not None else 0.0
+        self._flush_call: IDelayedCall | None = None
 
     # -- transport events -------------------------------------------------
 
@@ -153,7 +203,8 @@ class ChatClientProtocol(LineReceiver):
             self._peer_checked = True
 
     def lineReceived(self, line: bytes) -> None:
-        text = line.removesuffix(b"\r").decode("utf-8", "replace")
+        # Scrubbed here, once: nothing a server sends reaches a view unscrubbed.
+        text = scrub(line.removesuffix(b"\r").decode("utf-8", "replace"))
         verb, _, rest = text.partition(" ")
         handler = getattr(self, "_on_" + verb.upper().replace("-", "_"), None)
         if handler is None:
@@ -163,9 +214,13 @@ class ChatClientProtocol(LineReceiver):
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:
         self._fail_login(reason)
-        for waiting in self._pending.values():
-            while waiting:
-                waiting.popleft().errback(reason)
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        entries = self._sent + [e for _, e in self._outbox if e is not None]
+        self._sent, self._outbox = [], deque()
+        failure = reason if isinstance(reason, Failure) else Failure(ConnectionDone())
+        for entry in entries:
+            self._settle(entry, failure)
         self.done.callback(self._bye_reason)
 
     # -- requests ---------------------------------------------------------
@@ -177,7 +232,7 @@ class ChatClientProtocol(LineReceiver):
 
     def say(self, text: str) -> None:
         """Send a room message; the server answers only if it refuses it."""
-        self.send_line(f"SAY {text}")
+        self._send(f"SAY {text}", _Sent(None))
 
     def online(self) -> Deferred[list[str]]:
         """Fires with the names in the room, this client's own included."""
@@ -189,7 +244,20 @@ class ChatClientProtocol(LineReceiver):
 
     def request(self, text: str) -> Deferred[int]:
         """Store a request for the administrator; fires with its id once it
-        is stored durably, or fails with L{ServerError}."""
+        is stored durably, or fails with L{ServerError}. Text the server
+        would refuse (empty, or longer than L{MAX_REQUEST}) is refused here,
+        without sending anything."""
+        cleaned = scrub(text).strip()
+        if not cleaned:
+            return fail(ServerError("bad-syntax", "the request is empty"))
+        if len(cleaned) > MAX_REQUEST:
+            return fail(
+                ServerError(
+                    "text-too-long",
+                    f"a request is at most {MAX_REQUEST} characters "
+                    f"(this one has {len(cleaned)})",
+                )
+            )
         return self._request("REQUEST", f"REQUEST {text}")
 
     def ping(self, token: str) -> Deferred[str]:
@@ -197,29 +265,134 @@ class ChatClientProtocol(LineReceiver):
         return self._request("PONG", f"PING {token}")
 
     def quit(self, reason: str | None = None) -> Deferred[str | None]:
-        """Leave; returns L{done}."""
+        """Leave; returns L{done}. Lines still waiting for their turn (see
+        L{backlog_seconds}) go out first."""
         self.send_line("QUIT" if reason is None else f"QUIT {reason}")
         return self.done
 
     def send_line(self, line: str) -> None:
-        """Send one raw protocol line (tests and tools use it directly)."""
-        self.sendLine(line.encode("utf-8"))
+        """Send one raw protocol line (tests and tools use it directly);
+        no reply is expected."""
+        self._send(line, None)
+
+    def backlog_seconds(self) -> float:
+        """About how long until the lines waiting to be sent are sent."""
+        if self._clock is None or not self._outbox:
+            return 0.0
+        return len(self._outbox) / PACE_RATE
+
+    # -- sending and matching replies -------------------------------------
+
+    def _send(self, line: str, entry: _Sent | None) -> None:
+        self._outbox.append((line.encode("utf-8"), entry))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what the pace allows now; come back for the rest."""
+        self._flush_call = None
+        while self._outbox:
+            if self._clock is not None:
+                now = self._clock.seconds()
+                self._tokens = min(
+                    float(PACE_BURST),
+                    self._tokens + (now - self._tokens_at) * PACE_RATE,
+                )
+                self._tokens_at = now
+                if self._tokens < 1:
+                    delay = (1 - self._tokens) / PACE_RATE
+                    self._flush_call = self._clock.callLater(delay, self._flush)
+                    return
+                self._tokens -= 1
+            data, entry = self._outbox.popleft()
+            if entry is not None:
+                self._track(entry)
+            self.sendLine(data)
+
+    def _track(self, entry: _Sent) -> None:
+        """Remember a line being sent; forget SAYs too old to be refused
+        still, so a long chat does not grow the list."""
+        if self._clock is not None:
+            entry.sent_at = now = self._clock.seconds()
+            if entry.waiting is not None:
+                entry.timer = self._clock.callLater(
+                    self._request_timeout, self._expire, entry
+                )
+            horizon = now - self._request_timeout
+            self._sent = [
+                e for e in self._sent if e.expects is not None or e.sent_at > horizon
+            ]
+        elif entry.expects is None:
+            says = [e for e in self._sent if e.expects is None]
+            if len(says) >= _MAX_SAYS:
+                self._sent.remove(says[0])
+        self._sent.append(entry)
 
     def _request(self, reply_verb: str, line: str) -> Deferred[Any]:
         if self.done.called:
             # The line could never be answered; say so instead of hanging.
             return fail(ConnectionDone("the connection is closed"))
         waiting: Deferred[Any] = Deferred()
-        self._pending[reply_verb].append(waiting)
-        self.send_line(line)
+        self._send(line, _Sent(reply_verb, waiting))
         return waiting
 
-    def _answer(self, reply_verb: str, value: object) -> None:
-        waiting = self._pending[reply_verb]
-        if waiting:
-            waiting.popleft().callback(value)
+    def _expire(self, entry: _Sent) -> None:
+        entry.timer = None
+        # A validated REQUEST will still be answered (OK REQUEST or ERR
+        # request-failed): it stays, answerless, so that late reply cannot
+        # be taken for the next REQUEST's. Anything else was dropped.
+        if entry in self._sent and not entry.validated:
+            self._sent.remove(entry)
+        self._settle(entry, Failure(NoReply()))
+
+    def _settle(self, entry: _Sent, result: object) -> None:
+        """Answer C{entry}'s Deferred, once."""
+        if entry.timer is not None and entry.timer.active():
+            entry.timer.cancel()
+        entry.timer = None
+        waiting, entry.waiting = entry.waiting, None
+        if waiting is None:
+            return
+        if isinstance(result, Failure):
+            waiting.errback(result)
         else:
+            waiting.callback(result)
+
+    def _answer(self, reply_verb: str, value: object) -> None:
+        """The oldest line expecting C{reply_verb} has its answer: SAYs
+        before it were accepted, REQUESTs before it passed the checks."""
+        index = next(
+            (i for i, e in enumerate(self._sent) if e.expects == reply_verb), None
+        )
+        if index is None:
             self._log.debug("unexpected {verb} reply", verb=reply_verb)
+            return
+        entry = self._sent.pop(index)
+        ahead = self._sent[:index]
+        self._sent[:index] = [e for e in ahead if e.expects is not None]
+        # The server answers REQUEST once stored, maybe after later lines.
+        if reply_verb != "REQUEST":
+            for other in ahead:
+                if other.expects == "REQUEST":
+                    other.validated = True
+        self._settle(entry, value)
+
+    def _answer_error(self, error: ServerError) -> None:
+        if error.code == "rate-limited":
+            self.listener.error(error.code, error.text)
+            return
+        if error.code == "request-failed":
+            candidates = [e for e in self._sent if e.expects == "REQUEST"]
+        else:
+            candidates = [e for e in self._sent if not e.validated]
+        if not candidates:
+            self.listener.error(error.code, error.text)
+            return
+        entry = candidates[0]
+        self._sent.remove(entry)
+        if entry.expects is None:
+            self.listener.error(error.code, error.text)  # a refused SAY
+        else:
+            self._settle(entry, Failure(error))
 
     # -- login ------------------------------------------------------------
 
@@ -295,12 +468,8 @@ class ChatClientProtocol(LineReceiver):
         error = ServerError(code, text)
         if not self.logged_in.called:
             self._fail_login(Failure(error))
-        elif self._pending["NICK"]:
-            self._pending["NICK"].popleft().errback(error)
-        elif code == "request-failed" and self._pending["REQUEST"]:
-            self._pending["REQUEST"].popleft().errback(error)
         else:
-            self.listener.error(code, text)
+            self._answer_error(error)
 
     # -- events -----------------------------------------------------------
 

@@ -9,7 +9,8 @@ of input the client sends ``QUIT`` and exits.
 
 Output: one line per event on stdout, flushed at once:
 
-- server events and replies exactly as the server sent them:
+- server events and replies as the server sent them (control characters
+  removed, see L{partypool.wire.scrub}):
   ``CHAT <name> <text>``, ``JOINED <name>``, ``LEFT <name> <reason>``,
   ``NOTICE <text>``, ``SHUTDOWN <seconds> <text>``, ``ERR <code> <text>``,
   ``BYE <reason>``, ``ONLINE <count> <name> …``, ``IP <host>``,

@@ -37,6 +37,7 @@ from partypool.client.known_servers import FingerprintChanged
 from partypool.client.protocol import (
     ChatClientProtocol,
     ChatListener,
+    NoReply,
     ServerAuthenticationError,
     ServerError,
 )
@@ -182,7 +183,8 @@ class ChatSession:
             proto.quit()
             # A server that never answers must not keep us here.
             timeout = self._clock.callLater(
-                QUIT_TIMEOUT, proto.transport.abortConnection
+                QUIT_TIMEOUT + proto.backlog_seconds(),
+                proto.transport.abortConnection,
             )
             proto.done.addBoth(_cancel_if_active, timeout)
 
@@ -193,6 +195,8 @@ class ChatSession:
             self._view.error(failure.value.code, failure.value.text)
         elif failure.check(ConnectionDone, ConnectionLost):
             self._view.hint("the connection was lost before the server answered")
+        elif failure.check(NoReply):
+            self._view.hint(str(failure.value))
         else:
             return failure
         return None
@@ -261,7 +265,9 @@ class ChatSession:
         again cannot help."""
         address = self._address
         self._view.status(f"connecting to {address.host} port {address.port}")
-        proto = ChatClientProtocol(self._passkey, self._view, address.peer_check())
+        proto = ChatClientProtocol(
+            self._passkey, self._view, address.peer_check(), clock=self._clock
+        )
         await self._interruptibly(self._connect(proto))
         self._proto = proto
         try:

@@ -5,8 +5,9 @@ Incoming lines are printed with C{print_formatted_text}, which draws them
 above the prompt while one is running and redraws the prompt with whatever
 the user had typed, so nothing clobbers a half-written line. Everything from
 the network goes out as L{FormattedText} fragments: text is shown as text,
-no markup or escape in a message is interpreted (the server also removes
-control characters).
+no markup or escape in a message is interpreted, and every server line was
+already scrubbed of control characters by L{ChatClientProtocol} (the
+server removes them too, but an impostor would not).
 """
 
 from __future__ import annotations
