@@ -25,9 +25,7 @@ is logged with both.
 
 from __future__ import annotations
 
-import base64
 import collections
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +53,7 @@ from zope.interface import implementer
 from partypool.admin_commands import AdminCommands, Operator, Result
 from partypool.admin_shell import AdminShell
 from partypool.auth import LoginThrottle, RootPassword
+from partypool.identity import ssh_fingerprint
 from partypool.server import PartyPool, host_and_peer
 from partypool.tls import ConfigError, check_private, write_private
 
@@ -89,17 +88,6 @@ def ensure_host_key(path: Path) -> keys.Key:
         return keys.Key.fromFile(str(path))
     except (keys.BadKeyError, ValueError) as e:
         raise ConfigError(f"cannot read the SSH host key {path}: {e}") from None
-
-
-def fingerprint(key: keys.Key) -> str:
-    """OpenSSH's ``SHA256:<base64 without padding>`` of the public key blob."""
-    digest = base64.b64encode(hashlib.sha256(key.public().blob()).digest())
-    return "SHA256:" + digest.decode("ascii").rstrip("=")
-
-
-def host_key_fingerprint(path: Path) -> str:
-    """The fingerprint ``ssh`` shows for the host key stored at ``path``."""
-    return fingerprint(keys.Key.fromFile(str(path)))
 
 
 def load_authorized_keys(path: Path) -> list[keys.Key]:
@@ -154,7 +142,7 @@ class RootPasswordChecker:
 
 def _login_method(creds: object) -> str:
     if credentials.ISSHPrivateKey.providedBy(creds):
-        return "key " + fingerprint(keys.Key.fromString(creds.blob))
+        return "key " + ssh_fingerprint(keys.Key.fromString(creds.blob))
     return "password"
 
 

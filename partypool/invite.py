@@ -28,7 +28,6 @@ import base64
 import binascii
 import configparser
 import getpass
-import hashlib
 import json
 import os
 import sys
@@ -37,10 +36,12 @@ from typing import Any
 
 import attrs
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from twisted.conch.ssh.keys import BadKeyError
 
 from partypool.auth import DEFAULT_ITERATIONS
+from partypool.identity import default_data_dir, host_key_fingerprint
 from partypool.wire import PROTOCOL_VERSION
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "Invite",
     "InviteError",
     "add_server_arguments",
-    "default_data_dir",
     "embedded_invite",
     "invite_for_data_dir",
     "main",
@@ -59,7 +59,6 @@ __all__ = [
     "package_version",
     "read_passkey",
     "seal_invite",
-    "ssh_host_key_fingerprint",
     "tls_certificate_fingerprint",
 ]
 
@@ -236,20 +235,6 @@ def embedded_invite() -> bytes | None:
 # --- reading a server's data directory ---------------------------------------
 
 
-def default_data_dir() -> Path:
-    """The server's default data directory, as the server resolves it.
-
-    systemd's ``StateDirectory=`` sets ``$STATE_DIRECTORY``; otherwise the XDG
-    data home (``~/.local/share/partypool``).
-    """
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        # systemd may pass several colon-separated directories; the first is ours.
-        return Path(state.split(":")[0])
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "partypool"
-
-
 def tls_certificate_fingerprint(cert_pem: bytes) -> str:
     """SHA-256 of the DER certificate, upper-case hex pairs joined by colons.
 
@@ -259,24 +244,6 @@ def tls_certificate_fingerprint(cert_pem: bytes) -> str:
     from partypool.tls import certificate_fingerprint
 
     return certificate_fingerprint(cert_pem)
-
-
-def ssh_host_key_fingerprint(private_key: bytes) -> str:
-    """OpenSSH's ``SHA256:<base64, no padding>`` fingerprint of a host key.
-
-    Accepts the OpenSSH private key format (and PEM, for keys written by older
-    tools); the public blob is derived from the private key.
-    """
-    try:
-        key = serialization.load_ssh_private_key(private_key, password=None)
-    except ValueError:
-        key = serialization.load_pem_private_key(private_key, password=None)
-    public_line = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    blob = base64.b64decode(public_line.split()[1])
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii")
-    return "SHA256:" + digest.rstrip("=")
 
 
 def invite_for_data_dir(
@@ -309,8 +276,8 @@ def invite_for_data_dir(
     host_key = data_dir / "ssh" / "host_key"
     if host_key.is_file():
         try:
-            ssh_fingerprint = ssh_host_key_fingerprint(host_key.read_bytes())
-        except (OSError, ValueError, TypeError) as e:
+            ssh_fingerprint = host_key_fingerprint(host_key)
+        except (OSError, ValueError, TypeError, BadKeyError) as e:
             raise InviteError(f"cannot read the SSH host key {host_key}: {e}") from e
     return Invite(
         host=host,

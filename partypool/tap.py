@@ -21,13 +21,13 @@ from twisted.python import usage
 
 from partypool.admin_ssh import (
     ensure_host_key,
-    fingerprint,
     load_authorized_keys,
     make_admin_factory,
 )
 from partypool.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
 from partypool.chat import ChatFactory
 from partypool.config import config_arguments, config_path
+from partypool.identity import default_data_dir, ssh_fingerprint
 from partypool.sd_notify import Readiness
 from partypool.server import Limits, make_server
 from partypool.service import (
@@ -43,15 +43,6 @@ from partypool.tls import ConfigError, ServerTLS, check_private, ensure_self_sig
 from partypool.wire import scrub
 
 log = Logger(namespace="partypool.tap")
-
-
-def default_data_dir() -> Path:
-    """systemd's StateDirectory when run as a service, else the XDG data home."""
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        return Path(state.split(":")[0])
-    xdg = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(xdg) / "partypool"
 
 
 def prepare_data_dir(path: Path) -> Path:
@@ -331,7 +322,7 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         else:
             log.info(
                 "SSH host key fingerprint {fp}",
-                fp=fingerprint(options["host-key"]),
+                fp=ssh_fingerprint(options["host-key"]),
             )
             endpoint = endpoints.serverFromString(reactor, options["admin"])
             Listener("admin port", endpoint, admin).setServiceParent(top)

@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from partypool.admin_ssh import host_key_fingerprint
+from partypool.identity import host_key_fingerprint
 from tests.conftest import start_server
 from tests.wire_client import WireClient
 

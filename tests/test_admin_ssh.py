@@ -38,8 +38,6 @@ from partypool.admin_ssh import (
     AdminFactory,
     _ThrottledPortal,
     ensure_host_key,
-    fingerprint,
-    host_key_fingerprint,
     load_authorized_keys,
     make_admin_factory,
 )
@@ -52,7 +50,7 @@ from partypool.client.admin_connect import (
     _AdminTransport,
 )
 from partypool.client.known_servers import KnownServers
-from partypool.invite import ssh_host_key_fingerprint
+from partypool.identity import host_key_fingerprint, ssh_fingerprint
 from partypool.server import make_server
 from partypool.tls import ConfigError
 from tests.test_admin_commands import FakeMember
@@ -205,6 +203,10 @@ class AdminSSHTestCase(unittest.TestCase):
         chan = Session(command=command, pty=pty)
         auth = ClientAuth(user, ClientConnection(chan), key=key, password=password)
         client = ClientTransport(auth)
+        return chan, client, self.wire(client, source)
+
+    def wire(self, client: object, source: str = "127.0.6.7") -> iosim.IOPump:
+        """Connect a conch client to the factory in memory, and settle."""
         peer = IPv4Address("TCP", source, 40000)
         server = self.factory.buildProtocol(peer)
         pump = iosim.connect(
@@ -215,7 +217,7 @@ class AdminSSHTestCase(unittest.TestCase):
             greet=True,
         )
         self.settle(pump)
-        return chan, client, pump
+        return pump
 
     def settle(self, pump: iosim.IOPump) -> None:
         """Pump bytes, letting the client's pause after a wrong password elapse."""
@@ -255,8 +257,7 @@ class HostKeyTests(unittest.TestCase):
         )
         expected = keygen.stdout.split()[1]
         self.assertEqual(host_key_fingerprint(path), expected)
-        self.assertEqual(fingerprint(key), expected)
-        self.assertEqual(ssh_host_key_fingerprint(path.read_bytes()), expected)
+        self.assertEqual(ssh_fingerprint(key), expected)
 
     def test_readable_by_others_is_refused(self) -> None:
         path = Path(self.mktemp()) / "host_key"
@@ -328,7 +329,7 @@ class LoginTests(AdminSSHTestCase):
         chan, client, _ = self.connect(command=b"list-conn -u", key=self.root_key)
         self.assertEqual(client.host_key, self.host_key.public().blob())
         self.assertEqual((chan.output, chan.status), (b"alice\n", 0))
-        method = f"key {fingerprint(self.root_key)}"
+        method = f"key {ssh_fingerprint(self.root_key)}"
         self.assertTrue(self.logged(f"root logged in ({method}) from 127.0.6.7:40000"))
         self.assertTrue(
             self.logged(f"root ({method} from 127.0.6.7:40000) ran 'list-conn -u'")
@@ -658,22 +659,13 @@ class FirstContactTests(AdminSSHTestCase):
         check = HostKeyCheck("127.0.6.1", 12346, None, self.known, notes.append)
         client = _AdminTransport(check, Credentials(password=password.encode()))
         ready = client.ready
-        peer = IPv4Address("TCP", "127.0.6.7", 40000)
-        server = self.factory.buildProtocol(peer)
-        pump = iosim.connect(
-            server,
-            iosim.FakeTransport(server, isServer=True, peerAddress=peer),
-            client,
-            iosim.FakeTransport(client, isServer=False),
-            greet=True,
-        )
-        self.settle(pump)
+        self.wire(client)
         return ready, check, notes
 
     def setUp(self) -> None:
         super().setUp()
         self.known = KnownServers(Path(self.mktemp()) / "known_admin_hosts")
-        self.fingerprint = fingerprint(self.host_key)
+        self.fingerprint = ssh_fingerprint(self.host_key)
 
     def test_a_failed_login_does_not_pin_the_key(self) -> None:
         ready, _, notes = self.login("guess")

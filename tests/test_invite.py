@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from partypool import identity
 from partypool import invite as inv
 
 FAST = 1_000  # PBKDF2 iterations in tests; the default stays 390000
@@ -162,15 +163,6 @@ def test_package_version_matches_setup_cfg() -> None:
     assert f"version = {inv.package_version()}" in setup_cfg.read_text()
 
 
-def test_default_data_dir(monkeypatch, tmp_path: Path) -> None:
-    """$STATE_DIRECTORY wins, else $XDG_DATA_HOME/partypool."""
-    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
-    assert inv.default_data_dir() == tmp_path / "state"
-    monkeypatch.delenv("STATE_DIRECTORY")
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert inv.default_data_dir() == tmp_path / "xdg" / "partypool"
-
-
 def make_data_dir(root: Path, *, ssh: bool = True) -> tuple[bytes, bytes | None]:
     """A server data dir with a self-signed cert and (optionally) an SSH host key."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -282,11 +274,10 @@ def test_fingerprints_agree_with_the_server(tmp_path: Path) -> None:
     make_data_dir(tmp_path)
     invite = inv.invite_for_data_dir(tmp_path, "h")
     tls = pytest.importorskip("partypool.tls")
-    admin_ssh = pytest.importorskip("partypool.admin_ssh")
     cert_pem = (tmp_path / "tls" / "cert.pem").read_bytes()
     assert invite.tls_fingerprint == tls.certificate_fingerprint(cert_pem)
     host_key = tmp_path / "ssh" / "host_key"
-    assert invite.ssh_fingerprint == admin_ssh.host_key_fingerprint(host_key)
+    assert invite.ssh_fingerprint == identity.host_key_fingerprint(host_key)
 
 
 def test_shared_constants() -> None:

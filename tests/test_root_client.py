@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from partypool.admin_ssh import host_key_fingerprint
+from partypool.identity import host_key_fingerprint
 from partypool.invite import Invite, seal_invite
 from tests.conftest import RunningServer, server_env, start_server
 from tests.wire_client import WireClient

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from twisted.python import usage
 
-from partypool import tap
+from partypool import identity, tap
 from partypool.service import Farewell, Listener, StopOnSigterm, StoreService
 
 
@@ -63,10 +63,10 @@ def test_open_data_directory_is_refused(tmp_path, monkeypatch):
 
 def test_default_data_dir_follows_systemd_then_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/partypool")
-    assert tap.default_data_dir() == Path("/var/lib/partypool")
+    assert identity.default_data_dir() == Path("/var/lib/partypool")
     monkeypatch.delenv("STATE_DIRECTORY")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    assert tap.default_data_dir() == tmp_path / "partypool"
+    assert identity.default_data_dir() == tmp_path / "partypool"
 
 
 def test_service_tree(tmp_path, monkeypatch):

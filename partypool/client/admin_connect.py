@@ -37,6 +37,7 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.python.failure import Failure
 
 from partypool.client.known_servers import Entry, KnownServers
+from partypool.identity import ssh_fingerprint
 
 ROOT = b"root"
 #: Seconds allowed for the TCP connection.
@@ -44,13 +45,6 @@ CONNECT_TIMEOUT = 15
 #: Seconds allowed, once connected, for key exchange and login.
 LOGIN_TIMEOUT = 60
 LOST = "the connection to the server was lost"
-
-
-def host_key_fingerprint(key: keys.Key) -> str:
-    """OpenSSH's ``SHA256:<base64 without padding>``, as the server logs it
-    and as invites carry it."""
-    digest = key.fingerprint(keys.FingerprintFormats.SHA256_BASE64)
-    return "SHA256:" + digest.rstrip("=")
 
 
 class AdminConnectError(Exception):
@@ -101,7 +95,7 @@ class HostKeyCheck:
 
         Fingerprints are compared exactly: they are base64, so case matters.
         """
-        actual = host_key_fingerprint(key)
+        actual = ssh_fingerprint(key)
         if self.pin is not None:
             if actual != self.pin:
                 raise HostKeyChanged(

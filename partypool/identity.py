@@ -1,0 +1,36 @@
+"""How a Party Pool server is found and recognised: where its data lives, and
+the fingerprint of its SSH host key as ``ssh`` shows it.
+
+The server, the invite tool and the frozen root client all use this, so it
+imports nothing that would install a reactor.  (The TLS certificate's
+fingerprint is `partypool.tls.certificate_fingerprint`.)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from twisted.conch.ssh import keys
+
+
+def default_data_dir() -> Path:
+    """systemd's ``StateDirectory=`` when run as a service, else the XDG data
+    home (``~/.local/share/partypool``)."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        # systemd may pass several colon-separated directories; the first is ours.
+        return Path(state.split(":")[0])
+    xdg = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(xdg) / "partypool"
+
+
+def ssh_fingerprint(key: keys.Key) -> str:
+    """OpenSSH's ``SHA256:<base64 without padding>`` of the public key."""
+    digest = key.fingerprint(keys.FingerprintFormats.SHA256_BASE64)
+    return "SHA256:" + digest.rstrip("=")
+
+
+def host_key_fingerprint(path: Path) -> str:
+    """The fingerprint ``ssh`` shows for the host key stored at ``path``."""
+    return ssh_fingerprint(keys.Key.fromFile(str(path)))
