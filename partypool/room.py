@@ -159,8 +159,11 @@ class Room:
         return reached
 
     def send_to(self, members: list[Member], event: Event) -> None:
+        """Deliver ``event`` to some members only (notices to chosen users)."""
         for member in members:
             member.deliver(event)
+        self.stats.deliveries += len(members)
+        self.stats.bytes_relayed += len(members) * len(event.wire)
 
     def remove(self, member: Member, reason: str) -> None:
         """Take ``member`` out (telling the others why), then disconnect it."""

@@ -108,3 +108,15 @@ def test_a_member_that_fails_is_dropped_and_the_rest_still_hear():
     assert sorted(carol.lines()[-2:]) == ["CHAT alice hi", "LEFT broken lost"]
     assert broken.goodbye == "internal error"
     assert room.names() == ["alice", "carol"]
+
+
+def test_notices_to_chosen_members_count_in_the_stats():
+    room = Room()
+    alice, bob = FakeMember("127.0.0.2"), FakeMember("127.0.0.3")
+    room.join(alice, "alice")
+    room.join(bob, "bob")
+    before = room.stats.deliveries
+    room.send_to([bob], events.notice("psst"))
+    assert bob.lines()[-1] == "NOTICE psst"
+    assert room.stats.deliveries == before + 1
+    assert room.stats.bytes_relayed >= len(b"NOTICE psst\r\n")
