@@ -207,17 +207,21 @@ class AdminSSHTestCase(unittest.TestCase):
 
     def wire(self, client: object, source: str = "127.0.6.7") -> iosim.IOPump:
         """Connect a conch client to the factory in memory, and settle."""
+        pump = self.plug(client, source)
+        self.settle(pump)
+        return pump
+
+    def plug(self, client: object, source: str) -> iosim.IOPump:
+        """Connect ``client`` to the factory in memory, from ``source``."""
         peer = IPv4Address("TCP", source, 40000)
         server = self.factory.buildProtocol(peer)
-        pump = iosim.connect(
+        return iosim.connect(
             server,
             iosim.FakeTransport(server, isServer=True, peerAddress=peer),
             client,
             iosim.FakeTransport(client, isServer=False),
             greet=True,
         )
-        self.settle(pump)
-        return pump
 
     def settle(self, pump: iosim.IOPump) -> None:
         """Pump bytes, letting the client's pause after a wrong password elapse."""
@@ -484,15 +488,7 @@ class Silent(Protocol):
 class PendingTests(AdminSSHTestCase):
     def silent(self, source: str = "127.0.6.7") -> tuple[Silent, iosim.IOPump]:
         client = Silent()
-        peer = IPv4Address("TCP", source, 40000)
-        server = self.factory.buildProtocol(peer)
-        pump = iosim.connect(
-            server,
-            iosim.FakeTransport(server, isServer=True, peerAddress=peer),
-            client,
-            iosim.FakeTransport(client, isServer=False),
-            greet=True,
-        )
+        pump = self.plug(client, source)
         pump.flush()
         return client, pump
 
