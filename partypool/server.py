@@ -9,6 +9,8 @@ from explicit keyword arguments so tests need no command-line options.
 from __future__ import annotations
 
 import collections
+import contextlib
+import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -57,10 +59,17 @@ def host_and_peer(address: IAddress) -> tuple[str, str]:
     """The host as the server sees it, and ``host:port`` for the administrator.
 
     Every front door names its connections this way, whatever the transport.
+    An IPv4 client of a dual-stack listener (``::ffff:a.b.c.d``) is named by
+    its IPv4 address, so bans, one-session-per-address and throttling treat
+    it the same on every listener.
     """
     host = getattr(address, "host", None)
     if host is None:
         return str(address), str(address)
+    with contextlib.suppress(ValueError):
+        mapped = ipaddress.ip_address(host.partition("%")[0])
+        if mapped.version == 6 and mapped.ipv4_mapped is not None:
+            host = str(mapped.ipv4_mapped)
     return host, f"{host}:{address.port}"
 
 

@@ -120,3 +120,20 @@ def test_notices_to_chosen_members_count_in_the_stats():
     assert bob.lines()[-1] == "NOTICE psst"
     assert room.stats.deliveries == before + 1
     assert room.stats.bytes_relayed >= len(b"NOTICE psst\r\n")
+
+
+def test_ipv4_clients_of_a_dual_stack_listener_are_named_by_ipv4():
+    """So `ban -ip 127.0.0.9` and one-session-per-address hold on tcp6 too."""
+    from twisted.internet.address import IPv4Address, IPv6Address
+
+    from partypool.server import host_and_peer
+
+    assert host_and_peer(IPv6Address("TCP", "::ffff:127.0.0.9", 4000)) == (
+        "127.0.0.9",
+        "127.0.0.9:4000",
+    )
+    assert host_and_peer(IPv6Address("TCP", "::1", 4000)) == ("::1", "::1:4000")
+    assert host_and_peer(IPv4Address("TCP", "127.0.0.2", 5)) == (
+        "127.0.0.2",
+        "127.0.0.2:5",
+    )
