@@ -133,15 +133,14 @@ class Client(WireClient):
         raw.bind((source, 0))
         raw.connect((server.host, server.chat_port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = tls_wrap(raw)
-        der = self.sock.getpeercert(binary_form=True)
+        sock = tls_wrap(raw)
+        der = sock.getpeercert(binary_form=True)
         assert hashlib.sha256(der).hexdigest().upper() == server.fingerprint.replace(
             ":", ""
         ), "certificate fingerprint is not the one the server logged"
-        self._buffer = b""
         self.port = server.chat_port
         OPEN_CLIENTS.append(self)
-        self.hello = self.read_line()
+        self._adopt(sock)
 
 
 def tls_wrap(raw: socket.socket) -> ssl.SSLSocket:

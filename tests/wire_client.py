@@ -3,14 +3,22 @@
 It deliberately imports nothing from partypool, so the end-to-end tests prove
 that a stranger's client can log in and chat.  Blocking sockets with
 timeouts keep every wait bounded.
+
+One thread may read while another sends (tests/test_hardening.py's
+`Reader`): an OpenSSL connection must not be used by two threads at once, so
+every ``recv`` and ``send`` holds one lock, and a reader waits for data in
+``select`` without it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import select
 import socket
 import ssl
+import threading
+import time
 
 import scramp
 
@@ -45,18 +53,29 @@ class WireClient:
             seen = hashlib.sha256(der).hexdigest().upper()
             if fingerprint and seen != fingerprint.replace(":", "").upper():
                 raise ProtocolError(f"certificate fingerprint {seen} is not pinned")
-        self.sock = raw
+        self._adopt(raw)
+
+    def _adopt(self, sock: socket.socket) -> None:
+        """Use ``sock`` (connected, TLS done) and read the greeting."""
+        self.sock = sock
         self._buffer = b""
+        self._lock = threading.Lock()
         self.hello = self.read_line()
 
     def send(self, line: str | bytes) -> None:
         data = line.encode("utf-8") if isinstance(line, str) else line
-        self.sock.sendall(data + b"\r\n")
+        with self._lock:
+            self.sock.sendall(data + b"\r\n")
 
     def read_line(self, timeout: float = TIMEOUT) -> str:
-        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
         while b"\r\n" not in self._buffer:
-            chunk = self.sock.recv(65536)
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            left = deadline - time.monotonic()
+            if not pending and not select.select([self.sock], [], [], max(0, left))[0]:
+                raise TimeoutError(f"no line within {timeout} s")
+            with self._lock:
+                chunk = self.sock.recv(65536)
             if not chunk:
                 raise EOFError(f"connection closed; unread {self._buffer!r}")
             self._buffer += chunk
