@@ -13,12 +13,19 @@ timestamp (in the message text; every process reads one monotonic clock) to
 the receiver's read, server CPU from ``/proc/<pid>/stat`` (utime + stime),
 server memory from ``/proc/<pid>/status`` (VmRSS).  Loss is deliveries
 expected minus deliveries received; it must be zero.
+
+Issue 8 states its W2 and W3 targets relative to a plain Twisted server, so
+those workloads also run, with the same load, against that reference
+(`partypool.bench_baseline`) on this machine, and the report gives our number
+as a ratio of the reference's next to the issue's ratio (``--no-reference``
+skips them).
 """
 
 from __future__ import annotations
 
 import argparse
 import array
+import functools
 import json
 import os
 import resource
@@ -35,8 +42,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import attrs
+
+from partypool.tls import ensure_self_signed
 
 REPO = Path(__file__).resolve().parent.parent
 TWISTD = str(Path(sys.executable).with_name("twistd"))
@@ -45,6 +55,8 @@ CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 STARTUP_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 600.0  # the longest any one worker command may take
 LOGIN_IN_FLIGHT = 200
+OURS = "Party Pool"
+REFERENCE = "plain Twisted"  # partypool.bench_baseline
 
 
 @attrs.define
@@ -54,6 +66,7 @@ class Result:
     name: str
     transport: str
     clients: int
+    server: str = OURS
     messages: int = 0
     expected: int = 0
     received: int = 0
@@ -130,49 +143,48 @@ def server_args(clients: int, idle_ping: float = 60.0) -> list[str]:
     ]
 
 
-class Server:
-    """``twistd -n partypool`` in its own process, on a loopback port."""
+class ServerProcess:
+    """A chat server in its own process on a loopback port, measured from
+    outside: what ours and the reference share."""
+
+    label: str
+    reference: bool  # True: the load logs in with HELLO → NICK, no SCRAM
+    passkey: str
+    log: Path
 
     def __init__(
-        self, workdir: Path, tls: bool, extra: list[str], cpus: set[int] | None
+        self,
+        command: list[str],
+        workdir: Path,
+        cpus: set[int] | None,
+        output: IO[bytes] | None = None,
     ) -> None:
-        self.passkey = secrets.token_urlsafe(16)
-        self.data_dir = workdir / "data"
-        self.data_dir.mkdir(mode=0o700)
-        passkey_file = workdir / "passkey"
-        passkey_file.write_text(self.passkey)
-        passkey_file.chmod(0o600)
-        self.log = workdir / "twistd.log"
-        command = [
-            TWISTD,
-            "-n",
-            "--pidfile=",
-            f"--logfile={self.log}",
-            "partypool",
-            f"--passkey-file={passkey_file}",
-            f"--data-dir={self.data_dir}",
-            # A deep accept queue: 200 connects in flight must not overflow it.
-            f"--chat=tcp:0:interface={HOST}:backlog=1024",
-            *([] if tls else ["--no-tls"]),
-            *extra,
-        ]
+        """Start the process and wait until it listens."""
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.process = subprocess.Popen(
-            command, env=env, cwd=workdir, stdin=subprocess.DEVNULL
+            command,
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
         )
         if cpus:
             os.sched_setaffinity(self.process.pid, cpus)
         self.port = self._wait_for_port()
 
+    def _listening_port(self) -> int | None:
+        """The port, once the server says it listens; None until then."""
+        raise NotImplementedError
+
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        marker = "chat port listening on "
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited:\n{self.log_tail()}")
-            text = self.log.read_text() if self.log.exists() else ""
-            if marker in text:
-                return int(text.split(marker, 1)[1].split()[0].rsplit(":", 1)[1])
+            port = self._listening_port()
+            if port is not None:
+                return port
             time.sleep(0.05)
         raise RuntimeError(f"the server did not start:\n{self.log_tail()}")
 
@@ -209,13 +221,78 @@ class Server:
                 self.process.wait()
 
 
+class Server(ServerProcess):
+    """``twistd -n partypool`` in its own process, on a loopback port."""
+
+    label = OURS
+    reference = False
+
+    def __init__(
+        self, workdir: Path, tls: bool, extra: list[str], cpus: set[int] | None
+    ) -> None:
+        self.passkey = secrets.token_urlsafe(16)
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(mode=0o700)
+        passkey_file = workdir / "passkey"
+        passkey_file.write_text(self.passkey)
+        passkey_file.chmod(0o600)
+        self.log = workdir / "twistd.log"
+        command = [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            f"--logfile={self.log}",
+            "partypool",
+            f"--passkey-file={passkey_file}",
+            f"--data-dir={self.data_dir}",
+            # A deep accept queue: 200 connects in flight must not overflow it.
+            f"--chat=tcp:0:interface={HOST}:backlog=1024",
+            *([] if tls else ["--no-tls"]),
+            *extra,
+        ]
+        super().__init__(command, workdir, cpus)
+
+    def _listening_port(self) -> int | None:
+        marker = "chat port listening on "
+        text = self.log.read_text() if self.log.exists() else ""
+        if marker not in text:
+            return None
+        return int(text.split(marker, 1)[1].split()[0].rsplit(":", 1)[1])
+
+
+class ReferenceServer(ServerProcess):
+    """The plain Twisted broadcast loop (`partypool.bench_baseline`) that the
+    issue's W2 and W3 targets are relative to, measured the same way as ours."""
+
+    label = REFERENCE
+    reference = True
+    passkey = ""
+
+    def __init__(self, workdir: Path, tls: bool, cpus: set[int] | None) -> None:
+        self.log = workdir / "baseline.log"
+        self.port_file = workdir / "port"
+        command = [
+            sys.executable,
+            "-m",
+            "partypool.bench_baseline",
+            f"--port-file={self.port_file}",
+        ]
+        if tls:  # the same kind of self-signed certificate as ours makes
+            command += ["--tls", *map(str, ensure_self_signed(workdir / "tls"))]
+        with self.log.open("wb") as output:
+            super().__init__(command, workdir, cpus, output)
+
+    def _listening_port(self) -> int | None:
+        return int(self.port_file.read_text()) if self.port_file.exists() else None
+
+
 class Workers:
     """The load processes and the line-of-JSON conversation with each."""
 
     def __init__(
         self,
         count: int,
-        server: Server,
+        server: ServerProcess,
         tls: bool,
         workdir: Path,
         cpus: set[int] | None,
@@ -241,6 +318,7 @@ class Workers:
                     "port": server.port,
                     "tls": tls,
                     "passkey": server.passkey,
+                    "baseline": server.reference,
                     "out_dir": str(workdir),
                     "ident": f"w{i}",
                 }
@@ -321,14 +399,24 @@ class Bench:
 
     @contextmanager
     def running(
-        self, result: Result, tls: bool, clients: int, idle_ping: float = 60.0
-    ) -> Iterator[tuple[Server, Workers]]:
-        """A server and its load workers, cleaned up whatever happens."""
-        result.server_args = server_args(clients, idle_ping)
+        self,
+        result: Result,
+        tls: bool,
+        clients: int,
+        idle_ping: float = 60.0,
+        reference: bool = False,
+    ) -> Iterator[tuple[ServerProcess, Workers]]:
+        """A server (ours, or the plain Twisted reference, which has no limits
+        to lift) and its load workers, cleaned up whatever happens."""
         workdir = Path(tempfile.mkdtemp(prefix="partypool-bench-"))
         server = workers = None
         try:
-            server = Server(workdir, tls, result.server_args, self.server_cpus)
+            if reference:
+                server = ReferenceServer(workdir, tls, self.server_cpus)
+            else:
+                result.server_args = server_args(clients, idle_ping)
+                server = Server(workdir, tls, result.server_args, self.server_cpus)
+            result.server = server.label
             workers = Workers(self.workers, server, tls, workdir, self.worker_cpus)
             yield server, workers
         finally:
@@ -368,7 +456,7 @@ class Bench:
     def chat(
         self,
         result: Result,
-        server: Server,
+        server: ServerProcess,
         workers: Workers,
         senders: int,
         per_sender: int,
@@ -441,22 +529,24 @@ class Bench:
             self.chat(result, server, workers, s.w1_clients, per_sender, 5.0)
         return result
 
-    def w2(self, tls: bool) -> Result:
+    def w2(self, tls: bool, reference: bool = False) -> Result:
         """A big room: 1,000 clients, 50 of them send 2 msg/s."""
         s = self.sizes
         result = Result("W2 big room", _transport(tls), s.w2_clients)
-        with self.running(result, tls, s.w2_clients) as (server, workers):
+        running = self.running(result, tls, s.w2_clients, reference=reference)
+        with running as (server, workers):
             _, result.login_s = self.login(workers, s.w2_clients)
             time.sleep(1.0)  # let the JOINED announcements drain first
             per_sender = round(2 * s.w2_seconds)
             self.chat(result, server, workers, s.w2_senders, per_sender, 2.0)
         return result
 
-    def w3(self, tls: bool) -> Result:
+    def w3(self, tls: bool, reference: bool = False) -> Result:
         """Memory: idle logged-in clients; RSS before and after they log in."""
         s = self.sizes
         result = Result("W3 idle memory", _transport(tls), s.w3_clients)
-        with self.running(result, tls, s.w3_clients) as (server, workers):
+        running = self.running(result, tls, s.w3_clients, reference=reference)
+        with running as (server, workers):
             before = server.rss_bytes()
             _, result.login_s = self.login(workers, s.w3_clients)
             time.sleep(2.0)  # let the JOINED announcements drain first
@@ -564,7 +654,7 @@ def _num(value: float | None, digits: int = 2) -> str:
 def table(results: list[Result]) -> str:
     """The results as a Markdown table (also what the README shows)."""
     header = (
-        "| workload | transport | clients | messages | deliveries expected"
+        "| workload | transport | server | clients | messages | deliveries expected"
         " | received | loss | p50 ms | p99 ms | max ms | server CPU µs/delivery"
         " | server RSS MB | RSS KB/client | logins/s |"
     )
@@ -572,7 +662,7 @@ def table(results: list[Result]) -> str:
     for r in results:
         latency = [_num(r.latency_ms.get(k)) for k in ("p50", "p99", "max")]
         rows.append(
-            f"| {r.name} | {r.transport} | {r.clients:,} | {r.messages:,}"
+            f"| {r.name} | {r.transport} | {r.server} | {r.clients:,} | {r.messages:,}"
             f" | {r.expected:,} | {r.received:,} | {r.loss:,} | "
             + " | ".join(latency)
             + f" | {_num(r.cpu_us_per_delivery)} | {_num(r.rss_mb, 1)}"
@@ -595,7 +685,7 @@ def details(results: list[Result]) -> str:
     for r in results:
         driver = ", ".join(f"{k} {_num(v)}" for k, v in r.driver.items())
         lines.append(
-            f"- {r.name} ({r.transport}): logins took {r.login_s:.1f} s; "
+            f"- {r.name} ({r.transport}, {r.server}): logins took {r.login_s:.1f} s; "
             f"server CPU {r.server_cpu_s:.2f} s"
             + (f"; driver: {driver}" if driver else "")
             + (f"; {json.dumps(_rounded(r.extra))}" if r.extra else "")
@@ -603,37 +693,69 @@ def details(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-# (label, workload, transport, measured value, target, True if lower is better)
+@attrs.frozen
+class Target:
+    """One of issue 8's targets for our server.  ``reference`` is the issue's
+    figure for a plain Twisted server on its author's machine: when given, the
+    target is also the ratio ``target / reference`` to that server measured in
+    the same run, which does not depend on the machine."""
+
+    label: str
+    name: str
+    transport: str
+    measure: Callable[[Result], float | None]
+    target: float
+    lower: bool = True  # lower is better
+    reference: float | None = None
+
+    def met(self, value: float, bound: float) -> str:
+        ok = value <= bound if self.lower else value >= bound
+        return "met" if ok else "missed"
+
+
 TARGETS = (
-    ("W1 p99 latency ≤ 3 ms", "W1 seed scale", "TLS",
-     lambda r: r.latency_ms.get("p99"), 3.0, True),
-    ("W2 server CPU ≤ 1.2 µs/delivery", "W2 big room", "TLS",
-     lambda r: r.cpu_us_per_delivery, 1.2, True),
-    ("W2 server CPU ≤ 0.8 µs/delivery", "W2 big room", "TCP",
-     lambda r: r.cpu_us_per_delivery, 0.8, True),
-    ("W3 ≤ 12 KB RSS per idle client", "W3 idle memory", "TLS",
-     lambda r: r.rss_kb_per_client, 12.0, True),
-    ("W5 ≥ 500 logins/s", "W5 logins", "TLS",
-     lambda r: r.logins_per_s, 500.0, False),
+    Target("W1 p99 latency ≤ 3 ms", "W1 seed scale", "TLS",
+           lambda r: r.latency_ms.get("p99"), 3.0),
+    Target("W2 server CPU ≤ 1.2 µs/delivery", "W2 big room", "TLS",
+           lambda r: r.cpu_us_per_delivery, 1.2, reference=2.0),
+    Target("W2 server CPU ≤ 0.8 µs/delivery", "W2 big room", "TCP",
+           lambda r: r.cpu_us_per_delivery, 0.8, reference=1.5),
+    Target("W3 ≤ 12 KB RSS per idle client", "W3 idle memory", "TLS",
+           lambda r: r.rss_kb_per_client, 12.0, reference=25.0),
+    Target("W5 ≥ 500 logins/s", "W5 logins", "TLS",
+           lambda r: r.logins_per_s, 500.0, lower=False),
 )  # fmt: skip
 
 
 def targets(results: list[Result]) -> str:
-    """Each target met or missed, with measured/target as a ratio."""
-    found = {(r.name, r.transport): r for r in results}
+    """Each target met or missed, with measured/target as a ratio, and where
+    the issue compares with a plain Twisted server, our number as a ratio of
+    that server's measured in this run against the issue's ratio."""
+    found = {(r.name, r.transport, r.server): r for r in results}
+
+    def measured(target: Target, server: str) -> float | None:
+        r = found.get((target.name, target.transport, server))
+        return None if r is None else target.measure(r)
+
     lines = []
-    for label, name, transport, measure, target, lower in TARGETS:
-        r = found.get((name, transport))
-        value = measure(r) if r is not None else None
+    for t in TARGETS:
+        value = measured(t, OURS)
         if value is None:
             continue
-        ratio = value / target
-        met = ratio <= 1.0 if lower else ratio >= 1.0
-        lines.append(
-            f"- {label} ({transport}): measured {value:,.2f}, "
-            f"measured/target {ratio:.2f} ({'met' if met else 'missed'})"
+        line = (
+            f"- {t.label} ({t.transport}): measured {value:,.2f}, "
+            f"measured/target {value / t.target:.2f} ({t.met(value, t.target)})"
         )
-    w4 = found.get(("W4 hold", "TLS")) or found.get(("W4 hold", "TCP"))
+        base = measured(t, REFERENCE) if t.reference else None
+        if base:
+            goal = t.target / t.reference
+            line += (
+                f"; {REFERENCE} measured {base:,.2f} (issue: {t.reference:.1f}),"
+                f" ours/{REFERENCE} {value / base:.2f}, target {goal:.3g}"
+                f" ({t.met(value / base, goal)})"
+            )
+        lines.append(line)
+    w4 = found.get(("W4 hold", "TLS", OURS)) or found.get(("W4 hold", "TCP", OURS))
     if w4 is not None:
         probe = w4.extra.get("probe_ms", {})
         lines.append(
@@ -665,6 +787,11 @@ def main(argv: list[str] | None = None) -> int:
         "--tls-only", action="store_true", help="skip the plain TCP run of W2"
     )
     parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help=f"skip the {REFERENCE} reference runs of W2 and W3",
+    )
+    parser.add_argument(
         "--only", default="W1,W2,W3,W4,W5", help="workloads to run, e.g. W2,W4"
     )
     parser.add_argument(
@@ -691,16 +818,24 @@ def main(argv: list[str] | None = None) -> int:
     print(note, flush=True)
     bench = Bench(sizes, args.workers, args.keep, args.pin, args.lockstep)
     chosen = {name.strip().upper() for name in args.only.split(",")}
-    plan: list[tuple[str, Callable[[bool], Result], bool]] = []
+    plan: list[tuple[str, Callable[[], Result]]] = []
     for name in ("W1", "W2", "W3", "W4", "W5"):
-        if name in chosen:
-            plan.append((name, getattr(bench, name.lower()), not args.no_tls))
-        if name == "W2" and name in chosen and not (args.no_tls or args.tls_only):
-            plan.append((name, bench.w2, False))
+        if name not in chosen:
+            continue
+        run = getattr(bench, name.lower())
+        both = name == "W2" and not (args.no_tls or args.tls_only)
+        for tls in (True, False) if both else (not args.no_tls,):
+            label = f"{name} over {_transport(tls)}"
+            plan.append((label, functools.partial(run, tls)))
+            # The workloads whose targets the issue gives relative to a plain
+            # Twisted server: run it right after ours, under the same load.
+            if name in ("W2", "W3") and not args.no_reference:
+                reference = functools.partial(run, tls, reference=True)
+                plan.append((f"{label} against {REFERENCE}", reference))
     results = []
-    for name, run, tls in plan:
-        print(f"running {name} over {_transport(tls)} …", flush=True)
-        results.append(run(tls))
+    for label, run in plan:
+        print(f"running {label} …", flush=True)
+        results.append(run())
     print()
     print(table(results))
     print()

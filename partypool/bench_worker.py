@@ -6,10 +6,13 @@ loop over non-blocking (TLS) sockets, with no framework and no per-line
 objects.  The controller (`partypool.bench`) starts several of these and talks
 to each over its stdin/stdout, one JSON object per line:
 
-- ``{"cmd": "setup", ...}``: the server's address, TLS or not, the passkey.
+- ``{"cmd": "setup", ...}``: the server's address, TLS or not, the passkey;
+  ``"baseline": true`` for the reference server (`partypool.bench_baseline`),
+  which has no SCRAM: its login is ``HELLO`` then ``NICK``.
 - ``{"cmd": "login", ...}``: open ``count`` connections, at most ``in_flight``
-  logging in at once; each does TLS, SCRAM-SHA-256 and ``NICK``, then stays
-  (or sends ``QUIT`` if ``quit_after``).  Replies with how many made it.
+  logging in at once; each does TLS, SCRAM-SHA-256 (not for the baseline)
+  and ``NICK``, then stays (or sends ``QUIT`` if ``quit_after``).  Replies
+  with how many made it.
 - ``{"cmd": "send", ...}``: the first ``senders`` clients each send
   ``per_sender`` messages at ``rate`` per second from ``start_ns``, spread
   evenly over each period (or all at once with ``lockstep``).  Each
@@ -175,11 +178,19 @@ class Worker:
     # -- commands ------------------------------------------------------------
 
     def cmd_setup(
-        self, host: str, port: int, tls: bool, passkey: str, out_dir: str, ident: str
+        self,
+        host: str,
+        port: int,
+        tls: bool,
+        passkey: str,
+        out_dir: str,
+        ident: str,
+        baseline: bool = False,
     ) -> None:
         self.host, self.port, self.ident = host, port, ident
         self.out_dir = Path(out_dir)
         self.passkey = passkey
+        self.baseline = baseline
         self.tls: ssl.SSLContext | None = None
         if tls:
             # Loopback benchmark against a throw-away self-signed certificate:
@@ -346,7 +357,9 @@ class Worker:
         state = client.state
         if verb in ("ERR", "BYE"):
             raise LoginError(f"{state}: {line[:120]!r}")
-        if state == "hello" and verb == "HELLO":
+        if state == "hello" and verb == "HELLO" and self.baseline:
+            self._nick(client)
+        elif state == "hello" and verb == "HELLO":
             client.scram = scramp.ScramClient(["SCRAM-SHA-256"], "chat", self.passkey)
             first = client.scram.get_client_first()
             self._send(
@@ -364,8 +377,7 @@ class Worker:
             except scramp.ScramException as e:
                 raise LoginError(f"the server's SCRAM signature is wrong: {e}") from e
             client.scram = None
-            self._send(client, f"NICK {client.name}\r\n".encode())
-            client.state = "nick"
+            self._nick(client)
         elif state == "nick" and line == b"OK NICK " + client.name.encode():
             self._logged_in += 1
             self._in_flight -= 1
@@ -378,6 +390,10 @@ class Worker:
             self._connect_next()
         elif verb not in ("JOINED", "LEFT", "PING"):
             raise LoginError(f"{state}: unexpected {line[:120]!r}")
+
+    def _nick(self, client: Client) -> None:
+        self._send(client, f"NICK {client.name}\r\n".encode())
+        client.state = "nick"
 
     def _login_failed(self, client: Client, why: str, registered: bool = True) -> None:
         self._failed += 1
