@@ -11,7 +11,8 @@ it would never see one.
 
 All of that lives in `partypool.session.Session`, which knows nothing of
 sockets.  This module is only the TCP/TLS door to it: framing, the output
-backlog (a reader too slow to keep up is dropped), TLS handshake state and
+backlog (a reader too slow to keep up is dropped), room events held for the
+next round of writes (`partypool.gather`), TLS handshake state and
 ``TCP_NODELAY``.  `ChatProtocol` is the session's `~partypool.session.Outlet`.
 
 Framing is our own: LineReceiver's would drop the connection, and the good
@@ -70,6 +71,7 @@ class ChatProtocol(LineReceiver):
         self._buffer = b""
         self._discarding = False
         self._backlog = _Backlog()
+        self._held: list[bytes] = []
 
     # -- connection life ---------------------------------------------------
 
@@ -91,6 +93,26 @@ class ChatProtocol(LineReceiver):
     # -- Outlet (partypool.session) -----------------------------------------
 
     def write(self, data: bytes) -> None:
+        if self._held:  # what the room said first goes first
+            self._held.append(data)
+            data = self._take_held()
+        self._send(data)
+
+    def gather(self, data: bytes) -> None:
+        if not self._held:
+            self.pool.gatherer.hold(self)
+        self._held.append(data)
+
+    def write_held(self) -> None:
+        if self._held:
+            self._send(self._take_held())
+
+    def _take_held(self) -> bytes:
+        data = b"".join(self._held)
+        self._held = []
+        return data
+
+    def _send(self, data: bytes) -> None:
         backlog = self._backlog
         if backlog.paused:
             backlog.size += len(data)
@@ -100,10 +122,12 @@ class ChatProtocol(LineReceiver):
         self.transport.write(data)
 
     def close(self) -> None:
+        self.write_held()
         self.transport.unregisterProducer()  # TLS sends close_notify only without one
         self.transport.loseConnection()
 
     def abort(self) -> None:
+        self._held = []
         self.transport.abortConnection()
 
     # -- input ----------------------------------------------------------------

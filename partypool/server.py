@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from partypool import room as events
 from partypool.auth import ChatVerifier, LoginThrottle
+from partypool.gather import Gatherer
 from partypool.room import Room
 from partypool.store import Ban, Store
 
@@ -47,6 +48,8 @@ class Limits:
     login_failures: int = 5
     login_window: float = 60.0
     login_penalty: float = 60.0
+    write_rate: float = 10_000.0
+    max_hold: float = 0.1
 
 
 class Connection(Protocol):
@@ -94,6 +97,7 @@ class PartyPool:
     stop_server: Callable[[], object] = lambda: None
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)
+    gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
     pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
     countdown: Countdown | None = None
@@ -101,6 +105,9 @@ class PartyPool:
     def __attrs_post_init__(self) -> None:
         self.started = self.clock.seconds()
         self.throttle = self.new_throttle()
+        self.gatherer = Gatherer(
+            self.clock, self.limits.write_rate, self.limits.max_hold
+        )
 
     def new_throttle(self) -> LoginThrottle:
         """A login throttle with the operator's policy (each port has its own)."""

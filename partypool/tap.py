@@ -146,6 +146,20 @@ class Options(usage.Options):
             _positive(float),
         ],
         [
+            "write-rate",
+            None,
+            10_000.0,
+            "Room-event writes a second before events are gathered.",
+            _positive(float),
+        ],
+        [
+            "max-hold",
+            None,
+            0.1,
+            "Longest seconds a room event waits to be gathered.",
+            _positive(float),
+        ],
+        [
             "kdf-iterations",
             None,
             DEFAULT_ITERATIONS,

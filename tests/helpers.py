@@ -35,8 +35,15 @@ class FakeStore:
         return defer.succeed(len(self.requests))
 
 
+def unit_limits(**changes: object) -> Limits:
+    """`Limits` with no write budget unless given one: every round of room
+    events then runs at the end of its turn, and a fake clock need not move
+    for it (tests/test_gather.py tests the budget)."""
+    return Limits(**{"write_rate": float("inf"), **changes})
+
+
 def make_pool(clock: Clock | None = None, **kwargs) -> PartyPool:
-    limits = kwargs.pop("limits", Limits())
+    limits = kwargs.pop("limits", unit_limits())
     return make_server(
         verifier=VERIFIER,
         store=kwargs.pop("store", FakeStore()),
@@ -60,7 +67,9 @@ class Peer:
             self.protocol.dataReceived(data + b"\r\n")
 
     def received(self) -> list[str]:
-        """Lines sent to this peer since the last call."""
+        """Lines sent to this peer since the last call (the reactor turn ended,
+        so room events held for the round are written too)."""
+        self.protocol.pool.clock.advance(0)
         data = self.transport.value()
         self.transport.clear()
         assert data == b"" or data.endswith(b"\r\n"), data

@@ -13,8 +13,8 @@ from twisted.internet.testing import StringTransport
 from zope.interface import directlyProvides
 
 from partypool.chat import ChatFactory
-from partypool.server import Limits
-from tests.helpers import FakeStore, Peer, connect, make_pool
+from partypool.session import Session
+from tests.helpers import FakeStore, Peer, connect, make_pool, unit_limits
 
 
 @pytest.fixture
@@ -239,7 +239,7 @@ def test_keepalive_pings_then_drops_silent_client(pool, clock):
 
 
 def test_overlong_line_is_skipped_and_session_goes_on(pool):
-    pool = make_pool(limits=Limits(max_line=512))
+    pool = make_pool(limits=unit_limits(max_line=512))
     alice = named(pool, "alice", "127.0.0.2")
     bob = named(pool, "bob", "127.0.0.3")
     alice.received()
@@ -258,7 +258,7 @@ def test_overlong_line_is_skipped_and_session_goes_on(pool):
 
 
 def test_line_at_exact_limit_is_accepted():
-    pool = make_pool(limits=Limits(max_line=512))
+    pool = make_pool(limits=unit_limits(max_line=512))
     alice = named(pool, "alice", "127.0.0.2")
     bob = named(pool, "bob", "127.0.0.3")
     alice.received()
@@ -278,7 +278,7 @@ def test_line_dribbled_one_byte_at_a_time(pool):
 
 
 def test_flood_is_rate_limited_then_disconnected(clock):
-    pool = make_pool(clock, limits=Limits(rate=5, burst=10))
+    pool = make_pool(clock, limits=unit_limits(rate=5, burst=10))
     alice = named(pool, "alice", "127.0.0.2")
     bob = named(pool, "bob", "127.0.0.3")
     alice.received()
@@ -297,13 +297,14 @@ def test_flood_is_rate_limited_then_disconnected(clock):
 
 
 def test_slow_reader_is_dropped_without_stalling_others():
-    pool = make_pool(limits=Limits(max_pending=1000, rate=1000, burst=1000))
+    pool = make_pool(limits=unit_limits(max_pending=1000, rate=1000, burst=1000))
     alice = named(pool, "alice", "127.0.0.2")
     slow = named(pool, "slow", "127.0.0.3")
     carol = named(pool, "carol", "127.0.0.4")
     slow.transport.producer.pauseProducing()  # the kernel buffer is full
     for i in range(40):
         alice.send(f"SAY message number {i:03}")
+        pool.clock.advance(0)  # each line its own turn, so its own round
     assert slow.protocol.session.state == "closed"
     assert slow.transport.disconnected  # aborted: a BYE would never be read
     assert len(slow.transport.value()) <= 1000 + 100  # writes before the pause
@@ -367,10 +368,15 @@ def test_exception_in_a_handler_ends_only_that_connection(pool, monkeypatch):
     bob = named(pool, "bob", "127.0.0.3")
     alice.received()
 
-    def explode(argument: str) -> None:
-        raise RuntimeError("bug")
+    bob_session = bob.protocol.session
+    original = Session.handle_ONLINE
 
-    monkeypatch.setattr(bob.protocol.session, "handle_ONLINE", explode)
+    def explode(session: Session, argument: str) -> None:
+        if session is bob_session:
+            raise RuntimeError("bug")
+        original(session, argument)
+
+    monkeypatch.setattr(Session, "handle_ONLINE", explode)
     bob.send("ONLINE")
     assert bob.received() == ["BYE internal error"]
     assert alice.received() == ["LEFT bob lost"]
@@ -416,7 +422,7 @@ def test_peer_that_never_finished_tls_is_aborted_not_waited_for(pool, clock):
     clock.advance(pool.limits.login_timeout)
     assert slow.transport.disconnected and slow.received() == []
 
-    pool = make_pool(clock, limits=Limits(idle_ping=5, login_timeout=30))
+    pool = make_pool(clock, limits=unit_limits(idle_ping=5, login_timeout=30))
     silent = connect_tls(pool, "127.0.0.5")
     clock.pump([5, 5])  # PING, then silence for another idle period
     assert silent.transport.disconnected
@@ -438,7 +444,7 @@ def test_peer_that_never_finished_tls_is_aborted_not_waited_for(pool, clock):
 def test_arbitrary_lines_never_break_the_server(lines):
     """Whatever arrives, the server answers in well-formed lines or says BYE,
     and the other user only ever sees scrubbed text."""
-    pool = make_pool(limits=Limits(rate=1000, burst=1000))
+    pool = make_pool(limits=unit_limits(rate=1000, burst=1000))
     alice = named(pool, "alice", "127.0.0.2")
     bob = named(pool, "bob", "127.0.0.3")
     alice.received()
@@ -457,7 +463,7 @@ def test_arbitrary_lines_never_break_the_server(lines):
 def test_keepalive_keeps_client_that_answers_ping_at_once(clock):
     """A PONG sent the moment the PING arrives is an answer: the check that
     runs one idle period after the PING must not take it for silence."""
-    pool = make_pool(clock, limits=Limits(idle_ping=2))
+    pool = make_pool(clock, limits=unit_limits(idle_ping=2))
     bob = named(pool, "bob", "127.0.0.3")
     bob.received()
     pings = 0
@@ -474,7 +480,7 @@ def test_keepalive_keeps_client_that_answers_ping_at_once(clock):
 def test_overlong_lines_count_as_lines_for_flood_control(clock):
     """A stream of overlong lines is rate-limited and ends in BYE flooding,
     like any other flood."""
-    pool = make_pool(clock, limits=Limits(max_line=512, rate=5, burst=10))
+    pool = make_pool(clock, limits=unit_limits(max_line=512, rate=5, burst=10))
     alice = named(pool, "alice", "127.0.0.2")
     alice.received()
     for _ in range(80):

@@ -177,6 +177,8 @@ SAMPLES = {
     "login-failures": (3, 3),
     "login-window": (30, 30.0),
     "login-penalty": (120, 120.0),
+    "write-rate": (5000, 5000.0),
+    "max-hold": (0.25, 0.25),
     "kdf-iterations": (5000, 5000),
     "log-format": ("json", "json"),
 }

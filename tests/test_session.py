@@ -24,6 +24,8 @@ class FakeOutlet:
     def write(self, data: bytes) -> None:
         self.data += data
 
+    gather = write  # room events, never held here (tests/test_gather.py holds them)
+
     def close(self) -> None:
         self.closed = True
 
