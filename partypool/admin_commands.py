@@ -318,7 +318,7 @@ class AdminCommands:
 
     def _stats(self, args: list[str]) -> Result:
         _no_arguments(args)
-        pool, stats = self.pool, self.pool.room.stats
+        pool, stats, gatherer = self.pool, self.pool.room.stats, self.pool.gatherer
         uptime = int(pool.clock.seconds() - pool.started)
         rows = [
             ("uptime", _duration(uptime)),
@@ -333,6 +333,7 @@ class AdminCommands:
                 "relayed",
                 f"{stats.bytes_relayed} bytes in {stats.deliveries} deliveries",
             ),
+            ("written", f"{gatherer.writes} writes in {gatherer.rounds} rounds"),
             ("requests", str(stats.requests)),
         ]
         return Result("\n".join(f"{label:<10} {value}" for label, value in rows))

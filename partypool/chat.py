@@ -88,6 +88,7 @@ class ChatProtocol(LineReceiver):
         self.session.handshake_done()
 
     def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+        self._held = []  # nowhere to send it now
         self.session.lost()
 
     # -- Outlet (partypool.session) -----------------------------------------
@@ -103,9 +104,11 @@ class ChatProtocol(LineReceiver):
             self.pool.gatherer.hold(self)
         self._held.append(data)
 
-    def write_held(self) -> None:
-        if self._held:
-            self._send(self._take_held())
+    def write_held(self) -> bool:
+        if not self._held:
+            return False
+        self._send(self._take_held())
+        return True
 
     def _take_held(self) -> bytes:
         data = b"".join(self._held)

@@ -33,8 +33,8 @@ log = Logger(namespace="partypool.gather")
 class Holder(Protocol):
     """A connection that holds output until a round comes."""
 
-    def write_held(self) -> None:
-        """Write whatever is held as one piece (nothing if nothing is)."""
+    def write_held(self) -> bool:
+        """Write whatever is held as one piece; False if nothing was."""
 
 
 @attrs.define(eq=False)
@@ -44,6 +44,8 @@ class Gatherer:
     clock: IReactorTime
     write_rate: float  # connection writes a second a steady stream of rounds may cost
     max_hold: float  # the longest an event waits for its round, in seconds
+    rounds: int = 0  # for the admin's ``stats``
+    writes: int = 0
     _waiting: list[Holder] = attrs.Factory(list)
     _round: IDelayedCall | None = None
     _next_round_at: float = float("-inf")
@@ -57,9 +59,10 @@ class Gatherer:
 
     def _write_round(self) -> None:
         waiting, self._waiting = self._waiting, []
+        self.rounds += 1
         for holder in waiting:
             try:
-                holder.write_held()
+                self.writes += holder.write_held()
             except Exception:  # one broken connection must not hold up the rest
                 log.failure("writing held output")
         pause = min(self.max_hold, len(waiting) / self.write_rate)

@@ -298,6 +298,7 @@ class CommandsTests(unittest.TestCase):
         self.assertEqual(rows["connected"], "3 users, 4 open connections")
         self.assertEqual(rows["peak"], "3 users")
         self.assertEqual(rows["messages"], "1")
+        self.assertEqual(rows["written"], "0 writes in 0 rounds")  # no chat port
 
     # -- store-backed: requests and bans -------------------------------------------
 

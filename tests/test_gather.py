@@ -19,10 +19,11 @@ class Recorder:
     rounds: list[float] = attrs.Factory(list)
     broken: bool = False
 
-    def write_held(self) -> None:
+    def write_held(self) -> bool:
         self.rounds.append(self.clock.seconds())
         if self.broken:
             raise RuntimeError("socket gone")
+        return True
 
 
 def test_a_round_runs_at_the_end_of_the_turn():
@@ -35,6 +36,7 @@ def test_a_round_runs_at_the_end_of_the_turn():
     clock.advance(0)
     assert [h.rounds for h in holders] == [[0.0], [0.0], [0.0]]
     assert clock.getDelayedCalls() == []
+    assert (gatherer.rounds, gatherer.writes) == (1, 3)
 
 
 def test_after_a_round_of_n_writes_the_next_waits_n_over_the_rate():
@@ -75,8 +77,9 @@ class HoldsAgain:
     gatherer: Gatherer
     other: Recorder
 
-    def write_held(self) -> None:
+    def write_held(self) -> bool:
         self.gatherer.hold(self.other)
+        return False
 
 
 def test_output_held_during_a_round_gets_the_next_one():
@@ -139,6 +142,7 @@ def test_a_busy_room_writes_each_member_once_per_round():
     # The first line went out at once and opened a 60 ms wait (6 writes at
     # 100 a second, capped at 50 ms); the 14 lines said meanwhile left together.
     assert counting.writes == 2
+    assert pool.gatherer.writes >= 2
 
 
 def test_a_reply_goes_at_once_after_what_the_room_said_first():
@@ -150,8 +154,10 @@ def test_a_reply_goes_at_once_after_what_the_room_said_first():
     assert bob.transport.value() == b""  # held, not written
     bob.send("IP")
     assert bob.received() == ["CHAT alice hi", "IP 127.0.0.3"]
+    writes = pool.gatherer.writes
     clock.advance(2)
     assert bob.received() == []  # the round found nothing left to write
+    assert pool.gatherer.writes == writes  # and did not count one
 
 
 def test_goodbye_writes_held_events_first_and_abort_drops_them():
