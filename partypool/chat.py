@@ -35,6 +35,10 @@ from zope.interface import implementer
 from partypool.server import PartyPool, host_and_peer
 from partypool.session import Session
 
+# Held room events past this many bytes are written at once: a round would
+# only make the piece bigger, and the output backlog check sees them sooner.
+HELD_MAX = 64 * 1024
+
 
 @implementer(IPushProducer)
 class _Backlog:
@@ -72,6 +76,7 @@ class ChatProtocol(LineReceiver):
         self._discarding = False
         self._backlog = _Backlog()
         self._held: list[bytes] = []
+        self._held_size = 0
 
     # -- connection life ---------------------------------------------------
 
@@ -88,7 +93,7 @@ class ChatProtocol(LineReceiver):
         self.session.handshake_done()
 
     def connectionLost(self, reason: Failure) -> None:  # noqa: N802
-        self._held = []  # nowhere to send it now
+        self._forget_held()  # nowhere to send it now
         self.session.lost()
 
     # -- Outlet (partypool.session) -----------------------------------------
@@ -103,6 +108,9 @@ class ChatProtocol(LineReceiver):
         if not self._held:
             self.pool.gatherer.hold(self)
         self._held.append(data)
+        self._held_size += len(data)
+        if self._held_size > HELD_MAX:
+            self.write_held()
 
     def write_held(self) -> bool:
         if not self._held:
@@ -112,8 +120,12 @@ class ChatProtocol(LineReceiver):
 
     def _take_held(self) -> bytes:
         data = b"".join(self._held)
-        self._held = []
+        self._forget_held()
         return data
+
+    def _forget_held(self) -> None:
+        self._held = []
+        self._held_size = 0
 
     def _send(self, data: bytes) -> None:
         backlog = self._backlog
@@ -130,7 +142,7 @@ class ChatProtocol(LineReceiver):
         self.transport.loseConnection()
 
     def abort(self) -> None:
-        self._held = []
+        self._forget_held()
         self.transport.abortConnection()
 
     # -- input ----------------------------------------------------------------

@@ -39,7 +39,7 @@ class Holder(Protocol):
 
 @attrs.define(eq=False)
 class Gatherer:
-    """Schedules the rounds for every connection of one front door."""
+    """Schedules the rounds for every connection (all front doors share one budget)."""
 
     clock: IReactorTime
     write_rate: float  # connection writes a second a steady stream of rounds may cost
@@ -54,18 +54,22 @@ class Gatherer:
         """``holder`` has just begun to hold output: have a round carry it."""
         self._waiting.append(holder)
         if self._round is None:
-            delay = max(0.0, self._next_round_at - self.clock.seconds())
-            self._round = self.clock.callLater(delay, self._write_round)
+            wait = self._next_round_at - self.clock.seconds()
+            # Clamped both ways: a wall clock stepped back must not stall the room.
+            wait = min(self.max_hold, max(0.0, wait))
+            self._round = self.clock.callLater(wait, self._write_round)
 
     def _write_round(self) -> None:
         waiting, self._waiting = self._waiting, []
-        self.rounds += 1
+        wrote = 0  # a holder whose reply already took its events is no write
         for holder in waiting:
             try:
-                self.writes += holder.write_held()
+                wrote += holder.write_held()
             except Exception:  # one broken connection must not hold up the rest
                 log.failure("writing held output")
-        pause = min(self.max_hold, len(waiting) / self.write_rate)
+        self.rounds += 1
+        self.writes += wrote
+        pause = min(self.max_hold, wrote / self.write_rate)
         self._next_round_at = self.clock.seconds() + pause
         self._round = None
         if self._waiting:  # held during this round (a LEFT, say): the next one

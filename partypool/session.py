@@ -83,8 +83,6 @@ class Outlet(Protocol):
 
 
 class _TokenBucket:
-    __slots__ = ("rate", "burst", "tokens", "updated")
-
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate = rate
         self.burst = burst
@@ -107,26 +105,6 @@ class Session:
     administrator sees (``host:port``); ``handshaking`` says the carrier is
     still negotiating TLS, so the peer could not read a ``BYE`` yet.
     """
-
-    # Thousands of these live at once: slots keep each about 0.6 KB smaller.
-    __slots__ = (
-        "pool",
-        "host",
-        "peer",
-        "name",
-        "state",
-        "since",
-        "last_heard",
-        "_outlet",
-        "_handshaking",
-        "_exchange",
-        "_pending_login",
-        "_timers",
-        "_pinged_at",
-        "_drops",
-        "_last_rate_error",
-        "_bucket",
-    )
 
     def __init__(
         self, pool: PartyPool, host: str, peer: str, outlet: Outlet, handshaking: bool

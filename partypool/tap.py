@@ -149,14 +149,14 @@ class Options(usage.Options):
             "write-rate",
             None,
             10_000.0,
-            "Room-event writes a second before events are gathered.",
+            "Room-event writes a second before rounds wait.",
             _positive(float),
         ],
         [
             "max-hold",
             None,
             0.1,
-            "Longest seconds a room event waits to be gathered.",
+            "Longest a room event is held, in seconds.",
             _positive(float),
         ],
         [

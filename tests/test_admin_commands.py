@@ -299,6 +299,9 @@ class CommandsTests(unittest.TestCase):
         self.assertEqual(rows["peak"], "3 users")
         self.assertEqual(rows["messages"], "1")
         self.assertEqual(rows["written"], "0 writes in 0 rounds")  # no chat port
+        self.pool.gatherer.rounds, self.pool.gatherer.writes = 2, 7
+        output = self.run_sync("stats").output
+        self.assertIn("written    7 writes in 2 rounds", output.splitlines())
 
     # -- store-backed: requests and bans -------------------------------------------
 

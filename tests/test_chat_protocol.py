@@ -13,7 +13,6 @@ from twisted.internet.testing import StringTransport
 from zope.interface import directlyProvides
 
 from partypool.chat import ChatFactory
-from partypool.session import Session
 from tests.helpers import FakeStore, Peer, connect, make_pool, unit_limits
 
 
@@ -368,15 +367,10 @@ def test_exception_in_a_handler_ends_only_that_connection(pool, monkeypatch):
     bob = named(pool, "bob", "127.0.0.3")
     alice.received()
 
-    bob_session = bob.protocol.session
-    original = Session.handle_ONLINE
+    def explode(argument: str) -> None:
+        raise RuntimeError("bug")
 
-    def explode(session: Session, argument: str) -> None:
-        if session is bob_session:
-            raise RuntimeError("bug")
-        original(session, argument)
-
-    monkeypatch.setattr(Session, "handle_ONLINE", explode)
+    monkeypatch.setattr(bob.protocol.session, "handle_ONLINE", explode)
     bob.send("ONLINE")
     assert bob.received() == ["BYE internal error"]
     assert alice.received() == ["LEFT bob lost"]
