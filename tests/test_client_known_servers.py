@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
+import tempfile
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from OpenSSL.crypto import X509
 
 from partypool.client.connect import ServerAddress, certificate_fingerprint
@@ -21,23 +19,16 @@ from partypool.client.known_servers import (
     default_path,
     same_fingerprint,
 )
+from partypool.tls import ensure_self_signed
 
 
 def make_certificate() -> X509:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return X509.from_cryptography(certificate)
+    """A new self-signed certificate, made as the server makes its own."""
+    with tempfile.TemporaryDirectory() as directory:
+        cert_path, _ = ensure_self_signed(Path(directory) / "tls")
+        return X509.from_cryptography(
+            x509.load_pem_x509_certificate(cert_path.read_bytes())
+        )
 
 
 @pytest.fixture

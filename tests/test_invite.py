@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import subprocess
 import sys
@@ -11,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from partypool import identity
 from partypool import invite as inv
+from partypool.tls import ensure_self_signed
 
 FAST = 1_000  # PBKDF2 iterations in tests; the default stays 390000
 
@@ -165,23 +164,8 @@ def test_package_version_matches_setup_cfg() -> None:
 
 def make_data_dir(root: Path, *, ssh: bool = True) -> tuple[bytes, bytes | None]:
     """A server data dir with a self-signed cert and (optionally) an SSH host key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (root / "tls").mkdir(parents=True)
-    (root / "tls" / "cert.pem").write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-    )
+    cert_path, _ = ensure_self_signed(root / "tls")  # as the server makes it
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     host_key = None
     if ssh:
         (root / "ssh").mkdir()
