@@ -451,7 +451,7 @@ def _package_data() -> dict[str, str]:
     """The project's package_data for partypool (SQL schema files and such)."""
     parser = _project_setup_cfg()
     if not parser.has_section("options.package_data"):
-        return {"partypool.schema": "*.sql"}
+        return {"partypool.room.schema": "*.sql"}
     return {
         name: " ".join(value.split())
         for name, value in parser.items("options.package_data")

@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from twisted.conch.ssh.keys import BadKeyError
 
-from partypool.auth import DEFAULT_ITERATIONS
 from partypool.identity import default_data_dir, host_key_fingerprint
+from partypool.room.auth import DEFAULT_ITERATIONS
 from partypool.wire import PROTOCOL_VERSION
 
 __all__ = [

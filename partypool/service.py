@@ -25,8 +25,8 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
-from partypool.server import PartyPool
-from partypool.store import Store
+from partypool.room.pool import PartyPool
+from partypool.room.store import Store
 from partypool.tls import ConfigError, ServerTLS
 
 log = Logger(namespace="partypool.service")

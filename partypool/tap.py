@@ -19,17 +19,18 @@ from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
-from partypool.admin_ssh import (
+from partypool.admin.ssh import (
     ensure_host_key,
     load_authorized_keys,
     make_admin_factory,
 )
-from partypool.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
-from partypool.chat import ChatFactory
 from partypool.config import config_arguments, config_path
+from partypool.doors.chat import ChatFactory
 from partypool.identity import default_data_dir, ssh_fingerprint
+from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
+from partypool.room.pool import Limits, make_server
+from partypool.room.store import Store, load_bans
 from partypool.sd_notify import Readiness
-from partypool.server import Limits, make_server
 from partypool.service import (
     CertificateReload,
     Farewell,
@@ -38,7 +39,6 @@ from partypool.service import (
     StopOnSigterm,
     StoreService,
 )
-from partypool.store import Store, load_bans
 from partypool.tls import ConfigError, ServerTLS, check_private, ensure_self_signed
 from partypool.wire import scrub
 

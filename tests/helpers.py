@@ -12,17 +12,17 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from partypool.auth import ChatVerifier
-from partypool.chat import ChatFactory, ChatProtocol
-from partypool.room import Event
-from partypool.server import Limits, PartyPool, make_server
+from partypool.doors.chat import ChatFactory, ChatProtocol
+from partypool.room.auth import ChatVerifier
+from partypool.room.pool import Limits, PartyPool, make_server
+from partypool.room.room import Event
 
 PASSKEY = "unit test passkey"
 VERIFIER = ChatVerifier.from_passkey(PASSKEY, 4096)
 
 
 class FakeStore:
-    """Stands in for partypool.store.Store where a test is about the protocol."""
+    """Stands in for partypool.room.store.Store where a test is about the protocol."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, str]] = []

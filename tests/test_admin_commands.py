@@ -16,11 +16,11 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from partypool.admin_commands import AdminCommands, Operator, Result
-from partypool.auth import ChatVerifier
-from partypool.room import Event
-from partypool.server import make_server
-from partypool.store import Store
+from partypool.admin.commands import AdminCommands, Operator, Result
+from partypool.room.auth import ChatVerifier
+from partypool.room.pool import make_server
+from partypool.room.room import Event
+from partypool.room.store import Store
 from partypool.tls import ConfigError
 
 OPERATOR = Operator("key SHA256:abc", "127.0.0.1:50000")

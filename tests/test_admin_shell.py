@@ -14,9 +14,9 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from partypool.admin_commands import Result
-from partypool.admin_shell import AdminShell
-from partypool.admin_ssh import _LineShell
+from partypool.admin.commands import Result
+from partypool.admin.shell import AdminShell
+from partypool.admin.ssh import _LineShell
 
 PROMPT = "root@partypool> "
 

@@ -33,15 +33,14 @@ from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 from twisted.trial import unittest
 
-from partypool.admin_commands import AdminCommands, Result
-from partypool.admin_ssh import (
+from partypool.admin.commands import AdminCommands, Result
+from partypool.admin.ssh import (
     AdminFactory,
     _ThrottledPortal,
     ensure_host_key,
     load_authorized_keys,
     make_admin_factory,
 )
-from partypool.auth import LoginThrottle, RootPassword
 from partypool.client.admin_connect import (
     Credentials,
     HostKeyChanged,
@@ -51,7 +50,8 @@ from partypool.client.admin_connect import (
 )
 from partypool.client.known_servers import KnownServers
 from partypool.identity import host_key_fingerprint, ssh_fingerprint
-from partypool.server import make_server
+from partypool.room.auth import LoginThrottle, RootPassword
+from partypool.room.pool import make_server
 from partypool.tls import ConfigError
 from tests.test_admin_commands import FakeMember
 

@@ -9,7 +9,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
 
 from partypool import tap
-from partypool.admin_ssh import AdminFactory
+from partypool.admin.ssh import AdminFactory
 from partypool.service import Listener, StoreService
 from tests.test_admin_ssh import new_key
 

@@ -6,7 +6,7 @@ import pytest
 import scramp
 from twisted.internet.task import Clock
 
-from partypool.auth import AuthFailed, ChatVerifier, LoginThrottle, RootPassword
+from partypool.room.auth import AuthFailed, ChatVerifier, LoginThrottle, RootPassword
 
 
 def test_verifier_never_shows_the_passkey():

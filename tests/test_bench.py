@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from partypool.bench import OURS, REFERENCE, Result, targets
+from partypool.bench.run import OURS, REFERENCE, Result, targets
 from partypool.tls import ensure_self_signed
 from tests.conftest import STARTUP_TIMEOUT, server_env
 from tests.wire_client import WireClient
@@ -100,7 +100,7 @@ def test_reference_server_broadcasts_to_the_others(tmp_path: Path, tls: bool) ->
     command = [
         sys.executable,
         "-m",
-        "partypool.bench_baseline",
+        "partypool.bench.baseline",
         f"--port-file={port_file}",
     ]
     if tls:

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import directlyProvides
 
-from partypool.chat import ChatFactory
+from partypool.doors.chat import ChatFactory
 from tests.helpers import FakeStore, Peer, connect, make_pool, unit_limits
 
 

@@ -1,4 +1,4 @@
-"""Room events leave in rounds (`partypool.gather`), driven by a fake clock."""
+"""Room events leave in rounds (`partypool.room.gather`), driven by a fake clock."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 
-from partypool.chat import HELD_MAX
-from partypool.gather import Gatherer
+from partypool.doors.chat import HELD_MAX
+from partypool.room.gather import Gatherer
 from tests.helpers import connect, make_pool, unit_limits
 
 

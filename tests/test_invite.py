@@ -266,7 +266,8 @@ def test_fingerprints_agree_with_the_server(tmp_path: Path) -> None:
 
 def test_shared_constants() -> None:
     """The protocol version and KDF cost come from the server's modules."""
-    from partypool import auth, wire
+    from partypool import wire
+    from partypool.room import auth
 
     assert inv.PROTOCOL == wire.PROTOCOL_VERSION
     assert inv.Invite("h", 1, None, False, None, None, "n").protocol == inv.PROTOCOL

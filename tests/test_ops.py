@@ -298,7 +298,7 @@ def test_twistd_prints_the_config_error(tmp_path):
 def event(level: LogLevel, **fields: object) -> dict:
     return {
         "log_level": level,
-        "log_namespace": "partypool.chat",
+        "log_namespace": "partypool.doors.chat",
         "log_time": 0.0,
         "log_format": "connect from {address}",
         **fields,
@@ -308,7 +308,7 @@ def event(level: LogLevel, **fields: object) -> dict:
 def test_journal_lines_carry_priority_not_time():
     """journald adds the time; ``<N>`` gives each line its priority."""
     line = logs.journal_line(event(LogLevel.warn, address="127.0.5.1:5"))
-    assert line == "<4>[partypool.chat#warn] connect from 127.0.5.1:5\n"
+    assert line == "<4>[partypool.doors.chat#warn] connect from 127.0.5.1:5\n"
     try:
         raise ZeroDivisionError("boom")
     except ZeroDivisionError:
@@ -324,7 +324,7 @@ def test_json_lines_for_log_shippers():
     assert line.endswith("\n") and line.count("\n") == 1
     record = json.loads(line)
     assert record["time"] == "1970-01-01T00:00:00.000+00:00"
-    assert record["level"] == "info" and record["namespace"] == "partypool.chat"
+    assert record["level"] == "info" and record["namespace"] == "partypool.doors.chat"
     assert record["message"] == "connect from 127.0.5.1:5"
     assert record["address"] == "127.0.5.1:5" and record["port"] == 3
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from partypool import room as events
-from partypool.room import Room
+from partypool.room import room as events
+from partypool.room.room import Room
 from partypool.wire import WireError
 from tests.helpers import FakeMember
 
@@ -126,7 +126,7 @@ def test_ipv4_clients_of_a_dual_stack_listener_are_named_by_ipv4():
     """So `ban -ip 127.0.0.9` and one-session-per-address hold on tcp6 too."""
     from twisted.internet.address import IPv4Address, IPv6Address
 
-    from partypool.server import host_and_peer
+    from partypool.room.pool import host_and_peer
 
     assert host_and_peer(IPv6Address("TCP", "::ffff:127.0.0.9", 4000)) == (
         "127.0.0.9",

@@ -11,8 +11,8 @@ from twisted.internet.task import Clock
 from twisted.python import usage
 
 from partypool import tap
-from partypool.auth import ChatVerifier, RootPassword
-from partypool.server import make_server
+from partypool.room.auth import ChatVerifier, RootPassword
+from partypool.room.pool import make_server
 
 PASSKEY = "pk-unit-SECRET-3f9a"
 ROOT = "root-unit-SECRET-b71c"

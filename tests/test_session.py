@@ -9,7 +9,7 @@ from __future__ import annotations
 import scramp
 from twisted.internet.task import Clock
 
-from partypool.session import CLOSE_GRACE, Session
+from partypool.room.session import CLOSE_GRACE, Session
 from tests.helpers import PASSKEY, _b64, _unb64, make_pool
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from partypool.store import Store, load_bans, migrate
+from partypool.room.store import Store, load_bans, migrate
 
 
 class StoreTests(unittest.TestCase):

@@ -54,7 +54,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from partypool.auth import SCRAM_MECHANISM, SCRAM_USERNAME
+from partypool.room.auth import SCRAM_MECHANISM, SCRAM_USERNAME
 from partypool.wire import PROTOCOL_VERSION, scrub
 
 #: Seconds a request waits for its reply before it fails with L{NoReply}.

@@ -46,7 +46,7 @@ def _configure(connection: sqlite3.Connection) -> None:
 
 
 def _schema_files() -> list[tuple[int, str]]:
-    files = resources.files("partypool") / "schema"
+    files = resources.files("partypool.room") / "schema"
     return sorted(
         (int(f.name.split("-", 1)[0]), f.read_text("utf-8"))
         for f in files.iterdir()

@@ -24,9 +24,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from partypool import room as events
-from partypool.server import PartyPool
-from partypool.store import Ban, Request
+from partypool.room import room as events
+from partypool.room.pool import PartyPool
+from partypool.room.store import Ban, Request
 from partypool.tls import ConfigError
 from partypool.wire import WireError, check_name, name_key, scrub
 

@@ -1,4 +1,4 @@
-"""``python -m partypool.bench_baseline``: a plain Twisted broadcast loop.
+"""``python -m partypool.bench.baseline``: a plain Twisted broadcast loop.
 
 Issue 8 states its W2 and W3 targets against reference servers measured on
 its author's machine ("a plain Twisted broadcast loop measures about 2.0 and
@@ -82,7 +82,7 @@ def listen(factory: Factory, tls: tuple[Path, Path] | None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m partypool.bench_baseline", description=__doc__.split("\n")[0]
+        prog="python -m partypool.bench.baseline", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--port-file", type=Path, required=True, help="write the port here"

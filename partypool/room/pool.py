@@ -18,13 +18,13 @@ import attrs
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from partypool import room as events
-from partypool.auth import ChatVerifier, LoginThrottle
-from partypool.gather import Gatherer
-from partypool.room import Room
-from partypool.store import Ban, Store
+from partypool.room import room as events
+from partypool.room.auth import ChatVerifier, LoginThrottle
+from partypool.room.gather import Gatherer
+from partypool.room.room import Room
+from partypool.room.store import Ban, Store
 
-log = Logger(namespace="partypool.server")
+log = Logger(namespace="partypool.room.pool")
 
 # Seconds-left marks at which a pending shutdown is announced again.
 COUNTDOWN_MARKS = (60, 30, 10, 5, 3, 2, 1)

@@ -4,14 +4,14 @@ A `Session` is everything about a chat connection except the connection: the
 states and the verbs each accepts, the SCRAM-SHA-256 login, the rate limit
 and flood cut-off, the keepalive and login timers, admission and the count of
 pending logins per address, and the ``BYE`` that ends it.  It is the room
-`~partypool.room.Member` once named, and the `~partypool.server.Connection`
+`~partypool.room.room.Member` once named, and the `~partypool.room.pool.Connection`
 in ``pool.connections`` from the start.
 
 It reaches its carrier only through an `Outlet` (write bytes, close after
 flushing, abort), and the carrier drives it through a handful of calls:
 `Session.start`, `Session.line` (one line, without its ending),
 `Session.line_too_long`, `Session.handshake_done`, `Session.too_slow` and
-`Session.lost`.  So a front door — `partypool.chat` for TCP and TLS, later a
+`Session.lost`.  So a front door — `partypool.doors.chat` for TCP and TLS, later a
 WebSocket door or an IRC gateway — is a thin adapter: framing, flow control
 and transport details only.
 """
@@ -28,9 +28,9 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from partypool.auth import SCRAM_MECHANISM, AuthFailed, ScramExchange
-from partypool.room import Event
-from partypool.server import PartyPool
+from partypool.room.auth import SCRAM_MECHANISM, AuthFailed, ScramExchange
+from partypool.room.pool import PartyPool
+from partypool.room.room import Event
 from partypool.wire import (
     PROTOCOL_VERSION,
     WireError,
@@ -42,7 +42,7 @@ from partypool.wire import (
 )
 
 # The chat port's namespace: operators filter the log on it.
-log = Logger(namespace="partypool.chat")
+log = Logger(namespace="partypool.doors.chat")
 
 # state -> verbs accepted in it, and the error for any other verb
 _ALWAYS = {"PING", "PONG", "QUIT"}
@@ -72,7 +72,7 @@ class Outlet(Protocol):
 
     def gather(self, data: bytes) -> None:
         """Send room-event lines, perhaps a moment later together with others
-        (`partypool.gather`); a carrier with nothing to gain writes them now."""
+        (`partypool.room.gather`); a carrier with nothing to gain writes them now."""
 
     def close(self) -> None:
         """Close once what was written has been sent (the carrier also drops
@@ -185,7 +185,7 @@ class Session:
             if not self.pool.pending_logins[self.host]:
                 del self.pool.pending_logins[self.host]
 
-    # -- Member interface (partypool.room) ----------------------------------
+    # -- Member interface (partypool.room.room) ----------------------------------
 
     def deliver(self, event: Event) -> None:
         if self.state == "chatting":

@@ -9,11 +9,11 @@ line gets its documented reply or exactly one ``ERR <code> <text>``; the
 server closes only after a ``BYE <reason>`` line, except for a reader so slow
 it would never see one.
 
-All of that lives in `partypool.session.Session`, which knows nothing of
+All of that lives in `partypool.room.session.Session`, which knows nothing of
 sockets.  This module is only the TCP/TLS door to it: framing, the output
 backlog (a reader too slow to keep up is dropped), room events held for the
-next round of writes (`partypool.gather`), TLS handshake state and
-``TCP_NODELAY``.  `ChatProtocol` is the session's `~partypool.session.Outlet`.
+next round of writes (`partypool.room.gather`), TLS handshake state and
+``TCP_NODELAY``.  `ChatProtocol` is the session's `~partypool.room.session.Outlet`.
 
 Framing is our own: LineReceiver's would drop the connection, and the good
 lines behind it, on one overlong line.
@@ -32,8 +32,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from partypool.server import PartyPool, host_and_peer
-from partypool.session import Session
+from partypool.room.pool import PartyPool, host_and_peer
+from partypool.room.session import Session
 
 # Held room events past this many bytes are written at once: a round would
 # only make the piece bigger, and the output backlog check sees them sooner.
@@ -96,7 +96,7 @@ class ChatProtocol(LineReceiver):
         self._forget_held()  # nowhere to send it now
         self.session.lost()
 
-    # -- Outlet (partypool.session) -----------------------------------------
+    # -- Outlet (partypool.room.session) -----------------------------------------
 
     def write(self, data: bytes) -> None:
         if self._held:  # what the room said first goes first

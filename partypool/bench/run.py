@@ -2,7 +2,7 @@
 
 Each workload starts its own ``twistd -n partypool`` (TLS unless ``--no-tls``,
 a temporary data directory, loopback only) and drives it from several load
-processes (`partypool.bench_worker`), so the server never shares a process,
+processes (`partypool.bench.worker`), so the server never shares a process,
 and rarely an idle core, with its clients.  The limits that protect a real
 server (rate, burst, clients, pending logins, timeouts) are lifted on the
 command line so they do not shape the numbers; `server_args` lists them and
@@ -16,7 +16,7 @@ expected minus deliveries received; it must be zero.
 
 Issue 8 states its W2 and W3 targets relative to a plain Twisted server, so
 those workloads also run, with the same load, against that reference
-(`partypool.bench_baseline`) on this machine, and the report gives our number
+(`partypool.bench.baseline`) on this machine, and the report gives our number
 as a ratio of the reference's next to the issue's ratio (``--no-reference``
 skips them).
 """
@@ -56,7 +56,7 @@ STARTUP_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 600.0  # the longest any one worker command may take
 LOGIN_IN_FLIGHT = 200
 OURS = "Party Pool"
-REFERENCE = "plain Twisted"  # partypool.bench_baseline
+REFERENCE = "plain Twisted"  # partypool.bench.baseline
 
 
 @attrs.define
@@ -261,7 +261,7 @@ class Server(ServerProcess):
 
 
 class ReferenceServer(ServerProcess):
-    """The plain Twisted broadcast loop (`partypool.bench_baseline`) that the
+    """The plain Twisted broadcast loop (`partypool.bench.baseline`) that the
     issue's W2 and W3 targets are relative to, measured the same way as ours."""
 
     label = REFERENCE
@@ -274,7 +274,7 @@ class ReferenceServer(ServerProcess):
         command = [
             sys.executable,
             "-m",
-            "partypool.bench_baseline",
+            "partypool.bench.baseline",
             f"--port-file={self.port_file}",
         ]
         if tls:  # the same kind of self-signed certificate as ours makes
@@ -300,7 +300,7 @@ class Workers:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.processes = [
             subprocess.Popen(
-                [sys.executable, "-m", "partypool.bench_worker"],
+                [sys.executable, "-m", "partypool.bench.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,

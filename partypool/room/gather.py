@@ -27,7 +27,7 @@ import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-log = Logger(namespace="partypool.gather")
+log = Logger(namespace="partypool.room.gather")
 
 
 class Holder(Protocol):

@@ -50,11 +50,11 @@ from twisted.python import components
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from partypool.admin_commands import AdminCommands, Operator, Result
-from partypool.admin_shell import AdminShell
-from partypool.auth import LoginThrottle, RootPassword
+from partypool.admin.commands import AdminCommands, Operator, Result
+from partypool.admin.shell import AdminShell
 from partypool.identity import ssh_fingerprint
-from partypool.server import PartyPool, host_and_peer
+from partypool.room.auth import LoginThrottle, RootPassword
+from partypool.room.pool import PartyPool, host_and_peer
 from partypool.tls import ConfigError, check_private, write_private
 
 log = Logger(namespace="partypool.admin")

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from partypool.wire import WireError, check_name, format_line, name_key
 
-log = Logger(namespace="partypool.room")
+log = Logger(namespace="partypool.room.room")
 
 
 class Member(Protocol):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from twisted.conch import manhole, recvline
 
-from partypool.admin_commands import AdminCommands, Result
+from partypool.admin.commands import AdminCommands, Result
 
 PROMPT = b"root@partypool> "
 CTRL_C = b"\x03"

@@ -7,7 +7,7 @@ objects.  The controller (`partypool.bench`) starts several of these and talks
 to each over its stdin/stdout, one JSON object per line:
 
 - ``{"cmd": "setup", ...}``: the server's address, TLS or not, the passkey;
-  ``"baseline": true`` for the reference server (`partypool.bench_baseline`),
+  ``"baseline": true`` for the reference server (`partypool.bench.baseline`),
   which has no SCRAM: its login is ``HELLO`` then ``NICK``.
 - ``{"cmd": "login", ...}``: open ``count`` connections, at most ``in_flight``
   logging in at once; each does TLS, SCRAM-SHA-256 (not for the baseline)

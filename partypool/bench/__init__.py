@@ -1,0 +1,1 @@
+"""The benchmark (``python -m partypool.bench``), kept apart from the server."""
