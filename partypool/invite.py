@@ -57,7 +57,9 @@ __all__ = [
     "main",
     "open_invite",
     "package_version",
+    "qr_text",
     "read_passkey",
+    "web_url",
     "seal_invite",
     "tls_certificate_fingerprint",
 ]
@@ -348,6 +350,28 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def web_url(host: str, port: int, *, tls: bool = True) -> str:
+    """The address of the web door's page (HTTPS unless the server runs --no-tls)."""
+    scheme, default = ("https", 443) if tls else ("http", 80)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
+
+
+def qr_text(url: str) -> str:
+    """``url`` as a QR code of text blocks, light on dark (most terminals)."""
+    import io
+
+    import qrcode  # only the operator's --qr needs it, never the frozen client
+
+    code = qrcode.QRCode(border=2)
+    code.add_data(url)
+    code.make(fit=True)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    return out.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``partypool-invite``: write the sealed invite for a server."""
     parser = argparse.ArgumentParser(
@@ -359,9 +383,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", "-o", help="write the invite here (default: standard output)"
     )
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="print the address of the web page people join with, not an invite",
+    )
+    parser.add_argument("--web-port", type=_port, default=12347, help="web door port")
+    parser.add_argument(
+        "--qr",
+        action="store_true",
+        help="with --web: draw the address as a QR code too (for a dark terminal)",
+    )
     args = parser.parse_args(argv)
     if not args.host:
         parser.error("--host is required (the name clients use to reach the server)")
+    if args.web or args.qr:
+        url = web_url(args.host, args.web_port, tls=not args.no_tls)
+        print(url)
+        if args.qr:
+            sys.stdout.write(qr_text(url))
+        return 0
     try:
         invite = invite_for_data_dir(
             args.data_dir or default_data_dir(),

@@ -26,6 +26,7 @@ from partypool.admin.ssh import (
 )
 from partypool.config import config_arguments, config_path
 from partypool.doors.chat import ChatFactory
+from partypool.doors.web import WebSite, parse_origins
 from partypool.identity import default_data_dir, ssh_fingerprint
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
 from partypool.room.pool import Limits, make_server
@@ -101,6 +102,7 @@ class Options(usage.Options):
     optFlags = [
         ["no-tls", None, "Serve plain TCP (loopback, tests, or behind a TLS proxy)."],
         ["no-admin", None, "Do not open the SSH admin port."],
+        ["no-web", None, "Do not open the web door (the page and its WebSocket)."],
         ["allow-same-ip", None, "Allow more than one session per IP address."],
         ["log-messages", None, "Log the text of chat messages (off by default)."],
         ["manhole", None, "Offer root a Python shell in the server (`manhole`)."],
@@ -114,6 +116,18 @@ class Options(usage.Options):
         ["root-password-file", None, None, "File holding the root password."],
         ["chat", None, "tcp:12345", "Endpoint for the chat port."],
         ["admin", None, "tcp:12346", "Endpoint for the SSH admin port."],
+        [
+            "web",
+            None,
+            "tcp:12347",
+            "Endpoint for the web door (HTTPS unless --no-tls).",
+        ],
+        [
+            "web-origin",
+            None,
+            None,
+            "Other origins whose pages may use the web door, comma-separated.",
+        ],
         ["tls-cert", None, None, "PEM certificate (chain) for the chat port."],
         ["tls-key", None, None, "PEM private key for --tls-cert."],
         ["data-dir", None, None, "Data directory (default: see README)."],
@@ -191,12 +205,16 @@ class Options(usage.Options):
     def postOptions(self) -> None:  # noqa: N802
         self._choose_log_observer()
         self["server-name"] = scrub(self["server-name"]).strip() or socket.gethostname()
-        for name in ("chat", "admin"):
+        for name in ("chat", "admin", "web"):
             if self[name].split(":", 1)[0].lower() in ("ssl", "tls"):
                 raise usage.UsageError(
                     f"--{name} {self[name]}: give a plain endpoint such as "
                     "tcp:12345; Party Pool adds TLS itself (--tls-cert/--tls-key)"
                 )
+        try:
+            self["web-origin"] = parse_origins(self["web-origin"])
+        except ValueError as e:
+            raise usage.UsageError(f"--web-origin: {e}") from None
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         if self["kdf-iterations"] < 4096:
@@ -340,6 +358,14 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
             )
             endpoint = endpoints.serverFromString(reactor, options["admin"])
             Listener("admin port", endpoint, admin).setServiceParent(top)
+    if options["no-web"]:
+        log.info("web door off (--no-web)")
+    else:
+        site = WebSite(pool, options["web-origin"])
+        web = endpoints.serverFromString(reactor, options["web"])
+        Listener(
+            "web door", web, site if tls is None else tls.wrap(site)
+        ).setServiceParent(top)
     listening = [child.listening for child in top if isinstance(child, Listener)]
     Readiness(listening, reactor, reactor).setServiceParent(top)
     Farewell(pool).setServiceParent(top)

@@ -47,6 +47,7 @@ class RunningServer:
     host: str = "127.0.0.1"
     chat_port: int | None = None
     admin_port: int | None = None
+    web_port: int | None = None
     fingerprint: str | None = None
     lines: list[str] = attrs.Factory(list)
     _queue: queue.Queue = attrs.Factory(queue.Queue)
@@ -77,8 +78,10 @@ class RunningServer:
             f"no log line matching {pattern!r}; log:\n" + "\n".join(self.lines)
         )
 
-    def _read_startup(self, tls: bool, admin: bool) -> None:
+    def _read_startup(self, tls: bool, admin: bool, web: bool = False) -> None:
         self.chat_port = int(self.wait_for(r"chat port listening on \S+:(\d+)")[1])
+        if web:
+            self.web_port = int(self.wait_for(r"web door listening on \S+:(\d+)")[1])
         if tls:
             self.fingerprint = self.wait_for(r"SHA-256 fingerprint (\S+)")[1]
         if admin:
@@ -161,13 +164,17 @@ def start_server(
         "tcp:0:interface=127.0.0.1",
         "--admin",
         "tcp:0:interface=127.0.0.1",
+        "--web",
+        "tcp:0:interface=127.0.0.1",
         *args,
     )
     server = spawn(
         command, data_dir, passkey, server_env(**(env or {})), data_dir.parent
     )
     try:
-        server._read_startup(tls="--no-tls" not in args, admin=admin)
+        server._read_startup(
+            tls="--no-tls" not in args, admin=admin, web="--no-web" not in args
+        )
     except BaseException:
         server.process.kill()
         server.process.wait()

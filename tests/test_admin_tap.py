@@ -60,14 +60,14 @@ def test_authorized_keys_alone_turn_it_on_and_manhole_is_opt_in(tmp_path):
 
 def test_no_password_and_no_keys_leaves_it_off_and_says_so(tmp_path):
     listeners, log = build(tmp_path)
-    assert [c.label for c in listeners] == ["chat port"]
+    assert [c.label for c in listeners] == ["chat port", "web door"]
     assert any(line.startswith("admin port off: no root password") for line in log)
 
 
 def test_no_admin(tmp_path, monkeypatch):
     monkeypatch.setenv("PARTYPOOL_ROOT_PASSWORD", "root secret")
     listeners, _ = build(tmp_path, "--no-admin")
-    assert [c.label for c in listeners] == ["chat port"]
+    assert [c.label for c in listeners] == ["chat port", "web door"]
     assert not (tmp_path / "data" / "ssh").exists()
 
 

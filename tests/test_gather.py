@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 
-from partypool.doors.chat import HELD_MAX
+from partypool.doors.outlet import HELD_MAX
 from partypool.room.gather import Gatherer
 from tests.helpers import connect, make_pool, unit_limits
 

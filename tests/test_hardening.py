@@ -991,6 +991,7 @@ def _start_with_argv_passkey(tmp_path: Path, passkey: str, root: str) -> Running
         "tcp:0:interface=127.0.0.1",
         "--admin",
         "tcp:0:interface=127.0.0.1",
+        "--no-web",
     )
     env = server_env(PARTYPOOL_ROOT_PASSWORD=root)
     server = spawn(command, data_dir, passkey, env, tmp_path)
@@ -1063,6 +1064,7 @@ def test_files_are_private_and_open_ones_are_refused_with_the_fix(tmp_path, serv
                 "--data-dir",
                 str(data),
                 "--no-admin",
+                "--no-web",
                 "--chat",
                 "tcp:0:interface=127.0.0.1",
             ],

@@ -283,3 +283,51 @@ def test_import_leaves_reactor_alone(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "host, port, tls, url",
+    [
+        ("192.168.1.20", 12347, True, "https://192.168.1.20:12347/"),
+        ("chat.example.org", 443, True, "https://chat.example.org/"),
+        ("chat.example.org", 80, False, "http://chat.example.org/"),
+        ("fd00::5", 12347, False, "http://[fd00::5]:12347/"),
+    ],
+)
+def test_web_url(host: str, port: int, tls: bool, url: str) -> None:
+    assert inv.web_url(host, port, tls=tls) == url
+
+
+def test_invite_web_and_qr_print_the_page_address(capsys) -> None:
+    """--web needs no passkey (the address is no secret); --qr draws it too."""
+    assert inv.main(["--host", "party.lan", "--web"]) == 0
+    assert capsys.readouterr().out == "https://party.lan:12347/\n"
+    assert inv.main(["--host", "party.lan", "--qr", "--web-port", "8443"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "https://party.lan:8443/"
+    code = out[1:]
+    assert len(code) > 10 and all(len(line) == len(code[0]) for line in code)
+    assert set("".join(code)) <= set("█▀▄\xa0")
+
+
+def test_qr_code_decodes_to_the_address() -> None:
+    """The drawing is the library's matrix for the URL, cell for cell."""
+    import qrcode
+
+    url = "https://192.168.1.20:12347/"
+    matrix = qrcode.QRCode(border=2)
+    matrix.add_data(url)
+    cells = matrix.get_matrix()
+    lines = inv.qr_text(url).splitlines()
+    assert len(lines) == (len(cells) + 1) // 2
+    top = lines[len(lines) // 2]
+    row = cells[2 * (len(lines) // 2)]
+    below = cells[2 * (len(lines) // 2) + 1]
+    # inverted for a dark terminal: a light cell (False) is drawn as a block
+    for x, (up, down) in enumerate(zip(row, below, strict=True)):
+        assert (
+            top[x]
+            == {(0, 0): "█", (0, 1): "▀", (1, 0): "▄", (1, 1): "\xa0"}[
+                (int(up), int(down))
+            ]
+        )

@@ -145,9 +145,11 @@ def test_service_tree_has_reload_and_readiness(tmp_path, monkeypatch):
     children = list(tap.makeService(options))
     [reload] = [c for c in children if isinstance(c, CertificateReload)]
     assert reload.tls is options["tls"]
-    [chat] = [c for c in children if isinstance(c, Listener)]
+    listeners = [c for c in children if isinstance(c, Listener)]
     readiness = children[-2]
-    assert isinstance(readiness, Readiness) and readiness.listening == [chat.listening]
+    assert isinstance(readiness, Readiness)
+    assert readiness.listening == [c.listening for c in listeners]
+    assert [c.label for c in listeners] == ["chat port", "web door"]
     [store] = [c for c in children if isinstance(c, StoreService)]
     store.store.close()
 
@@ -159,6 +161,11 @@ def test_service_tree_has_reload_and_readiness(tmp_path, monkeypatch):
 SAMPLES = {
     "chat": ("tcp:2000:interface=127.0.0.1", "tcp:2000:interface=127.0.0.1"),
     "admin": ("tcp:2001", "tcp:2001"),
+    "web": ("tcp:2002", "tcp:2002"),
+    "web-origin": (
+        "https://a.example, https://B.example:8443/",
+        frozenset({"https://a.example", "https://b.example:8443"}),
+    ),
     "tls-cert": ("c.pem", "c.pem"),
     "tls-key": ("k.pem", "k.pem"),
     "server-name": ("pool.example", "pool.example"),
@@ -368,9 +375,10 @@ def units(tmp_path):
 
 
 def test_unit_files_verify(units):
-    """systemd itself finds nothing wrong with the service and both sockets."""
+    """systemd itself finds nothing wrong with the service and its sockets."""
     assert [u.name for u in units] == [
         "partypool-admin.socket",
+        "partypool-web.socket",
         "partypool.service",
         "partypool.socket",
     ]

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -42,12 +43,13 @@ def ssh_banner(port: int) -> bytes:
         return sock.recv(64)
 
 
-def test_socket_activation_of_both_ports(tmp_path):
-    """systemd-style passed sockets (named chat and admin) serve TLS chat and SSH."""
+def test_socket_activation_of_every_port(tmp_path):
+    """systemd-style passed sockets (named chat, admin and web) serve TLS chat,
+    SSH and the page over HTTPS."""
     tool = shutil.which("systemd-socket-activate")
     if tool is None:
         pytest.skip("systemd-socket-activate is not installed (CI installs systemd)")
-    chat_port, admin_port = free_port(), free_port()
+    chat_port, admin_port, web_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     passkey_file = tmp_path / "passkey"
@@ -66,7 +68,9 @@ def test_socket_activation_of_both_ports(tmp_path):
         f"127.0.0.1:{chat_port}",
         "-l",
         f"127.0.0.1:{admin_port}",
-        "--fdname=chat:admin",
+        "-l",
+        f"127.0.0.1:{web_port}",
+        "--fdname=chat:admin:web",
         *(f"-E{name}={value}" for name, value in variables.items()),
         *twistd_command(
             data_dir,
@@ -74,6 +78,8 @@ def test_socket_activation_of_both_ports(tmp_path):
             "systemd:domain=INET:name=chat",
             "--admin",
             "systemd:domain=INET:name=admin",
+            "--web",
+            "systemd:domain=INET:name=web",
             "--passkey-file",
             str(passkey_file),
         ),
@@ -94,12 +100,29 @@ def test_socket_activation_of_both_ports(tmp_path):
             admin_port
         )
         assert ssh_banner(admin_port).startswith(b"SSH-2.0-")
+        assert server.wait_for(r"web door listening on 127.0.0.1:(\d+)")[1] == str(
+            web_port
+        )
+        assert b"<title>Party Pool</title>" in https_get(web_port)
         assert server.stop() == 0
         assert client.expect("BYE") == "BYE server stopping"
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def https_get(port: int) -> bytes:
+    """The body of ``GET /`` over TLS (the self-signed certificate unchecked)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        return b"".join(iter(lambda: sock.recv(65536), b""))
 
 
 def states(sock: socket.socket, seen: list[bytes]) -> bytes:

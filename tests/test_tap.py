@@ -6,6 +6,7 @@ import pytest
 from twisted.python import usage
 
 from partypool import identity, tap
+from partypool.doors.web import WebSite
 from partypool.service import Farewell, Listener, StopOnSigterm, StoreService
 
 
@@ -42,6 +43,8 @@ def test_missing_passkey_file_is_named(tmp_path):
     [
         (["--chat", "ssl:12345"], "Party Pool adds TLS itself"),
         (["--admin", "tls:host:1"], "Party Pool adds TLS itself"),
+        (["--web", "ssl:12347"], "Party Pool adds TLS itself"),
+        (["--web-origin", "chat.example.org"], "--web-origin: 'chat.example.org'"),
         (["--tls-cert", "c.pem"], "go together"),
         (["--kdf-iterations", "10"], "at least 4096"),
         (["--max-clients", "0"], "greater than zero"),
@@ -79,8 +82,10 @@ def test_service_tree(tmp_path, monkeypatch):
     assert isinstance(children[0], StopOnSigterm)
     assert isinstance(children[1], StoreService)
     assert isinstance(children[-1], Farewell)
-    [chat] = [c for c in children if isinstance(c, Listener)]
-    assert chat.label == "chat port"
+    [chat, web] = [c for c in children if isinstance(c, Listener)]
+    assert chat.label == "chat port" and web.label == "web door"
+    # HTTPS with the chat port's certificate
+    assert web.factory.wrappedFactory.pool is chat.factory.wrappedFactory.pool
     pool = children[-1].pool
     assert pool.room.max_members == 3 and pool.limits.rate == 2.5
     assert (tmp_path / "data" / "tls" / "key.pem").exists()
@@ -93,3 +98,15 @@ def test_server_name_is_scrubbed(tmp_path, monkeypatch):
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
     options = parse(tmp_path, "--server-name", "pool\r\nBYE x\x1b[2J")
     assert options["server-name"] == "poolBYE x[2J"
+
+
+def test_web_door_follows_no_tls_and_no_web(tmp_path, monkeypatch):
+    """Plain HTTP with --no-tls; no web listener at all with --no-web."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    children = list(tap.makeService(parse(tmp_path, "--no-admin", "--no-tls")))
+    [web] = [c for c in children if isinstance(c, Listener) and c.label == "web door"]
+    assert isinstance(web.factory, WebSite)
+    children[1].store.close()
+    children = list(tap.makeService(parse(tmp_path, "--no-admin", "--no-web")))
+    assert [c.label for c in children if isinstance(c, Listener)] == ["chat port"]
+    children[1].store.close()

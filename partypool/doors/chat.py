@@ -12,10 +12,10 @@ it would never see one.
 The rules live in the door-neutral `partypool.room.session.Session`, the
 verbs in the v1 dialect `partypool.doors.v1.V1Dialect`; neither knows of
 sockets.  This module is only the TCP/TLS carrier of the dialect: framing,
-the output backlog (a reader too slow to keep up is dropped), room events
-held for the next round of writes (`partypool.room.gather`), TLS handshake
-state and ``TCP_NODELAY``.  `ChatProtocol` is the dialect's
-`~partypool.doors.v1.Outlet`.
+TLS handshake state and ``TCP_NODELAY``; the output backlog (a reader too
+slow to keep up is dropped) and room events held for the next round of
+writes are every carrier's (`partypool.doors.outlet`).  `ChatProtocol` is
+the dialect's `~partypool.doors.v1.Outlet`.
 
 Framing is our own: LineReceiver's would drop the connection, and the good
 lines behind it, on one overlong line.
@@ -23,18 +23,14 @@ lines behind it, on one overlong line.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import (
-    IAddress,
-    IHandshakeListener,
-    IPushProducer,
-    ISSLTransport,
-)
+from twisted.internet.interfaces import IAddress, IHandshakeListener, ISSLTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from partypool.doors.outlet import HeldOutput
 from partypool.doors.v1 import V1Dialect
 from partypool.room.pool import PartyPool, host_and_peer
 from partypool.room.session import Session
@@ -42,32 +38,9 @@ from partypool.room.session import Session
 # The chat port's namespace: operators filter the log on it.
 log = Logger(namespace="partypool.doors.chat")
 
-# Held room events past this many bytes are written at once: a round would
-# only make the piece bigger, and the output backlog check sees them sooner.
-HELD_MAX = 64 * 1024
-
-
-@implementer(IPushProducer)
-class _Backlog:
-    """Counts bytes written while the transport pushes back."""
-
-    def __init__(self) -> None:
-        self.paused = False
-        self.size = 0
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        self.paused = True
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.paused = False
-        self.size = 0
-
-    def stopProducing(self) -> None:  # noqa: N802
-        self.paused = True
-
 
 @implementer(IHandshakeListener)
-class ChatProtocol(LineReceiver):
+class ChatProtocol(HeldOutput, LineReceiver):
     """One chat connection: carries the lines of its `V1Dialect`.
 
     A LineReceiver in name only (the documented contract calls it one): it
@@ -77,14 +50,12 @@ class ChatProtocol(LineReceiver):
     delimiter = b"\r\n"
 
     def __init__(self, pool: PartyPool) -> None:
+        super().__init__()
         self.pool = pool
         self.dialect: V1Dialect | None = None
         self.session: Session | None = None
         self._buffer = b""
         self._discarding = False
-        self._backlog = _Backlog()
-        self._held: list[bytes] = []
-        self._held_size = 0
 
     # -- connection life ---------------------------------------------------
 
@@ -97,55 +68,23 @@ class ChatProtocol(LineReceiver):
         self.session = self.dialect.session
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
-        self.transport.registerProducer(self._backlog, True)
+        self.transport.registerProducer(self.backlog, True)
         self.dialect.start()
 
     def handshakeCompleted(self) -> None:  # noqa: N802
         self.session.handshake_done()
 
     def connectionLost(self, reason: Failure) -> None:  # noqa: N802
-        self._forget_held()  # nowhere to send it now
+        self.forget_held()  # nowhere to send it now
         self.session.lost()
 
     # -- Outlet (partypool.doors.v1) ---------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        if self._held:  # what the room said first goes first
-            self._held.append(data)
-            data = self._take_held()
-        self._send(data)
-
-    def gather(self, data: bytes) -> None:
-        if not self._held:
-            self.pool.gatherer.hold(self)
-        self._held.append(data)
-        self._held_size += len(data)
-        if self._held_size > HELD_MAX:
-            self.write_held()
-
-    def write_held(self) -> bool:
-        if not self._held:
-            return False
-        self._send(self._take_held())
-        return True
-
-    def _take_held(self) -> bytes:
-        data = b"".join(self._held)
-        self._forget_held()
-        return data
-
-    def _forget_held(self) -> None:
-        self._held = []
-        self._held_size = 0
-
-    def _send(self, data: bytes) -> None:
-        backlog = self._backlog
-        if backlog.paused:
-            backlog.size += len(data)
-            if backlog.size > self.pool.limits.max_pending:
-                self.session.too_slow()
-                return
+    def transmit(self, data: bytes) -> None:
         self.transport.write(data)
+
+    def too_slow(self) -> None:
+        self.session.too_slow()
 
     def close(self) -> None:
         self.write_held()
@@ -153,7 +92,7 @@ class ChatProtocol(LineReceiver):
         self.transport.loseConnection()
 
     def abort(self) -> None:
-        self._forget_held()
+        self.forget_held()
         self.transport.abortConnection()
 
     # -- input ----------------------------------------------------------------

@@ -1,0 +1,374 @@
+"""The web door in memory: HTTP through StringTransport, the WebSocket spoken by
+wsproto's real client side, time from a fake Clock.  Pins the page and its
+headers, the Origin check, one line per message, the size limit and binary
+refusal, the connection caps, and that the door drives the same session."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.web import http
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import FrameProtocol, Opcode
+
+from partypool.doors.web import WebSite, parse_origins, text_frames
+from tests.helpers import Peer, make_pool, unit_limits
+
+HOST = "127.0.0.1:12347"
+ORIGIN = f"http://{HOST}"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pool(clock):
+    return make_pool(clock)
+
+
+def http_connection(site: WebSite, host: str = "127.0.0.1", port: int = 40000):
+    channel = site.buildProtocol(IPv4Address("TCP", host, port))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def get(site: WebSite, path: str, *headers: tuple[str, str]) -> tuple[int, dict, bytes]:
+    """One plain HTTP GET: status, headers (lower-case names), body."""
+    channel, transport = http_connection(site)
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: " + HOST,
+        *(f"{k}: {v}" for k, v in headers),
+    ]
+    channel.dataReceived(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for line in header_lines:
+        name, _, value = line.partition(": ")
+        fields[name.lower()] = value
+    return int(status_line.split()[1]), fields, body
+
+
+@attrs.define(eq=False)
+class WebPeer(Peer):
+    """A browser's WebSocket to the door: `Peer`'s login and join work on it."""
+
+    client: WSConnection = None
+    clock: Clock = None
+    rejected: int | None = None
+    closed: CloseConnection | None = None
+
+    def send(self, *lines: str | bytes) -> None:
+        for line in lines:
+            text = line if isinstance(line, str) else line.decode("utf-8")
+            self.protocol.dataReceived(self.client.send(TextMessage(text)))
+
+    def twisted_socket(self):
+        """Twisted's WebSocket protocol, which the channel hands its data after
+        the upgrade."""
+        return self.protocol.dataReceived.__self__
+
+    def send_binary(self, data: bytes) -> None:
+        self.protocol.dataReceived(self.client.send(BytesMessage(data)))
+
+    def received(self) -> list[str]:
+        """The text messages sent to this browser since the last call."""
+        self.clock.advance(0)
+        data = self.transport.value()
+        self.transport.clear()
+        self.client.receive_data(data)
+        messages, pieces = [], []
+        for event in self.client.events():
+            if isinstance(event, TextMessage):
+                pieces.append(event.data)
+                if event.message_finished:
+                    messages.append("".join(pieces))
+                    pieces = []
+            elif isinstance(event, CloseConnection):
+                self.closed = event
+            elif isinstance(event, RejectConnection):
+                self.rejected = event.status_code
+        assert not pieces
+        assert not any("\r" in m or "\n" in m for m in messages), messages
+        return messages
+
+
+def open_socket(
+    pool, site: WebSite | None = None, origin: str | None = ORIGIN, host="127.0.0.1"
+) -> WebPeer:
+    """Connect a WebSocket to /ws, as a browser on ``origin`` would."""
+    site = site or WebSite(pool)
+    channel, transport = http_connection(site, host)
+    client = WSConnection(ConnectionType.CLIENT)
+    headers = [] if origin is None else [(b"origin", origin.encode())]
+    channel.dataReceived(client.send(Request(HOST, "/ws", extra_headers=headers)))
+    peer = WebPeer(channel, transport, client=client, clock=pool.clock)
+    return peer
+
+
+def test_page_and_its_files_carry_the_security_headers(pool):
+    """Every file of the page, and a 404, carry the CSP and the other headers."""
+    site = WebSite(pool)
+    for path, kind in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+        ("/icon.svg", "image/svg+xml"),
+        ("/nothing-here", None),
+    ]:
+        status, headers, body = get(site, path)
+        assert status == (404 if kind is None else 200), path
+        csp = headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp
+        assert "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        if kind:
+            assert headers["content-type"].startswith(kind)
+            assert headers["etag"].startswith('"')
+    status, _, body = get(site, "/")
+    assert b'<script type="module" src="app.js"></script>' in body
+    assert b"<script>" not in body and b" on" + b"click=" not in body  # nothing inline
+
+
+def test_etag_answers_not_modified(pool):
+    site = WebSite(pool)
+    _, headers, _ = get(site, "/app.js")
+    status, _, body = get(site, "/app.js", ("If-None-Match", headers["etag"]))
+    assert status == http.NOT_MODIFIED and body == b""
+
+
+def test_page_is_small():
+    """The whole page (HTML, CSS, JavaScript, icon) stays under 50 KB."""
+    from importlib import resources
+
+    files = resources.files("partypool.doors") / "web_static"
+    assert sum(len(f.read_bytes()) for f in files.iterdir()) < 50_000
+
+
+def test_one_line_per_message_through_the_same_session(pool):
+    """HELLO, SCRAM login, NICK, and chat with a chat-port user, one line a message."""
+    from tests.helpers import connect
+
+    browser = open_socket(pool)
+    assert browser.received() == ["HELLO partypool/1 unit"]
+    browser.join("phone")
+    terminal = connect(pool, host="127.0.0.5")
+    terminal.received()
+    terminal.join("desk")
+    assert browser.received() == ["JOINED desk"]
+    browser.send("SAY hello desk", "ONLINE")
+    assert browser.received() == ["ONLINE 2 desk phone"]
+    assert terminal.received() == ["CHAT phone hello desk"]
+    terminal.send("SAY hi phone")
+    terminal.send("SAY and again")
+    assert browser.received() == ["CHAT desk hi phone", "CHAT desk and again"]
+    assert browser.twisted_socket()._wsp.session in pool.connections
+
+
+def test_foreign_origin_gets_403_and_no_session(pool):
+    browser = open_socket(pool, origin="https://evil.example")
+    assert browser.received() == []
+    assert browser.rejected == http.FORBIDDEN
+    assert not pool.connections
+
+
+@pytest.mark.parametrize(
+    "origin, allowed",
+    [
+        (ORIGIN, True),
+        (ORIGIN.upper(), True),
+        (None, True),  # not a browser: nothing a foreign page could borrow
+        ("https://127.0.0.1:12347", False),  # the page is http here
+        ("http://127.0.0.1:9999", False),
+        ("https://chat.example.org", True),  # listed with --web-origin
+        ("null", False),
+    ],
+)
+def test_origin_check(pool, origin, allowed):
+    site = WebSite(pool, parse_origins("https://Chat.example.org/"))
+    browser = open_socket(pool, site, origin=origin)
+    lines = browser.received()
+    assert (lines == ["HELLO partypool/1 unit"]) is allowed
+    assert (browser.rejected is None) is allowed
+
+
+@pytest.mark.parametrize("bad", ["chat.example.org", "ftp://x", "https://x/path", ""])
+def test_web_origin_must_be_origins(bad):
+    with pytest.raises(ValueError, match="is not an origin"):
+        parse_origins(f"https://ok.example,{bad}" if bad else ",")
+
+
+def test_oversized_message_is_refused_and_the_session_goes_on(pool):
+    """A message over --max-line gets ERR line-too-long and is never kept whole."""
+    browser = open_socket(pool)
+    browser.received()
+    browser.join("phone")
+    limit = pool.limits.max_line
+    exact = "x" * (limit - 6)  # "PING " and the line ending it does not carry
+    browser.send("PING " + exact)
+    browser.send("PING " + exact + "x")
+    browser.send("PING " + "é" * (limit // 2 - 2))  # fewer characters, more bytes
+    browser.send("PING still-here")
+    too_long = f"ERR line-too-long lines are at most {limit} bytes; discarded"
+    assert browser.received() == [
+        "PONG " + exact,
+        too_long,
+        too_long,
+        "PONG still-here",
+    ]
+
+
+def test_oversized_message_is_not_buffered(pool):
+    """Fragments past the limit are dropped as they come, not kept until the end."""
+    browser = open_socket(pool)
+    browser.received()
+    wire = (
+        browser.protocol
+    )  # the channel; after the upgrade its data goes to the socket
+    piece = "y" * 10_000
+    for n in range(50):
+        wire.dataReceived(
+            browser.client.send(TextMessage(piece, message_finished=n == 49))
+        )
+        kept = browser.twisted_socket()._textBuffer
+        assert sum(len(p) for p in kept._parts) < pool.limits.max_line
+    assert browser.received()[0].startswith("ERR line-too-long ")
+
+
+def test_binary_message_is_refused_and_the_session_goes_on(pool):
+    browser = open_socket(pool)
+    browser.received()
+    browser.send_binary(b"SAY hi")
+    browser.send("PING x")
+    assert browser.received() == [
+        "ERR bad-encoding send text messages, not binary; discarded",
+        "PONG x",
+    ]
+
+
+def test_binary_messages_count_against_the_rate_limit(pool):
+    browser = open_socket(pool)
+    browser.received()
+    for _ in range(pool.limits.burst + 1):
+        browser.send_binary(b"x")
+    assert browser.received()[-1].startswith("ERR rate-limited ")
+
+
+def test_quit_says_bye_and_closes(pool, clock):
+    browser = open_socket(pool)
+    browser.received()
+    browser.join("phone")
+    browser.send("QUIT bye all")
+    assert browser.received() == ["BYE quit"]
+    assert browser.closed is not None and browser.closed.code == 1000
+    assert browser.transport.disconnecting
+    browser.twisted_socket().connectionLost(None)
+    assert not pool.connections
+    assert clock.getDelayedCalls() == []
+
+
+def test_login_timeout_closes_a_silent_socket(pool, clock):
+    browser = open_socket(pool)
+    browser.received()
+    clock.advance(pool.limits.login_timeout)
+    assert browser.received() == ["ERR timeout login took too long", "BYE timeout"]
+    browser.twisted_socket().connectionLost(None)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_full_room_refuses_web_sessions_too(clock):
+    pool = make_pool(clock, max_clients=1)
+    first = open_socket(pool, host="127.0.0.2")
+    first.received()
+    first.join("one")
+    second = open_socket(pool, host="127.0.0.3")
+    assert second.received()[1].startswith("ERR server-full ")
+
+
+def test_one_session_per_address_across_doors(pool):
+    from tests.helpers import connect
+
+    terminal = connect(pool, host="127.0.0.7")
+    terminal.received()
+    terminal.join("desk")
+    browser = open_socket(pool, host="127.0.0.7")
+    assert browser.received()[1].startswith("ERR duplicate-ip ")
+
+
+def test_http_connections_are_capped_per_address(clock):
+    pool = make_pool(clock, limits=unit_limits(max_pending_logins=2))
+    site = WebSite(pool)
+    kept = [http_connection(site, "127.0.0.2")[1] for _ in range(2)]
+    _, refused = http_connection(site, "127.0.0.2")
+    assert refused.disconnecting and not any(t.disconnecting for t in kept)
+    _, other = http_connection(site, "127.0.0.3")
+    assert not other.disconnecting
+
+
+def test_upgraded_connections_leave_the_http_count(clock):
+    pool = make_pool(clock, limits=unit_limits(max_pending_logins=1))
+    site = WebSite(pool)
+    browser = open_socket(pool, site, host="127.0.0.2")
+    browser.received()
+    _, transport = http_connection(site, "127.0.0.2")
+    assert not transport.disconnecting
+
+
+def test_idle_http_connection_times_out(pool, clock):
+    site = WebSite(pool)
+    _, transport = http_connection(site)
+    clock.advance(pool.limits.login_timeout + 1)
+    assert transport.disconnecting
+
+
+def test_room_events_are_framed_once_for_everyone(pool):
+    """Every browser gets the same frame bytes for one room event."""
+    sender = open_socket(pool, host="127.0.0.2")
+    sender.received()
+    sender.join("talker")
+    listeners = []
+    for n in range(3):
+        listener = open_socket(pool, host=f"127.0.0.{n + 3}")
+        listener.received()
+        listener.join(f"l{n}")
+        listeners.append(listener)
+    sender.received()
+    for listener in listeners:
+        listener.received()
+    sender.send("SAY one for all")
+    pool.clock.advance(0)
+    framed = {bytes(listener.transport.value()) for listener in listeners}
+    assert framed == {text_frames(b"CHAT talker one for all\r\n")}
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_text_frames_parse_as_websocket_frames(size):
+    """Our framing read back by wsproto's client, at each length encoding."""
+    reader = FrameProtocol(client=True, extensions=[])
+    lines = [b"a" * size, "second línea".encode()]
+    reader.receive_bytes(text_frames(b"".join(line + b"\r\n" for line in lines)))
+    frames = list(reader.received_frames())
+    assert [(f.opcode, f.message_finished) for f in frames] == [(Opcode.TEXT, True)] * 2
+    assert [f.payload for f in frames] == [line.decode() for line in lines]
+
+
+def test_rejects_are_plain_http(pool):
+    """A WebSocket handshake without the upgrade headers is a 400, not a crash."""
+    status, headers, _ = get(WebSite(pool), "/ws")
+    assert status == http.BAD_REQUEST
+    assert "content-security-policy" in headers
