@@ -29,6 +29,7 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, str]] = []
+        self.history: list = []  # partypool.room.history.Entry
         self.failing = False
 
     def add_request(self, name: str, address: str, text: str) -> defer.Deferred:
@@ -36,6 +37,19 @@ class FakeStore:
             return defer.fail(OSError("disk full"))
         self.requests.append((name, address, text))
         return defer.succeed(len(self.requests))
+
+    def add_history(self, entries: list) -> defer.Deferred:
+        self.history.extend(entries)
+        return defer.succeed(None)
+
+    def prune_history(self, before: float, first_kept: int) -> defer.Deferred:
+        kept = [e for e in self.history if e.at >= before and e.id >= first_kept]
+        gone, self.history = len(self.history) - len(kept), kept
+        return defer.succeed(gone)
+
+    def clear_history(self) -> defer.Deferred:
+        gone, self.history = len(self.history), []
+        return defer.succeed(gone)
 
 
 def unit_limits(**changes: object) -> Limits:

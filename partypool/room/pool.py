@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from partypool.room import room as events
 from partypool.room.auth import ChatVerifier, LoginThrottle
 from partypool.room.gather import Gatherer
+from partypool.room.history import Entry, History
 from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
@@ -111,6 +112,7 @@ class PartyPool:
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)
     mutes: Mutes = attrs.field(init=False)
+    history: History | None = None  # None: the room keeps no history
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
     pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
@@ -182,11 +184,22 @@ def make_server(
     stop_server: Callable[[], object] = lambda: None,
     bans: Iterable[Ban] = (),
     root_verifier: ChatVerifier | None = None,
+    history: int = 200,
+    history_days: float = 7.0,
+    history_kept: tuple[Iterable[Entry], int] = ((), 0),
 ) -> PartyPool:
-    """Build the core, with ``bans`` (from the store) in force."""
+    """Build the core, with ``bans`` (from the store) in force.
+
+    The room keeps its last ``history`` messages (0: none) for
+    ``history_days`` days; ``history_kept`` is what the store kept before,
+    and the last id it gave (`partypool.room.store.load_history`).
+    """
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
     for ban in bans:
         (room.banned_hosts if ban.kind == "ip" else room.banned_names).add(ban.value)
+    if history:
+        entries, last_id = history_kept
+        room.history = History(store, clock, history, history_days, entries, last_id)
     return PartyPool(
         room=room,
         verifier=verifier,
@@ -197,4 +210,5 @@ def make_server(
         log_messages=log_messages,
         stop_server=stop_server,
         root_verifier=root_verifier,
+        history=room.history,
     )

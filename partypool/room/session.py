@@ -10,8 +10,8 @@ membership, and the goodbye that ends it.  It is the room
 It knows no wire.  A door drives it with plain calls — `Session.start`,
 `Session.admit_line` for each line received, `Session.scram_first` /
 `Session.scram_final`, `Session.join`, `Session.say`, `Session.private`,
-`Session.names`, `Session.request`, `Session.admin`, `Session.quit`, and
-the carrier's `Session.handshake_done`,
+`Session.names`, `Session.history`, `Session.request`, `Session.admin`,
+`Session.quit`, and the carrier's `Session.handshake_done`,
 `Session.too_slow` and `Session.lost` — and a refusal it may answer comes
 back as a `~partypool.wire.WireError` (one error code; the door words it).
 What the session must say on its own (room events, a keepalive ping, an
@@ -38,6 +38,8 @@ from twisted.python.failure import Failure
 
 from partypool.room import room as events
 from partypool.room.auth import ROOT_USERNAME, AuthFailed, ScramExchange
+from partypool.room.history import DEFAULT_COUNT as DEFAULT_HISTORY
+from partypool.room.history import Entry
 from partypool.room.pool import PartyPool, RootCommands
 from partypool.room.room import Event
 from partypool.wire import WireError, clean_text, scrub
@@ -480,6 +482,15 @@ class Session:
         if math.isinf(remaining):
             raise WireError("muted", "you are muted until the administrator lifts it")
         raise WireError("muted", f"you are muted for another {math.ceil(remaining)} s")
+
+    def history(self, count: int | None = None) -> list[Entry]:
+        """The room's latest messages, oldest first: ``count`` of them (a
+        default without), never more than the server keeps."""
+        history = self.pool.history
+        if history is None:
+            return []
+        wanted = DEFAULT_HISTORY if count is None else count
+        return history.recent(min(wanted, history.keep))
 
     def names(self) -> list[str]:
         """Who is in the room, sorted as names compare."""
