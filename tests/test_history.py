@@ -276,6 +276,26 @@ class StoreHistoryTests(unittest.TestCase):
         self.assertEqual(load_history(self.path, 10, 0), ([], 5))
 
 
+class ErasedTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_clear_history_leaves_no_trace_in_the_database_file(self):
+        """Deleted rows are zeroed (secure_delete), not left in free pages."""
+        path = Path(self.mktemp() + ".sqlite3")
+        store = Store(path)
+        self.addCleanup(store.close)
+        yield store.add_history(
+            [
+                Entry(i, NOW, events.chat("alice", f"needle-{i}-xyzzy"))
+                for i in range(1, 30)
+            ]
+        )
+        yield store.clear_history()
+        yield store._pool.runOperation("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.assertNotIn(b"xyzzy", path.read_bytes())
+        wal = path.with_name(path.name + "-wal")
+        self.assertFalse(wal.exists() and b"xyzzy" in wal.read_bytes())
+
+
 def test_a_version_1_database_gains_the_history_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.sqlite3"
     connection = sqlite3.connect(path)

@@ -1,9 +1,10 @@
 """One user's session in the room, whatever door they came in by.
 
 A `Session` holds every rule a front door shares: admission and the count of
-pending logins per address, the login throttle, the SCRAM-SHA-256 exchange,
-the rate limit and flood cut-off, the login and keepalive timers, room
-membership, and the goodbye that ends it.  It is the room
+pending logins per address, the login throttle, the SCRAM-SHA-256 exchange
+(for chat, or for root with the root password), the rate limit and flood
+cut-off, the login and keepalive timers, room membership, mutes, private
+messages, root's commands, and the goodbye that ends it.  It is the room
 `~partypool.room.room.Member` once named, and the
 `~partypool.room.pool.Connection` in ``pool.connections`` from the start.
 
