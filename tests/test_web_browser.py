@@ -89,6 +89,14 @@ def join(page, name: str, passkey: str = PASSKEY) -> None:
     expect(page.locator("#status")).to_have_text(f"Connected as {name}")
 
 
+def join_as_root(page) -> None:
+    page.get_by_label("Log in as the administrator").check()
+    expect(page.get_by_label("Your name")).to_be_hidden()
+    page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+    page.get_by_role("button", name="Join").click()
+    expect(page.locator("#status")).to_have_text("Connected as root")
+
+
 def say(page, text: str) -> None:
     box = page.get_by_label("Message (or /help)")
     box.fill(text)
@@ -157,7 +165,7 @@ def test_history_on_joining_is_marked_off(browser, server):
     join(page, "late")
     shows(page, "before you came", ".history")
     shows(page, "and one more", ".history")
-    expect(page.locator("#log li.divider")).to_contain_text("2 earlier message")
+    expect(page.locator("#log li.divider")).to_have_text(" 2 earlier messages above")
     sam.send("SAY now live")
     shows(page, "now live", ".chat:not(.history)")
 
@@ -284,12 +292,8 @@ def test_root_kicks_and_mutes_from_the_members_list(browser, server):
     join(alice, "alice")
     bob = script(server, "bob")
     root = page_of(browser, server)
-    root.get_by_label("Log in as the administrator").check()
-    expect(root.get_by_label("Your name")).to_be_hidden()
-    root.get_by_label("Root password").fill(ROOT_PASSWORD)
-    root.get_by_role("button", name="Join").click()
-    expect(root.locator("#status")).to_have_text("Connected as root")
-    say(root, "/admin list")
+    join_as_root(root)
+    say(root, "/admin list-conn")
     shows(root, "alice", ".admin")
     shows(root, "(exit status 0)", ".admin")
     root.get_by_role("button", name="Mute bob").click()
@@ -302,7 +306,7 @@ def test_root_kicks_and_mutes_from_the_members_list(browser, server):
     expect(alice.locator("#status")).to_have_text("Disconnected")
     expect(alice.locator("#login-error")).to_contain_text("removed by admin")
     expect(root.locator("#member-list")).not_to_contain_text("alice")
-    say(root, "/admin close-server -t 30 -m party is over")
+    say(root, '/admin close-server -t 30 -m "party is over"')
     expect(root.locator("#banner")).to_contain_text("The server closes in")
     expect(root.locator("#banner")).to_contain_text("party is over")
 
@@ -320,7 +324,8 @@ def test_plain_http_elsewhere_than_localhost_says_so(browser, tmp_path):
 
 
 def test_screenshots_phone_and_desktop(browser, server, tmp_path):
-    """The README's pictures: a phone in the dark scheme, a desktop in the light."""
+    """The README's pictures: a guest's phone in the dark scheme, the
+    administrator's desktop in the light."""
     out = Path(os.environ.get("PARTYPOOL_SCREENSHOTS") or tmp_path)
     sam = script(server, "sam")
     sam.send("SAY the music starts at nine")
@@ -337,14 +342,18 @@ def test_screenshots_phone_and_desktop(browser, server, tmp_path):
     desk = page_of(
         browser, server, viewport={"width": 1280, "height": 760}, color_scheme="light"
     )
-    join(desk, "jonas")
+    join_as_root(desk)
     say(phone, "on my way, bringing snacks")
     sam.send("SAY who brought the speakers?")
-    say(desk, "me! they are by the door")
+    say(desk, "they are by the door")
     sam.send("MSG mira could you grab ice too?")
     say(phone, "/msg sam sure")
+    sam.send("REQUEST play something by ABBA")
+    say(desk, '/admin send -all "cake in the kitchen at ten"')
+    shows(phone, "cake in the kitchen", ".notice")
     shows(phone, "sure", ".private")
-    shows(desk, "who brought the speakers?")
+    shows(desk, "play something by ABBA", ".notice")
+    expect(desk.get_by_role("button", name="Kick mira")).to_be_visible()
     for page, name in ((phone, "web-phone.png"), (desk, "web-desktop.png")):
         page.get_by_label("Message (or /help)").blur()
         page.screenshot(path=str(out / name))

@@ -106,8 +106,9 @@ function addLine(kind, parts, date = new Date()) {
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   const li = document.createElement("li");
   li.className = kind;
-  li.append(timeOf(date));
+  if (date) li.append(timeOf(date));
   for (const [cls, text] of parts) {
+    li.append(" "); // read and copied as words, not run together
     const span = document.createElement("span");
     if (cls) span.className = cls;
     span.textContent = text;
@@ -252,7 +253,8 @@ async function handle(line) {
     case "HISTORY": history(rest); break;
     case "HISTORY-END":
       if (state.historyShown) {
-        addLine("divider", [["text", `— ${state.historyShown} earlier message(s) above —`]]);
+        const n = state.historyShown;
+        addLine("divider", [["text", `${n} earlier message${n === 1 ? "" : "s"} above`]], null);
       }
       state.historyShown = 0;
       state.skipUntil = null;
