@@ -372,3 +372,62 @@ def test_rejects_are_plain_http(pool):
     status, headers, _ = get(WebSite(pool), "/ws")
     assert status == http.BAD_REQUEST
     assert "content-security-policy" in headers
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [
+        c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels
+    ]
+    r, g, b = linear
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: str, b: str) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_colours_meet_wcag_aa(scheme):
+    """Every text colour on every background it is used on: at least 4.5:1."""
+    import re
+    from importlib import resources
+
+    css = (resources.files("partypool.doors") / "web_static" / "style.css").read_text()
+    blocks = re.findall(r":root \{(.*?)\}", css, re.S)
+    colours = dict(re.findall(r"--([a-z-]+): (#[0-9a-f]{6})", blocks[0]))
+    if scheme == "dark":
+        colours |= dict(re.findall(r"--([a-z-]+): (#[0-9a-f]{6})", blocks[1]))
+    pairs = [
+        ("fg", "bg"),
+        ("muted", "bg"),
+        ("error", "bg"),
+        ("mine", "bg"),
+        ("accent", "bg"),
+        ("on-accent", "accent"),
+        ("notice-fg", "notice-bg"),
+        ("fg", "private-bg"),
+        ("muted", "private-bg"),
+        ("fg", "history"),
+        ("muted", "history"),
+        ("mine", "history"),
+        ("fg", "card"),
+        ("muted", "card"),
+        ("error", "card"),
+    ]
+    for text, background in pairs:
+        ratio = _contrast(colours[text], colours[background])
+        assert ratio >= 4.5, (scheme, text, background, round(ratio, 2))
+
+
+def test_binary_message_is_not_buffered(pool):
+    """Fragments of a binary message are dropped as they come."""
+    browser = open_socket(pool)
+    browser.received()
+    for n in range(20):
+        browser.protocol.dataReceived(
+            browser.client.send(BytesMessage(b"z" * 10_000, message_finished=n == 19))
+        )
+        assert browser.twisted_socket()._bytesBuffer.done() == b""
+    assert browser.received()[0].startswith("ERR bad-encoding ")
