@@ -25,8 +25,9 @@ from tests.wire_client import WireClient
 
 @pytest.mark.slow
 def test_quick_bench_runs_every_workload_without_loss(tmp_path: Path) -> None:
-    """W1–W5 (TLS), W2 over plain TCP, and the plain Twisted reference for W2
-    (both) and W3 finish, each delivering everything."""
+    """W1–W5 (TLS), W2 over plain TCP, W1 and W2 through the web door (WSS,
+    and WS for W2), and the plain Twisted reference for W2 (both) and W3
+    finish, each delivering everything."""
     report = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "partypool.bench", "--quick", "--json", str(report)],
@@ -42,6 +43,7 @@ def test_quick_bench_runs_every_workload_without_loss(tmp_path: Path) -> None:
         ("W1", "TLS", OURS), ("W2", "TLS", OURS), ("W2", "TCP", OURS),
         ("W3", "TLS", OURS), ("W4", "TLS", OURS), ("W5", "TLS", OURS),
         ("W2", "TLS", REFERENCE), ("W2", "TCP", REFERENCE), ("W3", "TLS", REFERENCE),
+        ("W1", "WSS", OURS), ("W2", "WSS", OURS), ("W2", "WS", OURS),
     }  # fmt: skip
     for result in results:
         assert result["loss"] == 0, result
@@ -92,6 +94,38 @@ def test_targets_without_the_reference_give_the_absolute_comparison_only() -> No
         "- W2 server CPU ≤ 1.2 µs/delivery (TLS): measured 1.00,"
         " measured/target 0.83 (met)"
     )
+
+
+def test_targets_compare_the_web_door_with_the_chat_port() -> None:
+    """CPU per delivery through the WebSocket over the chat port's: ≤ 1.5."""
+    report = targets(
+        [
+            _w2("TLS", OURS, 2.0),
+            Result("W2 big room", "WSS", 1000, OURS, cpu_us_per_delivery=3.2),
+            _w2("TCP", OURS, 1.0),
+            Result("W2 big room", "WS", 1000, OURS, cpu_us_per_delivery=1.4),
+        ]
+    ).splitlines()
+    assert report[-2:] == [
+        "- W2 web door CPU ≤ 1.5 × the chat port's (WSS vs TLS): 3.20 vs 2.00"
+        " µs/delivery, ratio 1.60 (missed); p99 - vs - ms",
+        "- W2 web door CPU ≤ 1.5 × the chat port's (WS vs TCP): 1.40 vs 1.00"
+        " µs/delivery, ratio 1.40 (met); p99 - vs - ms",
+    ]
+
+
+def test_load_worker_frames_read_back_by_wsproto() -> None:
+    """The load's client frames are valid masked WebSocket frames."""
+    from wsproto.frame_protocol import FrameProtocol
+
+    from partypool.bench.worker import ws_frames
+
+    reader = FrameProtocol(client=False, extensions=[])
+    reader.receive_bytes(ws_frames(b"SAY hi\r\n" + b"SAY " + b"x" * 300 + b"\r\n"))
+    assert [f.payload for f in reader.received_frames()] == [
+        "SAY hi",
+        "SAY " + "x" * 300,
+    ]
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["TCP", "TLS"])

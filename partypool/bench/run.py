@@ -247,13 +247,17 @@ class Server(ServerProcess):
             f"--data-dir={self.data_dir}",
             # A deep accept queue: 200 connects in flight must not overflow it.
             f"--chat=tcp:0:interface={HOST}:backlog=1024",
+            f"--web=tcp:0:interface={HOST}:backlog=1024",
             *([] if tls else ["--no-tls"]),
             *extra,
         ]
         super().__init__(command, workdir, cpus)
+        self.web_port = self._logged_port("web door listening on ")
 
     def _listening_port(self) -> int | None:
-        marker = "chat port listening on "
+        return self._logged_port("chat port listening on ")
+
+    def _logged_port(self, marker: str) -> int | None:
         text = self.log.read_text() if self.log.exists() else ""
         if marker not in text:
             return None
@@ -296,7 +300,10 @@ class Workers:
         tls: bool,
         workdir: Path,
         cpus: set[int] | None,
+        web: bool = False,
     ) -> None:
+        """Start ``count`` load processes aimed at ``server``'s chat port, or
+        with ``web`` at its web door's WebSocket."""
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.processes = [
             subprocess.Popen(
@@ -315,10 +322,11 @@ class Workers:
                 {
                     "cmd": "setup",
                     "host": HOST,
-                    "port": server.port,
+                    "port": server.web_port if web else server.port,
                     "tls": tls,
                     "passkey": server.passkey,
                     "baseline": server.reference,
+                    "websocket": web,
                     "out_dir": str(workdir),
                     "ident": f"w{i}",
                 }
@@ -405,6 +413,7 @@ class Bench:
         clients: int,
         idle_ping: float = 60.0,
         reference: bool = False,
+        web: bool = False,
     ) -> Iterator[tuple[ServerProcess, Workers]]:
         """A server (ours, or the plain Twisted reference, which has no limits
         to lift) and its load workers, cleaned up whatever happens."""
@@ -417,7 +426,9 @@ class Bench:
                 result.server_args = server_args(clients, idle_ping)
                 server = Server(workdir, tls, result.server_args, self.server_cpus)
             result.server = server.label
-            workers = Workers(self.workers, server, tls, workdir, self.worker_cpus)
+            workers = Workers(
+                self.workers, server, tls, workdir, self.worker_cpus, web=web
+            )
             yield server, workers
         finally:
             if workers is not None:
@@ -519,21 +530,21 @@ class Bench:
 
     # -- the workloads ---------------------------------------------------------
 
-    def w1(self, tls: bool) -> Result:
+    def w1(self, tls: bool, web: bool = False) -> Result:
         """Seed scale: 20 clients, each sends 5 msg/s."""
         s = self.sizes
-        result = Result("W1 seed scale", _transport(tls), s.w1_clients)
-        with self.running(result, tls, s.w1_clients) as (server, workers):
+        result = Result("W1 seed scale", _transport(tls, web), s.w1_clients)
+        with self.running(result, tls, s.w1_clients, web=web) as (server, workers):
             self.login(workers, s.w1_clients)
             per_sender = round(5 * s.w1_seconds)
             self.chat(result, server, workers, s.w1_clients, per_sender, 5.0)
         return result
 
-    def w2(self, tls: bool, reference: bool = False) -> Result:
+    def w2(self, tls: bool, reference: bool = False, web: bool = False) -> Result:
         """A big room: 1,000 clients, 50 of them send 2 msg/s."""
         s = self.sizes
-        result = Result("W2 big room", _transport(tls), s.w2_clients)
-        running = self.running(result, tls, s.w2_clients, reference=reference)
+        result = Result("W2 big room", _transport(tls, web), s.w2_clients)
+        running = self.running(result, tls, s.w2_clients, reference=reference, web=web)
         with running as (server, workers):
             _, result.login_s = self.login(workers, s.w2_clients)
             time.sleep(1.0)  # let the JOINED announcements drain first
@@ -640,7 +651,10 @@ class Probe:
         }
 
 
-def _transport(tls: bool) -> str:
+def _transport(tls: bool, web: bool = False) -> str:
+    """TLS or TCP for the chat port; WSS or WS for the web door's WebSocket."""
+    if web:
+        return "WSS" if tls else "WS"
     return "TLS" if tls else "TCP"
 
 
@@ -755,6 +769,20 @@ def targets(results: list[Result]) -> str:
                 f" ({t.met(value / base, goal)})"
             )
         lines.append(line)
+    for name in ("W1 seed scale", "W2 big room"):
+        for chat, web in (("TLS", "WSS"), ("TCP", "WS")):
+            ports = found.get((name, chat, OURS)), found.get((name, web, OURS))
+            if None in ports or None in [r.cpu_us_per_delivery for r in ports]:
+                continue
+            ratio = ports[1].cpu_us_per_delivery / ports[0].cpu_us_per_delivery
+            lines.append(
+                f"- {name.split()[0]} web door CPU ≤ 1.5 × the chat port's ({web} vs"
+                f" {chat}): {ports[1].cpu_us_per_delivery:.2f} vs"
+                f" {ports[0].cpu_us_per_delivery:.2f} µs/delivery, ratio {ratio:.2f}"
+                f" ({'met' if ratio <= 1.5 else 'missed'}); p99"
+                f" {_num(ports[1].latency_ms.get('p99'))} vs"
+                f" {_num(ports[0].latency_ms.get('p99'))} ms"
+            )
     w4 = found.get(("W4 hold", "TLS", OURS)) or found.get(("W4 hold", "TCP", OURS))
     if w4 is not None:
         probe = w4.extra.get("probe_ms", {})
@@ -790,6 +818,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-reference",
         action="store_true",
         help=f"skip the {REFERENCE} reference runs of W2 and W3",
+    )
+    parser.add_argument(
+        "--no-web",
+        action="store_true",
+        help="skip the runs of W1 and W2 through the web door's WebSocket",
     )
     parser.add_argument(
         "--only", default="W1,W2,W3,W4,W5", help="workloads to run, e.g. W2,W4"
@@ -832,6 +865,10 @@ def main(argv: list[str] | None = None) -> int:
             if name in ("W2", "W3") and not args.no_reference:
                 reference = functools.partial(run, tls, reference=True)
                 plan.append((f"{label} against {REFERENCE}", reference))
+            # The same load through the web door, to compare with the chat port.
+            if name in ("W1", "W2") and not args.no_web:
+                web = functools.partial(run, tls, web=True)
+                plan.append((f"{name} over {_transport(tls, web=True)}", web))
     results = []
     for label, run in plan:
         print(f"running {label} …", flush=True)

@@ -8,7 +8,9 @@ to each over its stdin/stdout, one JSON object per line:
 
 - ``{"cmd": "setup", ...}``: the server's address, TLS or not, the passkey;
   ``"baseline": true`` for the reference server (`partypool.bench.baseline`),
-  which has no SCRAM: its login is ``HELLO`` then ``NICK``.
+  which has no SCRAM: its login is ``HELLO`` then ``NICK``;
+  ``"websocket": true`` for the web door: each connection first upgrades
+  ``GET /ws`` to a WebSocket, then every line is one text frame.
 - ``{"cmd": "login", ...}``: open ``count`` connections, at most ``in_flight``
   logging in at once; each does TLS, SCRAM-SHA-256 (not for the baseline)
   and ``NICK``, then stays (or sends ``QUIT`` if ``quit_after``).  Replies
@@ -39,6 +41,7 @@ import resource
 import selectors
 import socket
 import ssl
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -80,6 +83,33 @@ def _cpu_seconds() -> float:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def ws_frames(data: bytes) -> bytes:
+    """Each CRLF-ended line of ``data`` as one client text frame (RFC 6455 §5.2).
+
+    Masked, as a client's must be, with a zero key: the server unmasks every
+    byte all the same, and the load spends nothing on it.
+    """
+    frames = []
+    for line in data.split(b"\r\n")[:-1]:
+        size = len(line)
+        if size < 126:
+            frames.append(bytes((0x81, 0x80 | size)))
+        else:
+            frames.append(struct.pack("!BBH", 0x81, 0x80 | 126, size))
+        frames += (b"\0\0\0\0", line)
+    return b"".join(frames)
+
+
+def ws_upgrade(host: str, port: int) -> bytes:
+    """The request that opens the web door's WebSocket (no Origin: not a browser)."""
+    key = _b64(os.urandom(16))
+    return (
+        f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode("ascii")
 
 
 class Client:
@@ -186,11 +216,13 @@ class Worker:
         out_dir: str,
         ident: str,
         baseline: bool = False,
+        websocket: bool = False,
     ) -> None:
         self.host, self.port, self.ident = host, port, ident
         self.out_dir = Path(out_dir)
         self.passkey = passkey
         self.baseline = baseline
+        self.websocket = websocket
         self.tls: ssl.SSLContext | None = None
         if tls:
             # Loopback benchmark against a throw-away self-signed certificate:
@@ -304,8 +336,7 @@ class Worker:
                 self._login_failed(client, os.strerror(code))
                 return
             if self.tls is None:
-                client.state = "hello"
-                self._want(client, _READ)
+                self._connected(client)
                 return
             client.sock = self.tls.wrap_socket(
                 client.sock, do_handshake_on_connect=False
@@ -328,8 +359,17 @@ class Worker:
         except (OSError, ssl.SSLError) as e:
             self._login_failed(client, f"TLS: {e}")
             return
-        client.state = "hello"
-        self._want(client, _READ)
+        self._connected(client)
+
+    def _connected(self, client: Client) -> None:
+        """TCP (and TLS) are up: wait for HELLO, or first open the WebSocket."""
+        if self.websocket:
+            client.state = "upgrade"
+            client.out = ws_upgrade(self.host, self.port)
+            self._flush(client)
+        else:
+            client.state = "hello"
+            self._want(client, _READ)
 
     def _want(self, client: Client, events: int) -> None:
         if client.events != events:
@@ -337,7 +377,7 @@ class Worker:
             self.selector.modify(client.sock.fileno(), events, client)
 
     def _send(self, client: Client, data: bytes) -> None:
-        client.out += data
+        client.out += ws_frames(data) if self.websocket else data
         self._flush(client)
 
     def _flush(self, client: Client) -> None:
@@ -436,8 +476,15 @@ class Worker:
         if not data:
             self._lost(client, "closed by the server")
             return
-        lines = (client.buffer + data).split(b"\r\n")
-        client.buffer = lines.pop()
+        if self.websocket:
+            try:
+                lines = self._ws_lines(client, client.buffer + data)
+            except LoginError as e:
+                self._login_failed(client, str(e))
+                return
+        else:
+            lines = (client.buffer + data).split(b"\r\n")
+            client.buffer = lines.pop()
         if client.state == "chatting":
             self._chat_lines(client, lines)
             return
@@ -449,6 +496,31 @@ class Worker:
                     self._login_line(client, line)
         except (LoginError, ValueError, KeyError) as e:
             self._login_failed(client, str(e))
+
+    def _ws_lines(self, client: Client, data: bytes) -> list[bytes]:
+        """The lines in the server's text frames (after the upgrade's 101)."""
+        if client.state == "upgrade":
+            head, upgraded, data = data.partition(b"\r\n\r\n")
+            if not upgraded:
+                client.buffer = head
+                return []
+            if not head.startswith(b"HTTP/1.1 101 "):
+                raise LoginError(f"upgrade refused: {head[:80]!r}")
+            client.state = "hello"
+        lines, at, end = [], 0, len(data)
+        while end - at >= 2:
+            size, start = data[at + 1] & 0x7F, at + 2
+            if size == 126:
+                size, start = int.from_bytes(data[at + 2 : at + 4]), at + 4
+            elif size == 127:
+                size, start = int.from_bytes(data[at + 2 : at + 10]), at + 10
+            if end < start + size:
+                break
+            if data[at] & 0x0F == 1:  # text; no other kind comes mid-chat
+                lines.append(data[start : start + size])
+            at = start + size
+        client.buffer = data[at:]
+        return lines
 
     def _chat_lines(self, client: Client, lines: list[bytes]) -> None:
         """Record the latency of each bench message; answer keepalive pings."""
