@@ -431,3 +431,37 @@ def test_binary_message_is_not_buffered(pool):
         )
         assert browser.twisted_socket()._bytesBuffer.done() == b""
     assert browser.received()[0].startswith("ERR bad-encoding ")
+
+
+def test_invalid_utf8_text_closes_with_1007(pool, clock):
+    """Not UTF-8 in a text message breaks RFC 6455 itself: close code 1007."""
+    browser = open_socket(pool)
+    browser.received()
+    browser.protocol.dataReceived(bytes((0x81, 0x82)) + b"\0\0\0\0" + b"\xff\xfe")
+    assert browser.received() == []
+    assert browser.closed is not None and browser.closed.code == 1007
+    browser.twisted_socket().connectionLost(None)
+    assert not pool.connections and clock.getDelayedCalls() == []
+
+
+def test_a_browser_that_does_not_read_is_dropped(clock):
+    """The output backlog applies to the web door: past --max-pending, the
+    reader is dropped (LEFT … too slow) instead of buffered without bound."""
+    from tests.helpers import connect
+
+    pool = make_pool(clock, limits=unit_limits(max_pending=4096))
+    slow = open_socket(pool, host="127.0.0.2")
+    slow.received()
+    slow.join("slow")
+    talker = connect(pool, host="127.0.0.3")
+    talker.received()
+    talker.join("talker")
+    slow.received()
+    slow.transport.producer.pauseProducing()  # the socket's buffer is full
+    for n in range(60):
+        talker.send(f"SAY {n} " + "x" * 100)
+        clock.advance(1)  # within the rate limit
+    assert "LEFT slow too slow" in talker.received()
+    assert slow.transport.disconnecting
+    slow.twisted_socket().connectionLost(None)
+    assert slow.twisted_socket()._wsp.session not in pool.connections

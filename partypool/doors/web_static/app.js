@@ -299,6 +299,8 @@ function joinedRoom(name) {
   state.members = new Set([name]);
   $("login").hidden = true;
   $("chat").hidden = false;
+  clearInterval(state.shutdown); // a countdown from before a restart is over
+  $("banner").hidden = true;
   setStatus(`Connected as ${name}`);
   say("info", `You are in as ${name}. Type /help for commands.`);
   state.skipUntil = state.lastLive;
