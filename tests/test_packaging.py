@@ -36,6 +36,8 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
     assert "twisted/plugins/partypool_plugin.py" in names
     assert "twisted/plugins/__init__.py" not in names  # would shadow Twisted's own
     assert "partypool/room/schema/001-initial.sql" in names
+    for page in ("index.html", "app.js", "style.css", "icon.svg"):
+        assert f"partypool/doors/web_static/{page}" in names  # the web door's page
 
     venv.create(tmp_path / "venv", with_pip=True)
     python = tmp_path / "venv" / "bin" / "python"
@@ -56,3 +58,4 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
         cwd=tmp_path,
     ).stdout
     assert "--passkey-file" in options
+    assert "--web-origin" in options

@@ -465,3 +465,13 @@ def test_a_browser_that_does_not_read_is_dropped(clock):
     assert slow.transport.disconnecting
     slow.twisted_socket().connectionLost(None)
     assert slow.twisted_socket()._wsp.session not in pool.connections
+
+
+def test_the_page_never_parses_text_as_html():
+    """The script only ever inserts text: no HTML-parsing sinks at all."""
+    from importlib import resources
+
+    script = (resources.files("partypool.doors") / "web_static" / "app.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+        assert sink not in script
+    assert "eval(" not in script and "new Function" not in script
