@@ -141,7 +141,9 @@ class WebProtocol(HeldOutput):
     dialect's `~partypool.doors.v1.Outlet` on the other.
     """
 
-    def __init__(self, pool: PartyPool, address: IAddress, channel: http.HTTPChannel):
+    def __init__(
+        self, pool: PartyPool, address: IAddress, channel: http.HTTPChannel
+    ) -> None:
         super().__init__()
         self.pool = pool
         self._channel = channel
