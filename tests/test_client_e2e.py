@@ -19,7 +19,8 @@ from tests.wire_client import WireClient
 
 pytestmark = pytest.mark.slow
 
-CLIENT = [sys.executable, "-m", "partypool.client"]
+# The test servers use 4096 PBKDF2 iterations (fast); the client allows it.
+CLIENT = [sys.executable, "-m", "partypool.client", "--min-iterations", "4096"]
 TIMEOUT = 15.0
 
 
@@ -113,9 +114,9 @@ def test_terminal_client(chat_server, tmp_path):
         child.sendline(f"{chat_server.host}:{chat_server.chat_port}")
         child.expect("Enter passkey:")
         child.sendline(chat_server.passkey)
-        child.expect("Authenticated")
-        child.expect("username:")
+        child.expect("username:")  # asked before connecting (issue 13.9)
         child.sendline("root")
+        child.expect("Authenticated")
         child.expect("reserved")
         child.expect("username:")
         child.sendline("alice")

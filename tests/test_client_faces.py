@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from prompt_toolkit.utils import get_cwidth
 from twisted.trial.unittest import SynchronousTestCase
 
 from partypool.client.commands import (
+    Admin,
     Mistake,
+    Msg,
     Nothing,
     Request,
     Say,
@@ -23,14 +26,50 @@ from partypool.client.tui import name_style, online_box
 def test_parse_input() -> None:
     """Plain text is SAY (kept exactly), commands are case-insensitive,
     mistakes become hints, ``//`` escapes a leading slash."""
-    assert parse_input("  hi there ") == Say("  hi there ")
-    assert parse_input("/ONLINE") == Simple("online")
-    assert parse_input("/request  more snacks ") == Request("more snacks")
-    assert parse_input("//shrug") == Say("/shrug")
-    assert parse_input("   ") == Nothing()
-    assert isinstance(parse_input("/request"), Mistake)
-    assert isinstance(parse_input("/ip now"), Mistake)
-    assert "/help" in parse_input("/dance").hint
+    assert parse_input("  hi there ") == [Say("  hi there ")]
+    assert parse_input("/ONLINE") == [Simple("online")]
+    assert parse_input("/request  more snacks ") == [Request("more snacks")]
+    assert parse_input("//shrug") == [Say("/shrug")]
+    assert parse_input("   ") == [Nothing()]
+    assert parse_input("/msg bob hi  there") == [Msg("bob", "hi  there")]
+    [mistake] = parse_input("/request")
+    assert isinstance(mistake, Mistake)
+    assert isinstance(parse_input("/ip now")[0], Mistake)
+    assert isinstance(parse_input("/msg bob")[0], Mistake)
+    assert "/help" in parse_input("/dance")[0].hint
+    assert isinstance(parse_input("/ſtop")[0], Mistake)  # ASCII-only commands
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r", "\r\n", "\x85", "\u2028", "\u2029"])
+def test_pasted_line_breaks_never_make_protocol_lines(brk: str) -> None:
+    """Issue 13.8: a paste with a line break is several messages, never a
+    raw protocol line; later lines are text, not commands."""
+    assert parse_input(f"first line{brk}quit second line") == [
+        Say("first line"),
+        Say("quit second line"),
+    ]
+    assert parse_input(f"hi{brk}/exit") == [Say("hi"), Say("/exit")]
+    assert parse_input(f"/msg bob one{brk}two") == [
+        Msg("bob", "one"),
+        Msg("bob", "two"),
+    ]
+    assert parse_input(f"/request more{brk}QUIT snacks") == [
+        Request("more QUIT snacks")
+    ]
+    [refused] = parse_input(f"/online{brk}QUIT x")
+    assert isinstance(refused, Mistake)
+
+
+def test_admin_shortcuts() -> None:
+    """/kick and /mute spell out admin commands; a name that could smuggle
+    more into the command line is refused."""
+    assert parse_input("/kick bob") == [Admin("remove -u bob")]
+    assert parse_input("/mute bob 60") == [Admin("mute -u bob -t 60")]
+    assert parse_input("/mute bob") == [Admin("mute -u bob")]
+    assert parse_input("/unmute bob") == [Admin("unmute -u bob")]
+    assert parse_input("/admin list-conn -u") == [Admin("list-conn -u")]
+    for bad in ('/kick bob"; close-server', "/kick", "/mute bob soon", "/mute a b c"):
+        assert isinstance(parse_input(bad)[0], Mistake), bad
 
 
 def test_online_box() -> None:
@@ -105,12 +144,11 @@ def test_script_output_has_no_control_characters() -> None:
     """Control characters in a server's CHAT or ERR never reach the output."""
     import re
 
-    from partypool.client.protocol import ChatClientProtocol
-    from tests.client_fakes import PASSKEY, ScriptedServer
+    from tests.client_fakes import PASSKEY, ScriptedServer, make_client
 
     out = io.StringIO()
     view = ScriptView(out, io.StringIO())
-    server = ScriptedServer(ChatClientProtocol(PASSKEY, view))
+    server = ScriptedServer(make_client(PASSKEY, view))
     server.log_in()
     server.send(
         "CHAT ev\x1bil \x1b[2Jhi\x9b1m\x08\x08\rthere\u202e",
