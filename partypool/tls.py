@@ -47,10 +47,6 @@ def certificate_fingerprint(cert_pem: bytes) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
-#: The SCRAM channel binding type both ends use (RFC 5929 section 4).
-CHANNEL_BINDING = "tls-server-end-point"
-
-
 def tls_server_end_point(certificate: x509.Certificate) -> bytes:
     """RFC 5929 ``tls-server-end-point`` data for the server's certificate:
     its DER hashed with the certificate's signature hash, SHA-256 when that is

@@ -20,7 +20,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from partypool.client.protocol import ChatClientProtocol
-from partypool.tls import CHANNEL_BINDING, ensure_self_signed, tls_server_end_point
+from partypool.room.auth import CHANNEL_BINDING
+from partypool.tls import ensure_self_signed, tls_server_end_point
 
 PASSKEY = "correct horse battery staple"
 #: PBKDF2 iterations of the scripted server; clients under test accept them.

@@ -358,7 +358,9 @@ def test_invite(chat_server, tmp_path):
     assert jo.expect("NAMED") == "NAMED jo"
     jo.process.stdin.close()
     assert jo.wait() == 0
-    assert not (tmp_path / "known_servers").exists()  # pinned, not TOFU
+    # Pinned, not trusted on first use: no fingerprint kept, only the count.
+    known = (tmp_path / "known_servers").read_text()
+    assert known == f"127.0.0.1 {chat_server.chat_port} - iterations=4096\n"
 
     wrong = ScriptClient(tmp_path, "nope", "--invite", str(path), "--name", "x")
     assert wrong.wait() == 1

@@ -85,12 +85,16 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from partypool.room.auth import DEFAULT_ITERATIONS, SCRAM_MECHANISM, SCRAM_USERNAME
-from partypool.tls import CHANNEL_BINDING, tls_server_end_point
+from partypool.room.auth import (
+    CHANNEL_BINDING,
+    DEFAULT_ITERATIONS,
+    SCRAM_MECHANISM,
+    SCRAM_PLUS_MECHANISM,
+    SCRAM_USERNAME,
+)
+from partypool.tls import tls_server_end_point
 from partypool.wire import PROTOCOL_VERSION, scrub
 
-#: The mechanism our clients require over TLS (with channel binding).
-SCRAM_PLUS_MECHANISM = SCRAM_MECHANISM + "-PLUS"
 #: Seconds a request waits for its reply before it fails with L{NoReply}.
 REQUEST_TIMEOUT = 15.0
 #: Seconds from connecting to ``HELLO``: a server that says nothing is not

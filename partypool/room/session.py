@@ -31,7 +31,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from partypool.room.auth import AuthFailed, ScramExchange
+from partypool.room.auth import SCRAM_MECHANISM, AuthFailed, ScramExchange
 from partypool.room.pool import PartyPool
 from partypool.room.room import Event
 from partypool.wire import WireError, clean_text, scrub
@@ -328,12 +328,18 @@ class Session:
         self.goodbye("auth-throttled", error=error)
         return True
 
-    def scram_first(self, client_first: str) -> str | None:
-        """Begin a SCRAM-SHA-256 login: the server-first-message, or None if
-        the login failed and the session has ended."""
+    def scram_first(
+        self,
+        client_first: str,
+        mechanism: str = SCRAM_MECHANISM,
+        channel_binding: bytes | None = None,
+    ) -> str | None:
+        """Begin a SCRAM login (SCRAM-SHA-256, or -PLUS bound to the TLS
+        connection's C{channel_binding} data): the server-first-message, or
+        None if the login failed and the session has ended."""
         if self._throttled():
             return None
-        self._exchange = self.pool.verifier.exchange()
+        self._exchange = self.pool.verifier.exchange(mechanism, channel_binding)
         try:
             server_first = self._exchange.first(client_first)
         except AuthFailed as e:
