@@ -401,3 +401,53 @@ def test_terminal_ctrl_c_and_ctrl_d_leave(chat_server, tmp_path, key):
         assert child.exitstatus == 0
     finally:
         child.close(force=True)
+
+
+def test_relay_in_the_middle_is_refused_and_not_pinned(chat_server, tmp_path):
+    """Issue 13.1: a real TLS relay with its own certificate forwards every
+    byte between the real client and the real server. SCRAM-SHA-256-PLUS
+    binds the proof to the relay's certificate, so the server refuses it:
+    the client says so, shows nothing from the room, and pins nothing."""
+    from tests.tls_relay import TLSRelay
+
+    relay = TLSRelay(tmp_path, chat_server.host, chat_server.chat_port)
+    try:
+        eve = ScriptClient(
+            tmp_path,
+            chat_server.passkey,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(relay.port),
+            "--name",
+            "eve",
+        )
+        assert eve.wait() == 1
+        stderr = eve.stderr()
+        assert "relaying the connection" in stderr
+        assert not (tmp_path / "known_servers").exists()
+        assert eve.process.stdout.read() == ""
+        assert relay.connections == 1
+        assert any(
+            line.startswith(b"AUTH SCRAM-SHA-256-PLUS ") for line in relay.forwarded
+        )
+        # The server saw a wrong proof, not a login.
+        chat_server.wait_for(r"login failed from 127\.0\.0\.1")
+    finally:
+        relay.close()
+
+
+def test_direct_login_pins_after_binding(chat_server, tmp_path):
+    """The same client straight to the server: the channel-bound login
+    succeeds and the certificate is remembered with the iteration count."""
+    ann = script_client(tmp_path, chat_server, "ann")
+    try:
+        assert ann.expect("NAMED") == "NAMED ann"
+        ann.process.stdin.close()
+        assert ann.wait() == 0
+    finally:
+        ann.wait()
+    known = (tmp_path / "known_servers").read_text()
+    assert known == (
+        f"127.0.0.1 {chat_server.chat_port} {chat_server.fingerprint} iterations=4096\n"
+    )
