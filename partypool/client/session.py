@@ -475,8 +475,8 @@ class ChatSession:
             for sign in ("wrong version number", "packet length too long", "record")
         ):
             return (
-                "the server does not speak TLS: if it runs with --no-tls, "
-                "connect with --insecure-plain"
+                "the server does not speak TLS: if it is a Party Pool server "
+                "run with --no-tls, connect with --insecure-plain"
             )
         return f"TLS failed ({_describe(error)}): is this a Party Pool chat port?"
 
