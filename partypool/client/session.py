@@ -43,7 +43,7 @@ from partypool.client.commands import (
     parse_input,
 )
 from partypool.client.connect import ServerAddress
-from partypool.client.known_servers import FingerprintChanged
+from partypool.client.known_servers import Entry, FingerprintChanged
 from partypool.client.protocol import (
     ChatClientProtocol,
     ChatListener,
@@ -177,6 +177,10 @@ class ChatSession:
         self._root = root
         self._name = ROOT if root else name
         self._min_iterations = min_iterations
+        # The floor of the connection being made, and the known-servers entry
+        # that raised it above min_iterations, if one did.
+        self._floor = min_iterations
+        self._floor_entry: Entry | None = None
         self._history = history
         self._connect = connect or self._connect_to_address
         self._backoff = tuple(backoff)
