@@ -32,6 +32,7 @@ SCRAM_MECHANISMS = frozenset({SCRAM_MECHANISM, SCRAM_PLUS_MECHANISM})
 #: RFC 5929 section 4; the data is partypool.tls.tls_server_end_point's.
 CHANNEL_BINDING = "tls-server-end-point"
 SCRAM_USERNAME = "chat"
+ROOT_USERNAME = "root"  # the SCRAM username of a root login on the chat port
 DEFAULT_ITERATIONS = 390_000
 _mechanism = scramp.ScramMechanism(SCRAM_MECHANISM)
 
@@ -42,7 +43,8 @@ class AuthFailed(Exception):
 
 @attrs.frozen(repr=False)
 class ChatVerifier:
-    """The salted SCRAM verifier of the chat passkey (RFC 5802 StoredKey/ServerKey)."""
+    """A salted SCRAM verifier (RFC 5802 StoredKey/ServerKey): the chat
+    passkey's, or the root password's for root logins on the chat port."""
 
     salt: bytes
     stored_key: bytes
@@ -63,22 +65,34 @@ class ChatVerifier:
         """One login with C{mechanism}; C{channel_binding} is the
         ``tls-server-end-point`` data of a TLS connection (None over plain
         TCP, where only SCRAM-SHA-256 works)."""
-        return ScramExchange(self, mechanism, channel_binding)
+        return ScramExchange(self, mechanism=mechanism, channel_binding=channel_binding)
 
     def __repr__(self) -> str:
         return f"<ChatVerifier iterations={self.iterations}>"
 
 
 class ScramExchange:
-    """The server side of one login: two steps, each failing with `AuthFailed`."""
+    """The server side of one login: two steps, each failing with `AuthFailed`.
+
+    The SCRAM username picks the verifier: ``chat`` the passkey's, ``root``
+    the root password's (when the server has one).  After `first`,
+    ``username`` says which role is logging in; after `final`, that it did.
+    The mechanism is SCRAM-SHA-256, or SCRAM-SHA-256-PLUS bound to
+    ``channel_binding`` (the TLS connection's ``tls-server-end-point`` data).
+    """
 
     def __init__(
         self,
         verifier: ChatVerifier,
+        root: ChatVerifier | None = None,
+        *,
         mechanism: str = SCRAM_MECHANISM,
         channel_binding: bytes | None = None,
     ) -> None:
-        self._verifier = verifier
+        self._verifiers = {SCRAM_USERNAME: verifier}
+        if root is not None:
+            self._verifiers[ROOT_USERNAME] = root
+        self.username: str | None = None
         self._server: scramp.core.ScramServer | None = None
         if mechanism not in SCRAM_MECHANISMS:
             self._refusal = "unsupported mechanism"
@@ -87,17 +101,18 @@ class ScramExchange:
         else:
             # Given over TLS to both mechanisms: a client that says it could
             # bind but thinks we cannot ("y") is refused, as RFC 5802 asks.
-            binding = (
-                None if channel_binding is None else (CHANNEL_BINDING, channel_binding)
-            )
+            binding = None
+            if channel_binding is not None:
+                binding = (CHANNEL_BINDING, channel_binding)
             self._server = scramp.ScramMechanism(mechanism).make_server(
                 self._lookup, channel_binding=binding
             )
 
     def _lookup(self, username: str) -> tuple[bytes, bytes, bytes, int]:
-        if username != SCRAM_USERNAME:
+        v = self._verifiers.get(username)
+        if v is None:
             raise scramp.ScramException("unknown user")
-        v = self._verifier
+        self.username = username
         return v.salt, v.stored_key, v.server_key, v.iterations
 
     def first(self, client_first: str) -> str:
