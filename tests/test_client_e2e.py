@@ -643,3 +643,96 @@ def test_clear_errors_for_common_mistakes(tmp_path):
     finally:
         plain.stop()
         tls.stop()
+
+
+def test_terminal_history_private_and_root_on_the_chat_port(tmp_path):
+    """Issue 14, the clients, in a pty against the real twistd: a late
+    joiner sees the last messages dimmed between two rules, every line has
+    its time, /msg goes both ways and is shown as private; ``--root`` joins as
+    root, sees a request as it is filed, mutes with /mute and kicks with
+    /kick."""
+    password_file = tmp_path / "root-password"
+    password_file.write_text("e2e root password\n")
+    password_file.chmod(0o600)
+    server = start_server(
+        tmp_path / "data", "--root-password-file", str(password_file), "--no-admin"
+    )
+    alice = WireClient(
+        server.host,
+        server.chat_port,
+        fingerprint=server.fingerprint,
+        source="127.0.0.2",
+    )
+    bob = WireClient(
+        server.host,
+        server.chat_port,
+        fingerprint=server.fingerprint,
+        source="127.0.0.3",
+    )
+    tom = root = None
+    try:
+        alice.join(server.passkey, "alice")
+        bob.join(server.passkey, "bob")
+        alice.send("SAY said before tom came")
+        assert bob.expect("CHAT") == "CHAT alice said before tom came"
+
+        tom = pexpect.spawn(
+            CLIENT[0],
+            [*CLIENT[1:], *at(server), "--name", "tom"],
+            env=client_env(tmp_path, server.passkey),
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, 120),
+        )
+        tom.expect("the last 1 messages")
+        # Fragments are separated by colour codes: allow a few between them.
+        tom.expect(r"\d\d:\d\d .{0,20}\$alice: said before tom came")
+        tom.expect("──── live ────")
+        alice.send("MSG tom psst, only you")
+        assert alice.expect("OK MSG") == "OK MSG tom"
+        tom.expect(
+            r"\d\d:\d\d .{0,20}🔒 .{0,20}alice.{0,20} → you: .{0,20}psst, only you"
+        )
+        tom.sendline("/msg ALICE right back")
+        assert alice.expect("PRIVATE") == "PRIVATE tom right back"
+        tom.expect("🔒 you → .{0,20}alice.{0,20}: .{0,20}right back")
+
+        root = pexpect.spawn(
+            CLIENT[0],
+            [*CLIENT[1:], *at(server), "--root"],
+            env={
+                **client_env(tmp_path / "root-home"),
+                "PARTYPOOL_ROOT_PASSWORD": "e2e root password",
+            },
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, 120),
+        )
+        root.expect(r"\$root:")
+        assert bob.expect("JOINED") == "JOINED tom"
+        assert bob.expect("JOINED") == "JOINED root"
+        root.sendline("/help")
+        root.expect("/kick <name>")
+        bob.send("REQUEST more snacks please")
+        request_id = bob.expect("OK REQUEST").split(" ")[2]
+        root.expect(
+            f"📨 request #{request_id} from .{{0,20}}bob.{{0,20}}: .{{0,20}}more snacks"
+        )
+        root.sendline("/mute bob 60")
+        root.expect("muted bob for 60 s")
+        bob.send("SAY am I heard?")
+        assert bob.expect("ERR").startswith("ERR muted")
+        root.sendline("/kick alice")
+        assert alice.expect("BYE") == "BYE removed by admin"
+        tom.expect("alice.{0,20} left \\(removed by admin\\)")
+        root.sendline("/exit")
+        root.expect(pexpect.EOF)
+        tom.sendline("/exit")
+        tom.expect(pexpect.EOF)
+    finally:
+        for child in (tom, root):
+            if child is not None:
+                child.close(force=True)
+        alice.close()
+        bob.close()
+        server.stop()
