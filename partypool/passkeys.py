@@ -25,7 +25,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-#: Words in a generated passkey: 5 × log2(7776) ≈ 64.6 bits.
+#: Words in a generated passkey: 5 × log2(7,772) ≈ 64.6 bits.
 GENERATED_WORDS = 5
 #: Shorter than this is weak whatever it is made of.
 MIN_LENGTH = 12
@@ -38,12 +38,13 @@ _ZXCVBN_MAX = 100
 
 @cache
 def _words() -> tuple[str, ...]:
-    """The EFF long list (7,776 words), as xkcdpass ships it."""
+    """The EFF long list as xkcdpass ships it, less its few hyphenated words
+    (``t-shirt``), so the ``-`` between words is never ambiguous."""
     from xkcdpass import xkcd_password
 
     path = xkcd_password.locate_wordfile("eff-long")
     words = xkcd_password.generate_wordlist(path, min_length=1, max_length=20)
-    return tuple(sorted(set(words)))
+    return tuple(sorted({word for word in words if word.isalpha()}))
 
 
 def generate_passkey(words: int = GENERATED_WORDS) -> str:

@@ -72,6 +72,7 @@ def make_pool(clock: Clock | None = None, *, root: bool = False, **kwargs) -> Pa
         root_verifier=ROOT_VERIFIER if root else None,
         **kwargs,
     )
+    pool.defer_to_thread = defer.maybeDeferred  # no threads in unit tests
     if root:
         pool.root_commands = lambda peer: AdminCommands(
             pool, Operator("password (chat port)", peer)

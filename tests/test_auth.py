@@ -142,3 +142,9 @@ def test_plain_scram_over_tls_still_works():
     exchange = verifier.exchange("SCRAM-SHA-256", BINDING)
     client.set_server_first(exchange.first(client.get_client_first()))
     client.set_server_final(exchange.final(client.get_client_final()))
+
+
+def test_a_verifier_tells_whether_a_secret_is_its_own():
+    verifier = ChatVerifier.from_passkey("right", 4096)
+    assert verifier.matches("right")
+    assert not verifier.matches("wrong") and not verifier.matches("right ")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
+from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -109,6 +110,8 @@ class PartyPool:
     # root logins there), and what runs root's commands, given the peer.
     root_verifier: ChatVerifier | None = None
     root_commands: Callable[[str], RootCommands] | None = None
+    # Runs a slow check (a password's PBKDF2) off the reactor.
+    defer_to_thread: Callable[..., Deferred] = threads.deferToThread
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)
     mutes: Mutes = attrs.field(init=False)

@@ -47,6 +47,7 @@ def utc_now() -> str:
 def _configure(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA secure_delete=ON")  # an erased message is gone
 
 
 def _schema_files() -> list[tuple[int, str]]:
