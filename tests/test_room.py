@@ -137,3 +137,21 @@ def test_ipv4_clients_of_a_dual_stack_listener_are_named_by_ipv4():
         "127.0.0.2",
         "127.0.0.2:5",
     )
+
+
+def test_an_event_is_encoded_once_per_dialect():
+    """A door with its own dialect formats an event once, however many
+    members it reaches; another dialect gets its own form."""
+    calls = []
+
+    def loud(event: events.Event) -> bytes:
+        calls.append(event.verb)
+        return event.verb.lower().encode() + b"!"
+
+    def quiet(event: events.Event) -> bytes:
+        return b"."
+
+    event = events.chat("m0", "hi")
+    assert [event.encoded(loud) for _ in range(3)] == [b"chat!"] * 3
+    assert event.encoded(quiet) == b"." and calls == ["CHAT"]
+    assert event.wire == b"CHAT m0 hi\r\n"

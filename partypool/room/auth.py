@@ -7,6 +7,8 @@ object here puts a secret in its repr.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import os
 from collections.abc import Callable
@@ -78,6 +80,20 @@ class ScramExchange:
             return self._server.get_server_final()
         except scramp.ScramException as e:
             raise AuthFailed(str(e)) from None
+
+
+def b64encode_text(text: str) -> str:
+    """A SCRAM message as it crosses the wire: base64 of its UTF-8 (as SASL
+    carries it in v1's ``AUTH`` and IRC's ``AUTHENTICATE`` alike)."""
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def b64decode_text(text: str) -> str:
+    """The SCRAM message in a base64 payload, or `AuthFailed`."""
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise AuthFailed("malformed base64") from None
 
 
 @attrs.frozen(repr=False)

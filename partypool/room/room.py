@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
@@ -38,7 +39,11 @@ class Member(Protocol):
 
 @attrs.frozen
 class Event:
-    """Something the room tells its members.  ``wire`` is the v1 line, built once."""
+    """Something the room tells its members, as an object each door formats.
+
+    ``wire`` is the v1 line, built once however many members get it; a door
+    with a dialect of its own gets the same from `Event.encoded`.
+    """
 
     verb: str
     parts: tuple[str, ...]
@@ -46,6 +51,19 @@ class Event:
     @functools.cached_property
     def wire(self) -> bytes:
         return format_line(self.verb, *self.parts)
+
+    @functools.cached_property
+    def _encodings(self) -> dict[Callable[[Event], bytes], bytes]:
+        return {}
+
+    def encoded(self, encode: Callable[[Event], bytes]) -> bytes:
+        """``encode(self)``, run once per event however many members get it
+        (``encode`` is a dialect's formatter: a module-level function)."""
+        encodings = self._encodings
+        data = encodings.get(encode)
+        if data is None:
+            data = encodings[encode] = encode(self)
+        return data
 
 
 def chat(name: str, text: str) -> Event:
