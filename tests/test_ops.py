@@ -159,6 +159,8 @@ def test_service_tree_has_reload_and_readiness(tmp_path, monkeypatch):
 SAMPLES = {
     "chat": ("tcp:2000:interface=127.0.0.1", "tcp:2000:interface=127.0.0.1"),
     "admin": ("tcp:2001", "tcp:2001"),
+    "irc": ("tcp:6697", "tcp:6697"),
+    "irc-channel": ("#lobby", "#lobby"),
     "tls-cert": ("c.pem", "c.pem"),
     "tls-key": ("k.pem", "k.pem"),
     "server-name": ("pool.example", "pool.example"),

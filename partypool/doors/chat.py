@@ -91,14 +91,17 @@ class ChatProtocol(LineReceiver):
     def connectionMade(self) -> None:  # noqa: N802
         host, peer = host_and_peer(self.transport.getPeer())
         handshaking = ISSLTransport.providedBy(self.transport)
-        self.dialect = V1Dialect(
-            self.pool, host, peer, self, handshaking=handshaking, log=log
-        )
+        self.dialect = self.make_dialect(host, peer, handshaking)
         self.session = self.dialect.session
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self._backlog, True)
         self.dialect.start()
+
+    def make_dialect(self, host: str, peer: str, handshaking: bool) -> V1Dialect:
+        """The dialect this connection speaks (another door's carrier, such
+        as the IRC gateway's, overrides this and `dataReceived`)."""
+        return V1Dialect(self.pool, host, peer, self, handshaking=handshaking, log=log)
 
     def handshakeCompleted(self) -> None:  # noqa: N802
         self.session.handshake_done()

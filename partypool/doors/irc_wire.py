@@ -213,11 +213,13 @@ def format_message(
     *params: str,
     source: str | None = None,
     tags: Mapping[str, str] | None = None,
+    trailing: bool = False,
 ) -> bytes:
     """Encode one server message with its CRLF.
 
     The last parameter is sent as a trailing one (``:``) when it must be
-    (empty, a space, a leading colon); earlier parameters must be plain words.
+    (empty, a space, a leading colon) or ``trailing`` asks (free text, as
+    most servers send it); earlier parameters must be plain words.
     The caller keeps the message within `MESSAGE_MAX` (`split_text` helps).
     """
     parts = []
@@ -238,7 +240,7 @@ def format_message(
             if not param or " " in param or param.startswith(":"):
                 raise ValueError(f"not a middle parameter: {param!r}")
         parts.extend(middle)
-        if not last or " " in last or last.startswith(":"):
+        if trailing or not last or " " in last or last.startswith(":"):
             last = ":" + last
         parts.append(last)
     return " ".join(parts).encode("utf-8") + b"\r\n"
@@ -275,3 +277,16 @@ def server_time(seconds: float) -> str:
     """The ``time`` tag of IRCv3 server-time: UTC, milliseconds, a ``Z``."""
     moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+CHANNEL_MAX = 32
+
+
+def check_channel(name: str) -> bool:
+    """Whether ``name`` may be the room's channel: ``#`` and a plain word."""
+    body = name[1:]
+    return (
+        name.startswith("#")
+        and 1 <= len(body) < CHANNEL_MAX
+        and all(c.isascii() and (c.isalnum() or c in "_-.") for c in body)
+    )

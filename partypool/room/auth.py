@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import hmac
 import os
 from collections.abc import Callable
 
@@ -47,6 +48,15 @@ class ChatVerifier:
 
     def exchange(self) -> ScramExchange:
         return ScramExchange(self)
+
+    def matches(self, passkey: str) -> bool:
+        """Whether ``passkey`` is the one this verifier was made from, for a
+        door whose clients send it in the clear (IRC's PASS and SASL PLAIN).
+        Runs the full PBKDF2, slow on purpose: call it off the reactor."""
+        _, stored_key, _, _ = _mechanism.make_auth_info(
+            passkey, iteration_count=self.iterations, salt=self.salt
+        )
+        return hmac.compare_digest(stored_key, self.stored_key)
 
     def __repr__(self) -> str:
         return f"<ChatVerifier iterations={self.iterations}>"

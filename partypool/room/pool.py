@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -95,6 +97,8 @@ class PartyPool:
     limits: Limits = Limits()
     log_messages: bool = False
     stop_server: Callable[[], object] = lambda: None
+    # Runs slow checks (a passkey sent in the clear) off the reactor thread.
+    defer_to_thread: Callable[..., Deferred] = threads.deferToThread
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds

@@ -26,7 +26,7 @@ import collections
 import secrets
 from typing import Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -355,6 +355,30 @@ class Session:
         self.state = NAMING
         self.log.info("login ok from {peer}", peer=self.peer)
         return server_final
+
+    def passkey_login(self, passkey: str) -> Deferred[bool]:
+        """Log in with the passkey itself, for a dialect whose clients send it
+        in the clear (IRC's PASS and SASL PLAIN; TLS protects it on the
+        wire).  Fires True once logged in, False if the login failed and the
+        session has ended.  The check runs off the reactor; the login timer,
+        throttle and failure count are the same as for SCRAM."""
+        if self._throttled():
+            return succeed(False)
+        self._exchange = None
+        self.state = CHALLENGE
+        d = self.pool.defer_to_thread(self.pool.verifier.matches, passkey)
+        d.addCallback(self._passkey_checked)
+        return d
+
+    def _passkey_checked(self, ok: bool) -> bool:
+        if self.state != CHALLENGE:  # ended while the check ran
+            return False
+        if not ok or self._throttled():
+            self.login_failed("wrong passkey")
+            return False
+        self.state = NAMING
+        self.log.info("login ok from {peer}", peer=self.peer)
+        return True
 
     def login_failed(self, why: str) -> None:
         """Count a failed login against the address and end the session (a
