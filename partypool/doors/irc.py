@@ -404,7 +404,9 @@ class IrcDialect:
 
     def _cap(self, sub: str, text: str) -> None:
         self._send(
-            format_message("CAP", self.me, sub, text, source=self.gateway.server)
+            format_message(
+                "CAP", self.me, sub, text, source=self.gateway.server, trailing=True
+            )
         )
 
     def irc_PASS(self, params: list[str]) -> None:  # noqa: N802
