@@ -19,6 +19,7 @@ from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
+from partypool.admin.commands import AdminCommands, Operator
 from partypool.admin.ssh import (
     ensure_host_key,
     load_authorized_keys,
@@ -30,8 +31,9 @@ from partypool.doors.irc import IrcFactory
 from partypool.doors.irc_wire import CHANNEL_MAX, check_channel
 from partypool.identity import default_data_dir, ssh_fingerprint
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
+from partypool.room.history import DAY, HistoryService
 from partypool.room.pool import Limits, make_server
-from partypool.room.store import Store, load_bans
+from partypool.room.store import Store, load_bans, load_history
 from partypool.sd_notify import Readiness
 from partypool.service import (
     CertificateReload,
@@ -81,6 +83,19 @@ def _positive(kind: type) -> object:
     return convert
 
 
+def _not_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number, not {text}") from None
+    if value < 0:
+        raise ValueError(f"must be 0 or more, not {text}")
+    return value
+
+
+_not_negative.coerceDoc = "0 or more."
+
+
 def _log_format(text: str) -> str:
     if text not in LOG_OBSERVERS:
         raise ValueError(f"must be one of {', '.join(LOG_OBSERVERS)}, not {text}")
@@ -116,7 +131,11 @@ class Options(usage.Options):
         ["no-tls", None, "Serve plain TCP (loopback, tests, or behind a TLS proxy)."],
         ["no-admin", None, "Do not open the SSH admin port."],
         ["allow-same-ip", None, "Allow more than one session per IP address."],
-        ["log-messages", None, "Log the text of chat messages (off by default)."],
+        [
+            "log-messages",
+            None,
+            "Log the text of chat and private messages (off by default).",
+        ],
         ["manhole", None, "Offer root a Python shell in the server (`manhole`)."],
     ]
     optParameters = [
@@ -173,6 +192,14 @@ class Options(usage.Options):
             None,
             0.1,
             "Longest a room event is held, in seconds.",
+            _positive(float),
+        ],
+        ["history", None, 200, "Room messages kept for late joiners.", _not_negative],
+        [
+            "history-days",
+            None,
+            7.0,
+            "Days a kept message is kept at most.",
             _positive(float),
         ],
         [
@@ -300,6 +327,11 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
     store = Store(data_dir / "partypool.sqlite3")
+    root_verifier = None  # root logins on the chat port, with the root password
+    if options["root-password"]:
+        root_verifier = ChatVerifier.from_passkey(
+            options["root-password"], options["kdf-iterations"]
+        )
     pool = make_server(
         verifier=ChatVerifier.from_passkey(
             options["passkey"], options["kdf-iterations"]
@@ -313,6 +345,14 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         log_messages=options["log-messages"],
         stop_server=reactor.stop,
         bans=load_bans(store.path),
+        root_verifier=root_verifier,
+        history=options["history"],
+        history_days=options["history-days"],
+        history_kept=load_history(
+            store.path,
+            options["history"],
+            reactor.seconds() - options["history-days"] * DAY,
+        ),
     )
     factory = ChatFactory(pool)
     if tls is None:
@@ -321,9 +361,19 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         log.info("TLS certificate SHA-256 fingerprint {fp}", fp=tls.fingerprint)
         factory = tls.wrap(factory)
     certificates = CertificateReload(tls, reactor)  # SIGHUP, admin reload-tls
+    pool.root_commands = lambda peer: AdminCommands(
+        pool,
+        Operator("password (chat port)", peer),
+        manhole=bool(options["manhole"]),
+        reload_tls=certificates.reload,
+    )
     top = StopInOrder()
     StopOnSigterm(reactor).setServiceParent(top)
     StoreService(store).setServiceParent(top)
+    if pool.history is None:
+        log.info("room history off (--history 0)")
+    else:  # stops before the store closes: the last write finishes first
+        HistoryService(pool.history, reactor).setServiceParent(top)
     certificates.setServiceParent(top)
     chat = endpoints.serverFromString(reactor, options["chat"])
     Listener("chat port", chat, factory).setServiceParent(top)
@@ -365,7 +415,7 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     listening = [child.listening for child in top if isinstance(child, Listener)]
     Readiness(listening, reactor, reactor).setServiceParent(top)
     Farewell(pool).setServiceParent(top)
-    # Only the verifier and the hash are needed from here on.
+    # Only the verifiers and the hash are needed from here on.
     options["passkey"] = options["root-password"] = None
     return top
 

@@ -10,20 +10,13 @@ import weakref
 import attrs
 import pytest
 import scramp
-from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from partypool.doors.irc import IrcFactory, IrcProtocol
 from partypool.doors.irc_wire import MESSAGE_MAX, parse_message
-from tests.helpers import PASSKEY, connect, make_pool, unit_limits
-
-
-def _sync_pool(clock: Clock, **kwargs):
-    pool = make_pool(clock, **kwargs)
-    pool.defer_to_thread = defer.maybeDeferred  # the PBKDF2 check, inline
-    return pool
+from tests.helpers import PASSKEY, ROOT_PASSWORD, connect, make_pool, unit_limits
 
 
 @pytest.fixture
@@ -33,7 +26,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def pool(clock):
-    return _sync_pool(clock)
+    return make_pool(clock)
 
 
 @attrs.define(eq=False)
@@ -279,7 +272,7 @@ def test_commands_before_registration_get_451_not_a_disconnect(pool):
 
 @pytest.mark.parametrize(
     "nick, numeric",
-    [("two words", "432"), ("a[b]", "432"), ("root", "432"), ("partypool", "432")],
+    [("two words", "432"), ("a[b]", "432"), ("partypool", "432")],
 )
 def test_bad_nicks_get_432_and_the_client_may_try_again(pool, nick, numeric):
     peer = irc_connect(pool)
@@ -319,7 +312,7 @@ def test_login_timeout_closes_with_error(pool, clock):
 
 
 def test_a_full_room_refuses_at_connect(clock):
-    pool = _sync_pool(clock, max_clients=1)
+    pool = make_pool(clock, max_clients=1)
     irc_named(pool, "one", "127.0.0.2")
     peer = irc_connect(pool, host="127.0.0.3")
     lines = peer.received()
@@ -432,7 +425,7 @@ def test_echo_message(pool):
 
 
 def test_a_long_v1_message_is_split_to_fit_irc_lines(clock):
-    pool = _sync_pool(clock, limits=unit_limits(max_line=8192, max_text=3000))
+    pool = make_pool(clock, limits=unit_limits(max_line=8192, max_text=3000))
     alice = irc_named(pool, "alice", "127.0.0.2")
     bob = v1_named(pool, "bob", "127.0.0.3")
     alice.received()
@@ -446,7 +439,7 @@ def test_a_long_v1_message_is_split_to_fit_irc_lines(clock):
 
 
 def test_names_split_across_353_lines(clock):
-    pool = _sync_pool(clock, max_clients=60, allow_same_ip=True)
+    pool = make_pool(clock, max_clients=60, allow_same_ip=True)
     for n in range(40):
         v1_named(pool, f"user{n:02d}_{'x' * 16}", "127.0.0.3")
     alice = irc_named(pool, "alice", "127.0.0.2")
@@ -483,7 +476,7 @@ def test_a_configured_channel(pool):
 
 
 def test_mode_who_whois_userhost_ison_away_topic_list(clock):
-    pool = _sync_pool(clock, limits=unit_limits(burst=100))
+    pool = make_pool(clock, limits=unit_limits(burst=100))
     v1_named(pool, "bob", "127.0.0.3")
     alice = irc_named(pool, "alice", "127.0.0.2")
     alice.received()
@@ -535,7 +528,7 @@ def test_answered_ping_keeps_the_client(pool, clock):
 
 
 def test_flood_gets_the_same_limits_as_the_chat_port(clock):
-    pool = _sync_pool(clock, limits=unit_limits(rate=1, burst=3, flood_drops=5))
+    pool = make_pool(clock, limits=unit_limits(rate=1, burst=3, flood_drops=5))
     alice = irc_named(pool, "alice", "127.0.0.2")
     bob = v1_named(pool, "bob", "127.0.0.3")
     alice.received()
@@ -586,3 +579,169 @@ def test_empty_text_is_412(pool):
     lines = alice.received()
     assert [line.split(" ")[1] for line in lines[:2]] == ["412", "411"]
     assert lines[2].startswith(":unit NOTICE alice :bad-syntax: ")
+
+
+def test_the_nick_root_is_refused_at_registration_unless_root(pool):
+    peer = irc_connect(pool)
+    peer.send(f"PASS :{PASSKEY}", "NICK root", "USER r 0 * :r")
+    assert peer.received() == [":unit 432 root root :the name root is reserved"]
+    peer.send("NICK notroot")
+    assert "001" in peer.commands()
+
+
+# -- private messages, history ---------------------------------------------------
+
+
+def test_private_messages_both_ways_with_a_v1_user(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "Bob", "127.0.0.3")
+    carol = irc_named(pool, "carol", "127.0.0.4")
+    for peer in (alice, bob, carol):
+        peer.received()
+    alice.send("PRIVMSG bob :psst")
+    assert bob.received() == ["PRIVATE alice psst"]
+    bob.send("MSG alice hello there")
+    assert bob.received() == ["OK MSG alice"]
+    assert alice.received() == [":Bob!Bob@partypool PRIVMSG alice :hello there"]
+    alice.send("PRIVMSG carol :irc to irc")
+    assert carol.received() == [":alice!alice@partypool PRIVMSG carol :irc to irc"]
+    alice.send("PRIVMSG nobody :x")
+    assert alice.received() == [":unit 401 alice nobody :no user named nobody"]
+
+
+def test_a_muted_user_gets_404(clock):
+    pool = make_pool(clock, root=True)
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    pool.mutes.mute("alice", "127.0.0.2", None)
+    alice.send("PRIVMSG #party :hi", "PRIVMSG bob :hi")
+    lines = alice.received()
+    assert lines[0].startswith(":unit 404 alice #party :you are muted")
+    assert lines[1].startswith(":unit 404 alice bob :you are muted")
+
+
+def test_history_is_replayed_in_a_chathistory_batch_on_joining(pool, clock):
+    clock.advance(1767323045.0)
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    bob.send("SAY first", "SAY second")
+    alice = irc_connect(pool, host="127.0.0.2")
+    alice.send("CAP REQ :batch server-time", "CAP END")
+    lines = alice.register("alice")
+    start = lines.index(":unit 366 alice #party :End of /NAMES list") + 1
+    opening, first, second, closing = lines[start:]
+    reference = opening.split(" ")[2][1:]
+    assert opening == f":unit BATCH +{reference} chathistory #party"
+    assert first == (
+        f"@batch={reference};time=2026-01-02T03:04:05.000Z "
+        ":bob!bob@partypool PRIVMSG #party :first"
+    )
+    assert second.endswith(":bob!bob@partypool PRIVMSG #party :second")
+    assert closing == f":unit BATCH -{reference}"
+
+
+def test_history_without_batch_is_plain_lines(pool):
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    bob.send("SAY earlier")
+    alice = irc_connect(pool, host="127.0.0.2")
+    assert alice.register("alice")[-1] == ":bob!bob@partypool PRIVMSG #party :earlier"
+
+
+# -- root -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_pool(clock):
+    return make_pool(clock, root=True)
+
+
+def irc_root(pool, mechanism: str = "PLAIN") -> IrcPeer:
+    root = irc_connect(pool, host="127.0.0.9")
+    root.send("CAP REQ :sasl", "NICK admin_nick", "USER r 0 * :r")
+    root.received()
+    if mechanism == "PLAIN":
+        root.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + _plain("root", ROOT_PASSWORD))
+    else:
+        root.scram(ROOT_PASSWORD, user="root")
+    root.send("CAP END")
+    return root
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM"])
+def test_sasl_root_is_the_operator(root_pool, mechanism):
+    alice = irc_named(root_pool, "alice", "127.0.0.2")
+    alice.received()
+    root = irc_root(root_pool, mechanism)
+    lines = root.received()
+    assert ":admin_nick!admin_nick@partypool NICK root" in lines
+    assert any(" 001 root " in line for line in lines)
+    assert ":unit 353 root = #party :alice @root" in lines
+    assert alice.received() == [":root!root@partypool JOIN #party"]
+    alice.send("NAMES #party", "WHOIS root")
+    lines = alice.received()
+    assert ":unit 353 alice = #party :alice @root" in lines
+    assert ":unit 313 alice root :is the server's administrator" in lines
+
+
+def test_the_root_password_as_chat_passkey_or_vice_versa_fails(root_pool):
+    peer = irc_connect(root_pool)
+    peer.send("CAP REQ :sasl", "NICK x", "USER x 0 * :x", "AUTHENTICATE PLAIN")
+    peer.send("AUTHENTICATE " + _plain("root", PASSKEY))
+    assert "904" in peer.commands()
+    assert peer.transport.disconnecting
+
+
+def test_root_kicks_a_v1_user(root_pool):
+    bob = v1_named(root_pool, "bob", "127.0.0.3")
+    alice = irc_named(root_pool, "alice", "127.0.0.2")
+    root = irc_root(root_pool)
+    for peer in (bob, alice, root):
+        peer.received()
+    root.send("KICK #party bob :behave")
+    assert bob.received()[-1] == "BYE removed by admin"
+    kick = ":partypool!partypool@partypool KICK #party bob :removed by admin"
+    assert alice.received() == [kick]
+    assert root.received() == [kick]
+    root.send("KICK #party nobody")
+    notices = root.received()
+    assert notices[-1].endswith(":(exit status 1)")
+
+
+def test_only_root_kicks_or_runs_commands(pool):
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send("KICK #party bob", "KILL bob", "PRIVMSG partypool :list")
+    lines = alice.received()
+    assert [line.split(" ")[1] for line in lines] == ["482", "481", "481"]
+    assert bob.received() == ["JOINED alice"]
+
+
+def test_root_runs_admin_commands_answered_by_the_service(root_pool):
+    root = irc_root(root_pool)
+    root.received()
+    root.send("PRIVMSG partypool :list-conn -u")
+    lines = root.received()
+    assert lines and all(
+        line.startswith(":partypool!partypool@partypool NOTICE root :")
+        for line in lines
+    )
+    assert any("root" in line for line in lines)
+    root.send('PRIVMSG partypool :send -all "tea time"')
+    lines = root.received()
+    assert ":partypool!partypool@partypool NOTICE #party :tea time" in lines
+
+
+def test_root_hears_requests_as_notices(root_pool):
+    bob = v1_named(root_pool, "bob", "127.0.0.3")
+    root = irc_root(root_pool)
+    root.received()
+    bob.send("REQUEST more tea")
+    assert root.received() == [
+        ":partypool!partypool@partypool NOTICE root :request 1 from bob: more tea"
+    ]
+
+
+def test_nobody_can_pose_as_the_service(pool):
+    peer = irc_connect(pool)
+    peer.send(f"PASS :{PASSKEY}", "NICK partypool")
+    assert peer.commands() == ["432"]

@@ -53,11 +53,11 @@ class StoreTests(unittest.TestCase):
         connection = sqlite3.connect(self.path)
         self.addCleanup(connection.close)
         self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone(), ("wal",))
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (1,))
+        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (2,))
         self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
 
     def test_migrate_twice_is_harmless(self):
         migrate(self.store.path)
         connection = sqlite3.connect(self.path)
         self.addCleanup(connection.close)
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (1,))
+        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (2,))

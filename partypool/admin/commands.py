@@ -13,6 +13,7 @@ Every command is logged with who ran it: the login method (``password`` or
 from __future__ import annotations
 
 import ipaddress
+import math
 import shlex
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ REMOVED = "removed by admin"
 BANNED = "banned by admin"
 DEFAULT_CLOSE_MESSAGE = "server closing"
 DEFAULT_REQUESTS = 20
+DEFAULT_HISTORY = 20
 _USAGE_WIDTH = 28  # the usage column of `list`
 
 
@@ -124,6 +126,19 @@ class AdminCommands:
             ),
             "unban": _Command("unban -ip <ip> | -u <name>", "lift a ban", self._unban),
             "bans": _Command("bans", "list the bans", self._bans),
+            "mute": _Command(
+                "mute -u <name> [-t <seconds>]",
+                "stop a user's messages (until unmuted)",
+                self._mute,
+            ),
+            "unmute": _Command("unmute -u <name>", "lift a mute", self._unmute),
+            "mutes": _Command("mutes", "list the mutes", self._mutes),
+            "history": _Command(
+                "history [-n <count>]", "the room's kept messages", self._history
+            ),
+            "clear-history": _Command(
+                "clear-history", "erase the kept messages", self._clear_history
+            ),
             "stats": _Command("stats", "uptime, users and traffic", self._stats),
             "exit": _Command("exit", "log out (Ctrl-D too)", self._exit),
         }
@@ -236,7 +251,7 @@ class AdminCommands:
         if option == "-all":
             if targets:
                 raise UsageError("put the message in quotes")
-            return Result(f"sent to {_count(room.broadcast(event), 'user')}")
+            return Result(f"sent to {_count(room.announce(event), 'user')}")
         if option == "-u":
             if len(targets) != 1:
                 raise UsageError("give one name, then the message in quotes")
@@ -315,6 +330,74 @@ class AdminCommands:
     def _bans(self, args: list[str]) -> Deferred[Result]:
         _no_arguments(args)
         return self.pool.store.bans().addCallback(_show_bans)
+
+    def _mute(self, args: list[str]) -> Result:
+        options = _options(args, {"-u", "-t"})
+        if "-u" not in options:
+            raise UsageError("give the name with -u")
+        name = _checked_name(options["-u"])
+        seconds = None
+        if "-t" in options:
+            seconds = _number(options["-t"], "-t", minimum=1)
+        member = self.pool.room.by_name(name)
+        hosts = frozenset() if member is None else frozenset({member.host})
+        self.pool.mutes.mute(name if member is None else member.name, hosts, seconds)
+        how_long = "until unmuted" if seconds is None else f"for {seconds} s"
+        if member is None:
+            return Result(f"muted {name} {how_long} (not online: by name only)")
+        self.pool.room.send_to(
+            [member], events.notice(f"the administrator muted you {how_long}")
+        )
+        return Result(f"muted {member.name} {how_long} (and address {member.host})")
+
+    def _unmute(self, args: list[str]) -> Result:
+        options = _options(args, {"-u"})
+        if "-u" not in options:
+            raise UsageError("give the name with -u")
+        name = options["-u"]
+        if not self.pool.mutes.unmute(name):
+            return Result(f"{scrub(name)[:40]} was not muted", 1)
+        member = self.pool.room.by_name(name)
+        if member is not None:
+            self.pool.room.send_to(
+                [member], events.notice("the administrator lifted your mute")
+            )
+        return Result(f"unmuted {scrub(name)[:40]}")
+
+    def _mutes(self, args: list[str]) -> Result:
+        _no_arguments(args)
+        now = self.pool.clock.seconds()
+        lines = []
+        for mute in self.pool.mutes.active():
+            left = (
+                "until unmuted"
+                if math.isinf(mute.until)
+                else _duration(math.ceil(mute.until - now)) + " left"
+            )
+            hosts = " ".join(sorted(mute.hosts)) or "-"
+            lines.append(f"{mute.name}  {hosts}  {left}")
+        return Result("\n".join(lines) or "no mutes")
+
+    def _history(self, args: list[str]) -> Result:
+        options = _options(args, {"-n"})
+        count = _number(options.get("-n", str(DEFAULT_HISTORY)), "-n", minimum=1)
+        history = self.pool.history
+        if history is None:
+            return Result("no history is kept (--history 0)")
+        lines = [
+            f"#{e.id}  {e.time}  {' '.join((e.event.verb, *e.event.parts))}"
+            for e in history.recent(count)
+        ]
+        return Result("\n".join(lines) or "no messages kept")
+
+    def _clear_history(self, args: list[str]) -> Deferred[Result]:
+        _no_arguments(args)
+        history = self.pool.history
+        if history is None:
+            return defer.succeed(Result("no history is kept (--history 0)"))
+        return history.clear().addCallback(
+            lambda count: Result(f"history cleared: {_count(count, 'message')} erased")
+        )
 
     def _stats(self, args: list[str]) -> Result:
         _no_arguments(args)
@@ -398,8 +481,13 @@ def _address(text: str) -> str:
 
 
 def _name_key(name: str) -> str:
+    return name_key(_checked_name(name))
+
+
+def _checked_name(name: str) -> str:
+    """``name`` as the room would spell it, or `UsageError` saying why not."""
     try:
-        return name_key(check_name(name))
+        return check_name(name)
     except WireError as e:
         raise UsageError(e.text) from None
 

@@ -9,9 +9,14 @@ brief (docs/irc.md has it all):
   gets 904 (SASL) or 464, then ``ERROR`` and close.  Other commands before
   registration get 451.
 - The room is one channel (``#party`` unless configured): a client is joined
-  to it on registration.  ``PRIVMSG``/``NOTICE`` to the channel say to the
-  room.  Room events arrive as ``PRIVMSG``, ``JOIN``, ``QUIT``, ``KICK`` and
-  ``NOTICE``, tagged with ``time`` and ``msgid`` for clients that asked.
+  to it on registration and gets the room's recent messages in a
+  ``chathistory`` batch.  ``PRIVMSG``/``NOTICE`` to the channel say to the
+  room, to a nick send a private message.  Room events arrive as
+  ``PRIVMSG``, ``JOIN``, ``QUIT``, ``KICK`` and ``NOTICE``, tagged with
+  ``time`` and ``msgid`` for clients that asked.
+- Root (SASL account ``root`` with the root password) joins as ``@root``:
+  ``KICK``/``KILL`` remove a user, and ``PRIVMSG partypool :<command>`` runs
+  any admin command, its output coming back as NOTICEs from ``partypool``.
 - Nicknames are room names, unchanged (`partypool.doors.irc_wire` says why).
 
 Every rule that is not about IRC — admission, the login throttle, the rate
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import shlex
 import time
 from collections.abc import Callable, Iterator
 
@@ -36,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from partypool import __version__
+from partypool.admin.commands import BANNED, REMOVED, Result
 from partypool.doors.chat import ChatProtocol
 from partypool.doors.irc_wire import (
     MESSAGE_MAX,
@@ -47,9 +54,16 @@ from partypool.doors.irc_wire import (
     split_text,
 )
 from partypool.doors.v1 import Outlet
-from partypool.room.auth import AuthFailed, b64decode_text, b64encode_text
+from partypool.room.auth import (
+    ROOT_USERNAME,
+    SCRAM_USERNAME,
+    AuthFailed,
+    b64decode_text,
+    b64encode_text,
+)
+from partypool.room.history import Entry
 from partypool.room.pool import PartyPool
-from partypool.room.room import Event
+from partypool.room.room import ROOT_NAME, Event
 from partypool.room.session import CHATTING, NAMING, Session
 from partypool.wire import NAME_MAX, WireError, check_name, name_key, scrub
 
@@ -75,11 +89,21 @@ CAPS = {
 _BEFORE_REGISTRATION = frozenset(
     {"CAP", "AUTHENTICATE", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
 )
-# Refusals of a client's command that have a numeric of their own; the rest
-# reach the client as a NOTICE from the server, code and text.
-_NUMERICS = {"nick-invalid": "432", "nick-taken": "433", "banned": "432"}
+# Refusals of a client's command that have a numeric of their own (with the
+# target as its parameter); the rest reach the client as a NOTICE from the
+# server, code and text.
+_NUMERICS = {
+    "nick-invalid": "432",
+    "nick-taken": "433",
+    "banned": "432",
+    "no-such-user": "401",
+    "muted": "404",
+    "forbidden": "481",
+}
 # Room-leave reasons shown as a KICK by the service rather than a QUIT.
-_KICKS = frozenset({"removed by admin", "banned by admin"})
+_KICKS = frozenset({REMOVED, BANNED})
+# Events for one member only: formatted for that member, not once for all.
+_PERSONAL = frozenset({"PRIVATE", "REQUESTED"})
 
 # The tags a client negotiated, as bits: one encoding of each event per mix.
 TIME_TAG, MSGID_TAG = 1, 2
@@ -254,7 +278,24 @@ class IrcDialect:
     # -- Door (partypool.room.session) ---------------------------------------
 
     def deliver(self, event: Event) -> None:
+        if event.verb in _PERSONAL:
+            return self._personal(event)
         self._gather(event.encoded(self._encode))
+
+    def _personal(self, event: Event) -> None:
+        tags = self.gateway.tags(self._mix, self.gateway.fresh_stamp())
+        if event.verb == "PRIVATE":
+            sender, text = event.parts
+            lines = self.gateway.messages(
+                "PRIVMSG", source(sender), self.me, text, tags
+            )
+        else:  # REQUESTED, for root
+            request_id, name, text = event.parts
+            said = f"request {request_id} from {name}: {text}"
+            lines = self.gateway.messages(
+                "NOTICE", source(SERVICE), self.me, said, tags
+            )
+        self._gather(lines)
 
     def error(self, error: WireError) -> None:
         if error.code == "line-too-long":
@@ -423,10 +464,11 @@ class IrcDialect:
             return self._numeric(
                 "447", f"names are fixed for the session; reconnect as {_word(wanted)}"
             )
-        try:
-            check_name(wanted)
-        except WireError as e:
-            return self._numeric("432", _word(wanted), e.text)
+        if name_key(wanted) != ROOT_NAME:  # root: checked at registration
+            try:
+                check_name(wanted)
+            except WireError as e:
+                return self._numeric("432", _word(wanted), e.text)
         if self.pool.room.by_name(wanted) is not None:
             return self._numeric("433", _word(wanted), "Nickname is already in use")
         self.nick = wanted
@@ -460,19 +502,24 @@ class IrcDialect:
                 self._failure_numeric = ("464", "Password required (SASL or PASS)")
                 return session.login_failed("no passkey")
             password, self._password = self._password, None
-            return self._check_passkey(password, self._try_register)
+            return self._check_secret(SCRAM_USERNAME, password, self._try_register)
+        wanted = ROOT_NAME if session.is_root else self.nick
         try:
-            name = session.join(self.nick)
+            name = session.join(wanted)
         except WireError as e:
             code = _NUMERICS.get(e.code, "432")
             return self._numeric(code, _word(self.nick), e.text)
         if name is not None:  # None: refused (full, one per address), ended
+            if name != self.nick:  # root, whatever nick it asked for
+                self._send(format_message("NICK", name, source=source(self.me)))
             self.nick = name
             self._welcome()
 
-    def _check_passkey(self, passkey: str, then: Callable[[], None]) -> None:
+    def _check_secret(
+        self, account: str, secret: str, then: Callable[[], None]
+    ) -> None:
         self._checking = True
-        d = self.session.passkey_login(passkey)
+        d = self.session.login_secret(account, secret)
 
         def checked(ok: bool) -> None:
             self._checking = False
@@ -483,7 +530,7 @@ class IrcDialect:
 
     def _check_failed(self, failure: Failure) -> None:
         self._checking = False
-        log.failure("checking a passkey from {peer}", failure, peer=self.session.peer)
+        log.failure("checking a secret from {peer}", failure, peer=self.session.peer)
         self.session.internal_error()
 
     def _welcome(self) -> None:
@@ -499,6 +546,7 @@ class IrcDialect:
             self._numeric("005", *tokens[start : start + 12], "are supported")
         self._numeric("422", "MOTD File is missing")
         self._joined()
+        self._replay()
 
     def _isupport(self) -> list[str]:
         network = self.pool.server_name.replace("\\", "\\x5C").replace(" ", "\\x20")
@@ -522,6 +570,32 @@ class IrcDialect:
         self._send(format_message("JOIN", channel, source=source(self.me)))
         self._numeric("332", channel, self.pool.server_name)
         self._names()
+
+    def _replay(self) -> None:
+        """The room's recent messages, as ergo's autoreplay sends them: in a
+        ``chathistory`` batch, each with the time it was said (for clients
+        that asked for ``batch`` and ``server-time``)."""
+        entries = self.session.history()
+        if not entries:
+            return
+        batch = "batch" in self.caps
+        reference = secrets.token_hex(4)
+        server, channel = self.gateway.server, self.gateway.channel
+        if batch:
+            start = format_message(
+                "BATCH", "+" + reference, "chathistory", channel, source=server
+            )
+            self._send(start)
+        for entry in entries:
+            self._send(self._entry_lines(entry, reference if batch else None))
+        if batch:
+            self._send(format_message("BATCH", "-" + reference, source=server))
+
+    def _entry_lines(self, entry: Entry, batch: str | None) -> bytes:
+        tags = self.gateway.tags(self._mix, f"{entry.time} h{entry.id}".encode())
+        if batch is not None:
+            tags = {"batch": batch, **tags}
+        return self.gateway.event_lines(entry.event, tags)
 
     # -- SASL ----------------------------------------------------------------
 
@@ -568,12 +642,15 @@ class IrcDialect:
         self._send(format_message("AUTHENTICATE", "+"))
 
     def _sasl_plain(self, message: str) -> None:
-        """``authzid NUL authcid NUL passkey``; the account names are not checked
-        (clients fill them with ``chat`` or the nick), only the passkey."""
+        """``authzid NUL authcid NUL secret``.  Account ``root`` is root, with
+        the root password; any other (clients fill in ``chat`` or the nick)
+        is everyone's, with the chat passkey."""
         fields = message.split("\0")
         if len(fields) != 3:
             return self.session.login_failed("malformed SASL PLAIN")
-        self._check_passkey(fields[2], self._sasl_succeeded)
+        _, account, secret = fields
+        account = ROOT_USERNAME if account == ROOT_USERNAME else SCRAM_USERNAME
+        self._check_secret(account, secret, self._sasl_succeeded)
 
     def _sasl_scram(self, message: str) -> None:
         session = self.session
@@ -590,7 +667,7 @@ class IrcDialect:
     def _sasl_succeeded(self) -> None:
         self._sasl = None
         self._sasl_done = True
-        account = "chat"
+        account = ROOT_USERNAME if self.session.is_root else SCRAM_USERNAME
         self._numeric(
             "900", source(self.me), account, f"You are now logged in as {account}"
         )
@@ -668,16 +745,30 @@ class IrcDialect:
         if len(params) < 2 or not params[1]:
             return self._numeric("412", "No text to send")
         target, text = params[0], params[1]
-        if self._is_channel(target):
-            try:
+        try:
+            if self._is_channel(target):
                 self.session.say(text)
-            except WireError as e:
-                return self._server_notice(f"{e.code}: {e.text}")
-            self._echo(command, self.gateway.channel, text)
-        elif target.startswith("#"):
-            self._no_such_channel(target)
-        else:
-            self._numeric("401", _word(target), "No such nick/channel")
+                self._echo(command, self.gateway.channel, text)
+            elif target.startswith("#"):
+                self._no_such_channel(target)
+            elif name_key(target) == SERVICE:
+                if command == "PRIVMSG":  # a NOTICE is never answered
+                    self.session.admin(text, self._admin_output)
+            else:
+                name = self.session.private(target, text)
+                self._echo(command, name, text)
+        except WireError as e:
+            self._refused(e, target)
+
+    def _refused(self, e: WireError, target: str) -> None:
+        """A refusal of a message: its numeric, or a NOTICE with code and text."""
+        numeric = _NUMERICS.get(e.code)
+        if numeric is None:
+            return self._server_notice(f"{e.code}: {e.text}")
+        if numeric == "481":
+            return self._numeric(numeric, "Permission Denied- " + e.text)
+        shown = self.gateway.channel if self._is_channel(target) else _word(target)
+        self._numeric(numeric, shown, e.text)
 
     def irc_NOTICE(self, params: list[str]) -> None:  # noqa: N802
         self.irc_PRIVMSG(params, "NOTICE")
@@ -699,7 +790,8 @@ class IrcDialect:
         """353 lines as full as 512 bytes allow, then 366."""
         channel = self.gateway.channel
         head = f":{self.gateway.server} 353 {self.me} = {channel} :\r\n"
-        for line in _pack(self.session.names(), MESSAGE_MAX - len(head.encode())):
+        names = [_prefixed(name) for name in self.session.names()]
+        for line in _pack(names, MESSAGE_MAX - len(head.encode())):
             self._numeric("353", "=", channel, line)
         self._numeric("366", channel, "End of /NAMES list")
 
@@ -735,7 +827,7 @@ class IrcDialect:
             return self._numeric("502", "Can't change mode for other users")
         if len(params) > 1 and params[1] not in ("+i", "-i", "i"):
             return self._numeric("501", "Unknown MODE flag")
-        self._numeric("221", "+i")
+        self._numeric("221", "+io" if self.session.is_root else "+i")
 
     def irc_WHO(self, params: list[str]) -> None:  # noqa: N802
         mask = params[0] if params else "*"
@@ -746,8 +838,9 @@ class IrcDialect:
             names = [member.name] if member is not None else []
         channel, server = self.gateway.channel, self.gateway.server
         for name in names:
+            flags = "H*@" if name == ROOT_NAME else "H"
             self._numeric(
-                "352", channel, name, USER_HOST, server, name, "H", f"0 {name}"
+                "352", channel, name, USER_HOST, server, name, flags, f"0 {name}"
             )
         self._numeric("315", _word(mask), "End of /WHO list")
 
@@ -761,8 +854,12 @@ class IrcDialect:
             return self._numeric("318", _word(wanted), "End of /WHOIS list")
         name = member.name
         self._numeric("311", name, name, USER_HOST, "*", name)
-        self._numeric("319", name, self.gateway.channel)
+        self._numeric(
+            "319", name, _prefixed(name).removesuffix(name) + self.gateway.channel
+        )
         self._numeric("312", name, self.gateway.server, self.pool.server_name)
+        if name == ROOT_NAME:
+            self._numeric("313", name, "is the server's administrator")
         self._numeric("318", name, "End of /WHOIS list")
 
     def irc_USERHOST(self, params: list[str]) -> None:  # noqa: N802
@@ -784,6 +881,53 @@ class IrcDialect:
 
     def irc_MOTD(self, params: list[str]) -> None:  # noqa: N802
         self._numeric("422", "MOTD File is missing")
+
+    # -- root ---------------------------------------------------------------------
+
+    def irc_KICK(self, params: list[str]) -> None:  # noqa: N802
+        """Root removes a user (``remove -u``); anyone else gets 482."""
+        if not self._enough(params, 2, "KICK"):
+            return
+        channel = self.gateway.channel
+        if not self._is_channel(params[0]):
+            return self._no_such_channel(params[0])
+        if not self.session.is_root:
+            return self._numeric("482", channel, "You're not channel operator")
+        self._remove(params[1])
+
+    def irc_KILL(self, params: list[str]) -> None:  # noqa: N802
+        """Root removes a user, as KICK does; anyone else gets 481."""
+        if not self._enough(params, 1, "KILL"):
+            return
+        if not self.session.is_root:
+            return self._numeric("481", "Permission Denied- You're not an operator")
+        self._remove(params[0])
+
+    def _remove(self, nick: str) -> None:
+        def answer(result: Result) -> None:
+            if result.status:  # success shows as the KICK itself
+                self._admin_output(result)
+
+        self.session.admin(shlex.join(["remove", "-u", nick]), answer)
+
+    def _admin_output(self, result: Result) -> None:
+        """A command's output as NOTICEs from the service: ``done`` if it
+        printed nothing, and its exit status when it failed."""
+        lines = result.output.splitlines() or ["done"]
+        if result.status:
+            lines.append(f"(exit status {result.status})")
+        notice = self.gateway.messages
+        self._send(
+            b"".join(
+                notice("NOTICE", source(SERVICE), self.me, line or " ", {})
+                for line in lines
+            )
+        )
+
+
+def _prefixed(name: str) -> str:
+    """A name as NAMES shows it: root, the operator, with ``@``."""
+    return "@" + name if name == ROOT_NAME else name
 
 
 def _pack(names: list[str], room: int) -> Iterator[str]:

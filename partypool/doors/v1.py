@@ -17,7 +17,7 @@ ending) and tells its `session` about the connection's life.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -46,13 +46,24 @@ from partypool.wire import (
     scrub,
 )
 
+if TYPE_CHECKING:
+    from partypool.admin.commands import Result
+
 # state -> verbs accepted in it, and the error for any other verb
 _ALWAYS = {"PING", "PONG", "QUIT"}
 _STATES = {
     LOGIN: ({"AUTH"} | _ALWAYS, "auth-required", "log in first (AUTH)"),
     CHALLENGE: ({"AUTH-RESPONSE"} | _ALWAYS, "auth-required", "finish logging in"),
-    NAMING: ({"NICK"} | _ALWAYS, "nick-required", "choose a name first (NICK)"),
-    CHATTING: ({"SAY", "ONLINE", "IP", "REQUEST"} | _ALWAYS, None, None),
+    NAMING: (
+        {"NICK", "ADMIN"} | _ALWAYS,
+        "nick-required",
+        "choose a name first (NICK)",
+    ),
+    CHATTING: (
+        {"SAY", "MSG", "ONLINE", "IP", "REQUEST", "HISTORY", "ADMIN"} | _ALWAYS,
+        None,
+        None,
+    ),
 }
 _AFTER_LOGIN = {
     "AUTH": ("already-authenticated", "you are already logged in"),
@@ -184,6 +195,38 @@ class V1Dialect:
 
     def handle_SAY(self, argument: str) -> None:  # noqa: N802
         self.session.say(argument)
+
+    def handle_MSG(self, argument: str) -> None:  # noqa: N802
+        target, _, text = argument.partition(" ")
+        if not text.strip():
+            raise WireError("bad-syntax", "usage: MSG <name> <text>")
+        self._reply("OK", "MSG", self.session.private(target, text))
+
+    def handle_ADMIN(self, argument: str) -> None:  # noqa: N802
+        self.session.admin(argument, self._admin_answer)
+
+    def _admin_answer(self, result: Result) -> None:
+        """``ADMIN-OUT`` per line of output, then ``ADMIN-END <status>``."""
+        lines = result.output.split("\n") if result.output else []
+        self._outlet.write(
+            b"".join(format_line("ADMIN-OUT", scrub(line)) for line in lines)
+            + format_line("ADMIN-END", str(result.status))
+        )
+
+    def handle_HISTORY(self, argument: str) -> None:  # noqa: N802
+        count = None
+        if argument:
+            if not argument.isascii() or not argument.isdigit():
+                raise WireError("bad-syntax", "usage: HISTORY [count]")
+            count = int(argument)  # a line is too short for int()'s digit limit
+        entries = self.session.history(count)
+        self._outlet.write(
+            b"".join(
+                format_line("HISTORY", str(e.id), e.time, e.event.verb, *e.event.parts)
+                for e in entries
+            )
+            + format_line("HISTORY-END", str(len(entries)))
+        )
 
     def handle_ONLINE(self, argument: str) -> None:  # noqa: N802
         names = self.session.names()

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 
 SCRAM_MECHANISM = "SCRAM-SHA-256"
 SCRAM_USERNAME = "chat"
+ROOT_USERNAME = "root"  # the SCRAM username of a root login on the chat port
 DEFAULT_ITERATIONS = 390_000
 _mechanism = scramp.ScramMechanism(SCRAM_MECHANISM)
 
@@ -33,7 +34,8 @@ class AuthFailed(Exception):
 
 @attrs.frozen(repr=False)
 class ChatVerifier:
-    """The salted SCRAM verifier of the chat passkey (RFC 5802 StoredKey/ServerKey)."""
+    """A salted SCRAM verifier (RFC 5802 StoredKey/ServerKey): the chat
+    passkey's, or the root password's for root logins on the chat port."""
 
     salt: bytes
     stored_key: bytes
@@ -46,33 +48,44 @@ class ChatVerifier:
     ) -> ChatVerifier:
         return cls(*_mechanism.make_auth_info(passkey, iteration_count=iterations))
 
-    def exchange(self) -> ScramExchange:
-        return ScramExchange(self)
-
-    def matches(self, passkey: str) -> bool:
-        """Whether ``passkey`` is the one this verifier was made from, for a
-        door whose clients send it in the clear (IRC's PASS and SASL PLAIN).
-        Runs the full PBKDF2, slow on purpose: call it off the reactor."""
+    def matches(self, secret: str) -> bool:
+        """Whether ``secret`` is the one this verifier was made from (for a
+        door whose login sends the secret itself, such as IRC's SASL PLAIN).
+        Slow on purpose, like the PBKDF2 it runs: call it off the reactor."""
         _, stored_key, _, _ = _mechanism.make_auth_info(
-            passkey, iteration_count=self.iterations, salt=self.salt
+            secret, iteration_count=self.iterations, salt=self.salt
         )
         return hmac.compare_digest(stored_key, self.stored_key)
+
+    def exchange(self) -> ScramExchange:
+        return ScramExchange(self)
 
     def __repr__(self) -> str:
         return f"<ChatVerifier iterations={self.iterations}>"
 
 
 class ScramExchange:
-    """The server side of one login: two steps, each failing with `AuthFailed`."""
+    """The server side of one login: two steps, each failing with `AuthFailed`.
 
-    def __init__(self, verifier: ChatVerifier) -> None:
+    The SCRAM username picks the verifier: ``chat`` the passkey's, ``root``
+    the root password's (when the server has one).  After `first`,
+    ``username`` says which role is logging in; after `final`, that it did.
+    """
+
+    def __init__(
+        self, verifier: ChatVerifier, root: ChatVerifier | None = None
+    ) -> None:
         self._server = _mechanism.make_server(self._lookup)
-        self._verifier = verifier
+        self._verifiers = {SCRAM_USERNAME: verifier}
+        if root is not None:
+            self._verifiers[ROOT_USERNAME] = root
+        self.username: str | None = None
 
     def _lookup(self, username: str) -> tuple[bytes, bytes, bytes, int]:
-        if username != SCRAM_USERNAME:
+        v = self._verifiers.get(username)
+        if v is None:
             raise scramp.ScramException("unknown user")
-        v = self._verifier
+        self.username = username
         return v.salt, v.stored_key, v.server_key, v.iterations
 
     def first(self, client_first: str) -> str:

@@ -1,8 +1,9 @@
 """The running Party Pool, free of any transport.
 
 `PartyPool` bundles what every front door shares — the room, the passkey
-verifier, the login throttle, the store, the limits and the clock — and owns
-server-wide actions such as the shutdown countdown.  `make_server` builds it
+verifier (and root's, for root logins on the chat port), the login throttle,
+the mutes, the store, the limits and the clock — and owns server-wide
+actions such as the shutdown countdown.  `make_server` builds it
 from explicit keyword arguments so tests need no command-line options.
 """
 
@@ -23,6 +24,8 @@ from twisted.logger import Logger
 from partypool.room import room as events
 from partypool.room.auth import ChatVerifier, LoginThrottle
 from partypool.room.gather import Gatherer
+from partypool.room.history import Entry, History
+from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
 
@@ -58,6 +61,12 @@ class Connection(Protocol):
     """Any open client connection, named or not."""
 
     def disconnect(self, reason: str) -> None: ...
+
+
+class RootCommands(Protocol):
+    """The admin command executor (`partypool.admin.commands.AdminCommands`)."""
+
+    def run(self, line: str) -> Deferred: ...
 
 
 def host_and_peer(address: IAddress) -> tuple[str, str]:
@@ -97,10 +106,16 @@ class PartyPool:
     limits: Limits = Limits()
     log_messages: bool = False
     stop_server: Callable[[], object] = lambda: None
-    # Runs slow checks (a passkey sent in the clear) off the reactor thread.
+    # Root on the chat port: the root password's SCRAM verifier (None: no
+    # root logins there), and what runs root's commands, given the peer.
+    root_verifier: ChatVerifier | None = None
+    root_commands: Callable[[str], RootCommands] | None = None
+    # Runs a slow check (a password's PBKDF2) off the reactor.
     defer_to_thread: Callable[..., Deferred] = threads.deferToThread
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)
+    mutes: Mutes = attrs.field(init=False)
+    history: History | None = None  # None: the room keeps no history
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
     pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
@@ -109,6 +124,7 @@ class PartyPool:
     def __attrs_post_init__(self) -> None:
         self.started = self.clock.seconds()
         self.throttle = self.new_throttle()
+        self.mutes = Mutes(self.clock)
         self.gatherer = Gatherer(
             self.clock, self.limits.write_rate, self.limits.max_hold
         )
@@ -170,11 +186,23 @@ def make_server(
     log_messages: bool = False,
     stop_server: Callable[[], object] = lambda: None,
     bans: Iterable[Ban] = (),
+    root_verifier: ChatVerifier | None = None,
+    history: int = 200,
+    history_days: float = 7.0,
+    history_kept: tuple[Iterable[Entry], int] = ((), 0),
 ) -> PartyPool:
-    """Build the core, with ``bans`` (from the store) in force."""
+    """Build the core, with ``bans`` (from the store) in force.
+
+    The room keeps its last ``history`` messages (0: none) for
+    ``history_days`` days; ``history_kept`` is what the store kept before,
+    and the last id it gave (`partypool.room.store.load_history`).
+    """
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
     for ban in bans:
         (room.banned_hosts if ban.kind == "ip" else room.banned_names).add(ban.value)
+    if history:
+        entries, last_id = history_kept
+        room.history = History(store, clock, history, history_days, entries, last_id)
     return PartyPool(
         room=room,
         verifier=verifier,
@@ -184,4 +212,6 @@ def make_server(
         limits=limits,
         log_messages=log_messages,
         stop_server=stop_server,
+        root_verifier=root_verifier,
+        history=room.history,
     )

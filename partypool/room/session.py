@@ -1,16 +1,19 @@
 """One user's session in the room, whatever door they came in by.
 
 A `Session` holds every rule a front door shares: admission and the count of
-pending logins per address, the login throttle, the SCRAM-SHA-256 exchange,
-the rate limit and flood cut-off, the login and keepalive timers, room
-membership, and the goodbye that ends it.  It is the room
+pending logins per address, the login throttle, the SCRAM-SHA-256 exchange
+(for chat, or for root with the root password), the rate limit and flood
+cut-off, the login and keepalive timers, room membership, mutes, private
+messages, root's commands, and the goodbye that ends it.  It is the room
 `~partypool.room.room.Member` once named, and the
 `~partypool.room.pool.Connection` in ``pool.connections`` from the start.
 
 It knows no wire.  A door drives it with plain calls — `Session.start`,
 `Session.admit_line` for each line received, `Session.scram_first` /
-`Session.scram_final`, `Session.join`, `Session.say`, `Session.names`,
-`Session.request`, `Session.quit`, and the carrier's `Session.handshake_done`,
+`Session.scram_final` (or `Session.login_secret`), `Session.join`,
+`Session.say`, `Session.private`, `Session.names`, `Session.history`,
+`Session.request`, `Session.admin`, `Session.quit`, and the carrier's
+`Session.handshake_done`,
 `Session.too_slow` and `Session.lost` — and a refusal it may answer comes
 back as a `~partypool.wire.WireError` (one error code; the door words it).
 What the session must say on its own (room events, a keepalive ping, an
@@ -23,18 +26,33 @@ gateway format them each their own way, and neither copies a rule.
 from __future__ import annotations
 
 import collections
+import math
 import secrets
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-from twisted.internet.defer import Deferred, succeed
+import attrs
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from partypool.room.auth import AuthFailed, ScramExchange
-from partypool.room.pool import PartyPool
+from partypool.room import room as events
+from partypool.room.auth import (
+    ROOT_USERNAME,
+    SCRAM_USERNAME,
+    AuthFailed,
+    ScramExchange,
+)
+from partypool.room.history import DEFAULT_COUNT as DEFAULT_HISTORY
+from partypool.room.history import Entry
+from partypool.room.pool import PartyPool, RootCommands
 from partypool.room.room import Event
 from partypool.wire import WireError, clean_text, scrub
+
+if TYPE_CHECKING:
+    from partypool.admin.commands import Result
 
 # The states, in order; a door decides which of its verbs each one accepts.
 NEW, LOGIN, CHALLENGE, NAMING, CHATTING, CLOSED = (
@@ -46,6 +64,8 @@ NEW, LOGIN, CHALLENGE, NAMING, CHATTING, CLOSED = (
     "closed",  # ended; the door feeds it nothing more
 )
 QUIT_REASON_MAX = 200
+# What a door without a terminal says to root's ``manhole``.
+NO_TERMINAL = "manhole needs a terminal: use the SSH admin port (ssh -t)"
 # After the goodbye, how long a peer may take to let the connection close (a
 # TLS peer that never finished its handshake would otherwise hold it open).
 CLOSE_GRACE = 10.0
@@ -116,10 +136,14 @@ class Session:
         self.peer = peer
         self.name: str | None = None
         self.state = NEW
+        self.is_root = False  # logged in with the root password
         self.log = log
         self._door = door
         self._handshaking = handshaking
         self._exchange: ScramExchange | None = None
+        self._held_refusal: WireError | None = None
+        self._commands: RootCommands | None = None
+        self._admin_queue: Deferred[None] = defer.succeed(None)
         self._pending_login = False
         self._timers: dict[str, IDelayedCall] = {}
         self._pinged_at: float | None = None  # when our unanswered ping went out
@@ -138,12 +162,24 @@ class Session:
     def start(self) -> bool:
         """Refuse or admit the peer and start the timers; False if refused
         (the goodbye is said).  A door greets its peer first, if its
-        dialect greets."""
+        dialect greets.
+
+        Root is exempt from the cap and the one-session-per-address rule,
+        and only the login says who is root: so when the chat port takes
+        root logins, a connection refused for those two reasons is told so
+        at its first login step instead, unless that step logs in as root.
+        """
         pool, clock = self.pool, self.pool.clock
         pool.connections.add(self)
         self.state = LOGIN
         self.log.info("connect from {peer}", peer=self.peer)
         refusal = pool.room.admission_error(self.host)
+        if (
+            refusal is not None
+            and refusal.code in ("server-full", "duplicate-ip")
+            and pool.root_verifier is not None
+        ):
+            self._held_refusal, refusal = refusal, None
         if pool.pending_logins[self.host] >= pool.limits.max_pending_logins:
             refusal = WireError(
                 "auth-throttled", "too many pending logins from your address"
@@ -186,6 +222,13 @@ class Session:
     def _close(self) -> None:
         self.state = CLOSED
         vars(self).pop("deliver", None)  # the room's events stop here
+
+    def _end_login(self) -> None:
+        """Logged in for good: no longer pending, no login timeout."""
+        self._end_pending_login()
+        timer = self._timers.pop("login", None)
+        if timer is not None:
+            timer.cancel()
 
     def _end_pending_login(self) -> None:
         if self._pending_login:
@@ -333,13 +376,28 @@ class Session:
         the login failed and the session has ended."""
         if self._throttled():
             return None
-        self._exchange = self.pool.verifier.exchange()
+        self._exchange = ScramExchange(self.pool.verifier, self.pool.root_verifier)
         try:
             server_first = self._exchange.first(client_first)
         except AuthFailed as e:
             return self.login_failed(str(e))
+        if self._refused_as(self._exchange.username):
+            return None
         self.state = CHALLENGE
         return server_first
+
+    def _refused_as(self, username: str) -> bool:
+        """Tell a connection that `start` let in only in case it was root, now
+        that it says who it is, that it is still refused (and end it)."""
+        held, self._held_refusal = self._held_refusal, None
+        if held is None or username == ROOT_USERNAME:
+            return False
+        refusal = self.pool.room.admission_error(self.host)  # still?
+        if refusal is None:
+            return False
+        self.log.info("refused {peer}: {code}", peer=self.peer, code=refusal.code)
+        self.goodbye(refusal.code, error=refusal)
+        return True
 
     def scram_final(self, client_final: str) -> str | None:
         """Finish the login: the server-final-message (the peer checks the
@@ -351,34 +409,47 @@ class Session:
             server_final = self._exchange.final(client_final)
         except AuthFailed as e:
             return self.login_failed(str(e))
-        self._exchange = None
-        self.state = NAMING
-        self.log.info("login ok from {peer}", peer=self.peer)
+        self._logged_in(self._exchange.username)
         return server_final
 
-    def passkey_login(self, passkey: str) -> Deferred[bool]:
-        """Log in with the passkey itself, for a dialect whose clients send it
-        in the clear (IRC's PASS and SASL PLAIN; TLS protects it on the
-        wire).  Fires True once logged in, False if the login failed and the
-        session has ended.  The check runs off the reactor; the login timer,
-        throttle and failure count are the same as for SCRAM."""
+    def login_secret(self, username: str, secret: str) -> Deferred[bool]:
+        """Log in with the secret itself, for a door whose login sends it
+        (IRC's ``PASS`` and SASL PLAIN); ``username`` as in SCRAM (``chat``
+        or ``root``).  The check runs off the reactor; fires True once
+        logged in, False if the login failed and the session has ended.
+        """
         if self._throttled():
-            return succeed(False)
-        self._exchange = None
+            return defer.succeed(False)
+        pool = self.pool
+        verifiers = {SCRAM_USERNAME: pool.verifier, ROOT_USERNAME: pool.root_verifier}
+        verifier = verifiers.get(username)
+        if verifier is None:
+            self.login_failed("unknown user")
+            return defer.succeed(False)
+        if self._refused_as(username):
+            return defer.succeed(False)
         self.state = CHALLENGE
-        d = self.pool.defer_to_thread(self.pool.verifier.matches, passkey)
-        d.addCallback(self._passkey_checked)
-        return d
 
-    def _passkey_checked(self, ok: bool) -> bool:
-        if self.state != CHALLENGE:  # ended while the check ran
-            return False
-        if not ok or self._throttled():
-            self.login_failed("wrong passkey")
-            return False
+        def checked(matches: bool) -> bool:
+            if self.closed:
+                return False
+            if not matches:
+                self.login_failed("wrong secret")
+                return False
+            self._logged_in(username)
+            return True
+
+        return pool.defer_to_thread(verifier.matches, secret).addCallback(checked)
+
+    def _logged_in(self, username: str) -> None:
+        self.is_root = username == ROOT_USERNAME
+        self._exchange = None
         self.state = NAMING
-        self.log.info("login ok from {peer}", peer=self.peer)
-        return True
+        if self.is_root:  # logged in for good: root need not join the room
+            self._end_login()
+            self.log.warn("root logged in on the chat port from {peer}", peer=self.peer)
+        else:
+            self.log.info("login ok from {peer}", peer=self.peer)
 
     def login_failed(self, why: str) -> None:
         """Count a failed login against the address and end the session (a
@@ -400,17 +471,22 @@ class Session:
 
         Raises `WireError` for a name the peer may replace (``nick-invalid``,
         ``nick-taken``, ``banned``); returns None if the room is full or the
-        address already has a session, and the session has ended.
+        address already has a session, and the session has ended.  A root
+        session joins as ``root`` and only so.
         """
+        room = self.pool.room
         try:
-            name = self.pool.room.join(self, requested)
+            name = (
+                room.join_root(self, requested)
+                if self.is_root
+                else room.join(self, requested)
+            )
         except WireError as e:
             if e.code in ("server-full", "duplicate-ip"):
                 self.goodbye(e.code, error=e)
                 return None
             raise
-        self._end_pending_login()
-        self._timers.pop("login").cancel()
+        self._end_login()
         self.state = CHATTING
         self.deliver = self._door.deliver
         self.log.info("{peer} is now {name}", peer=self.peer, name=name)
@@ -418,10 +494,48 @@ class Session:
 
     def say(self, text: str) -> None:
         """Say ``text`` to the room (scrubbed and checked here)."""
+        self._check_not_muted()
         text = clean_text(text, self.pool.limits.max_text)
         if self.pool.log_messages:
             self.log.info("<{name}> {text}", name=self.name, text=text)
         self.pool.room.say(self, text)
+
+    def private(self, target: str, text: str) -> str:
+        """Say ``text`` to ``target`` alone; return the name as the room spells it.
+
+        Never kept, and logged only with ``--log-messages``.
+        """
+        self._check_not_muted()
+        text = clean_text(text, self.pool.limits.max_text)
+        member = self.pool.room.by_name(target)
+        if member is None:
+            raise WireError("no-such-user", f"no user named {scrub(target)[:40]}")
+        if self.pool.log_messages:
+            self.log.info(
+                "<{name} to {target}> {text}",
+                name=self.name,
+                target=member.name,
+                text=text,
+            )
+        self.pool.room.send_to([member], events.private(self.name, text))
+        return member.name
+
+    def _check_not_muted(self) -> None:
+        remaining = self.pool.mutes.remaining(self.name, self.host)
+        if remaining is None:
+            return
+        if math.isinf(remaining):
+            raise WireError("muted", "you are muted until the administrator lifts it")
+        raise WireError("muted", f"you are muted for another {math.ceil(remaining)} s")
+
+    def history(self, count: int | None = None) -> list[Entry]:
+        """The room's latest messages, oldest first: ``count`` of them (a
+        default without), never more than the server keeps."""
+        history = self.pool.history
+        if history is None:
+            return []
+        wanted = DEFAULT_HISTORY if count is None else count
+        return history.recent(min(wanted, history.keep))
 
     def names(self) -> list[str]:
         """Who is in the room, sorted as names compare."""
@@ -432,17 +546,51 @@ class Session:
         or fails with ``WireError("request-failed")``."""
         text = clean_text(text, self.pool.limits.max_request)
         d = self.pool.store.add_request(self.name, self.host, text)
-        d.addCallbacks(self._request_stored, self._request_failed)
+        d.addCallbacks(self._request_stored, self._request_failed, (text,))
         return d
 
-    def _request_stored(self, request_id: int) -> int:
-        self.pool.room.stats.requests += 1
+    def _request_stored(self, request_id: int, text: str) -> int:
+        room = self.pool.room
+        room.stats.requests += 1
         self.log.info("request {id} stored from {name}", id=request_id, name=self.name)
+        if room.root is not None:
+            room.send_to([room.root], events.requested(request_id, self.name, text))
         return request_id
 
     def _request_failed(self, failure: Failure) -> None:
         self.log.failure("storing a request from {name}", failure, name=self.name)
         raise WireError("request-failed", "the request was not stored")
+
+    def admin(self, line: str, answer: Callable[[Result], None]) -> None:
+        """Run root's command ``line`` with the admin port's executor, and
+        call ``answer`` with its `~partypool.admin.commands.Result` (unless
+        the session has ended by then).
+
+        Commands run one at a time, in order.  ``manhole`` needs a terminal,
+        so it says so; ``exit`` ends the session after its answer.  Raises
+        ``WireError("forbidden")`` for anyone but root.
+        """
+        if not self.is_root or self.pool.root_commands is None:
+            raise WireError("forbidden", "only root may run admin commands")
+        if self._commands is None:
+            self._commands = self.pool.root_commands(self.peer)
+        commands = self._commands
+
+        def run(_: object) -> Deferred:
+            return commands.run(line).addCallback(done)
+
+        def done(result: Result) -> None:
+            if self.closed:
+                return
+            if result.action == "manhole":
+                result = attrs.evolve(result, output=NO_TERMINAL, status=1, action=None)
+            answer(result)
+            if result.action == "exit":
+                self.quit()
+
+        self._admin_queue.addCallback(run).addErrback(
+            lambda f: self.log.failure("root command {line!r}", f, line=line)
+        )
 
     def quit(self, reason: str = "") -> None:
         """Leave at the peer's wish; the others see the reason (scrubbed, cut short)."""
