@@ -745,3 +745,15 @@ def test_nobody_can_pose_as_the_service(pool):
     peer = irc_connect(pool)
     peer.send(f"PASS :{PASSKEY}", "NICK partypool")
     assert peer.commands() == ["432"]
+
+
+def test_actions_and_formatting_reach_v1_users_as_plain_text(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice.received()
+    alice.send(
+        "PRIVMSG #party :\x01ACTION waves\x01", "PRIVMSG #party :\x0304red\x03 alert"
+    )
+    alice.send("PRIVMSG bob :\x01VERSION\x01")  # a CTCP request: not for the room
+    assert bob.received() == ["CHAT alice * waves", "CHAT alice red alert"]
+    assert alice.received() == []

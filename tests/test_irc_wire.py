@@ -14,6 +14,7 @@ from partypool.doors.irc_wire import (
     escape_tag_value,
     format_message,
     parse_message,
+    room_text,
     server_time,
     split_text,
     unescape_tag_value,
@@ -201,3 +202,20 @@ def test_split_text_prefers_spaces():
 
 def test_server_time_is_rfc3339_utc_milliseconds():
     assert server_time(1767323045.0067) == "2026-01-02T03:04:05.006Z"
+
+
+@pytest.mark.parametrize(
+    "text, carried",
+    [
+        ("plain", "plain"),
+        ("\x02bold\x02 \x1ditalic\x1d \x1funder\x0f", "bold italic under"),
+        ("\x0304red\x03 \x0312,01blue on black\x03", "red blue on black"),
+        ("a\x03 99", "a 99"),  # a colour reset, then text
+        ("\x04ff0000hex\x04", "hex"),
+        ("\x01ACTION waves\x01", "* waves"),
+        ("\x01VERSION\x01", None),
+        ("\x01PING 12345\x01", None),
+    ],
+)
+def test_room_text_drops_formatting_and_ctcp_but_keeps_actions(text, carried):
+    assert room_text(text) == carried

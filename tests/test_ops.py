@@ -372,9 +372,10 @@ def units(tmp_path):
 
 
 def test_unit_files_verify(units):
-    """systemd itself finds nothing wrong with the service and both sockets."""
+    """systemd itself finds nothing wrong with the service and the sockets."""
     assert [u.name for u in units] == [
         "partypool-admin.socket",
+        "partypool-irc.socket",
         "partypool.service",
         "partypool.socket",
     ]

@@ -50,6 +50,7 @@ from partypool.doors.irc_wire import (
     LineFramer,
     format_message,
     parse_message,
+    room_text,
     server_time,
     split_text,
 )
@@ -744,11 +745,13 @@ class IrcDialect:
             return self._numeric("411", f"No recipient given ({command})")
         if len(params) < 2 or not params[1]:
             return self._numeric("412", "No text to send")
-        target, text = params[0], params[1]
+        target, text = params[0], room_text(params[1])
+        if text is None:
+            return  # a CTCP request or reply: nothing for the room
         try:
             if self._is_channel(target):
                 self.session.say(text)
-                self._echo(command, self.gateway.channel, text)
+                self._echo(command, self.gateway.channel, params[1])
             elif target.startswith("#"):
                 self._no_such_channel(target)
             elif name_key(target) == SERVICE:
@@ -756,7 +759,7 @@ class IrcDialect:
                     self.session.admin(text, self._admin_output)
             else:
                 name = self.session.private(target, text)
-                self._echo(command, name, text)
+                self._echo(command, name, params[1])
         except WireError as e:
             self._refused(e, target)
 

@@ -35,6 +35,7 @@ same room name: NFKC, then case-folded (`partypool.wire.name_key`).
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator, Mapping
 
 import attrs
@@ -45,6 +46,14 @@ MESSAGE_MAX = 512
 TAGS_MAX = 8191
 LINE_MAX = TAGS_MAX + MESSAGE_MAX
 
+# mIRC text formatting: colour with its numbers, hex colour with its digits,
+# and the one-byte toggles (bold, reset, monospace, reverse, italics, strike,
+# underline).
+_FORMATTING = re.compile(
+    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"
+    r"|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"
+    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
+)
 _TAG_UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 _TAG_ESCAPES = str.maketrans(
     {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
@@ -271,6 +280,19 @@ def split_text(text: str, room: int) -> list[str]:
     if data or not pieces:
         pieces.append(data.decode("utf-8"))
     return pieces
+
+
+def room_text(text: str) -> str | None:
+    """What the room carries of a PRIVMSG's text: formatting codes removed (a
+    colour's numbers too, which scrubbing alone would leave), ``/me text``
+    (CTCP ACTION) as ``* text``, and None for any other CTCP (``VERSION``,
+    ``PING``…), which is client-to-client and not for the room."""
+    if text.startswith("\x01"):
+        command, _, rest = text.strip("\x01").partition(" ")
+        if command.upper() != "ACTION":
+            return None
+        text = "* " + rest
+    return _FORMATTING.sub("", text)
 
 
 def server_time(seconds: float) -> str:
