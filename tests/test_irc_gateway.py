@@ -145,6 +145,7 @@ def test_cap_sasl_plain_registers_and_joins_the_channel(pool):
     lines = peer.received()
     assert lines[0] == ":unit 001 alice :Welcome to unit, alice"
     assert ":alice!alice@partypool JOIN #party" in lines
+    assert any(" 005 alice " in line and "NETWORK=unit " in line for line in lines)
     assert ":unit 332 alice #party :unit" in lines
     assert ":unit 353 alice = #party :alice" in lines
     assert pool.room.names() == ["alice"]
@@ -675,7 +676,10 @@ def test_sasl_root_is_the_operator(root_pool, mechanism):
     assert ":admin_nick!admin_nick@partypool NICK root" in lines
     assert any(" 001 root " in line for line in lines)
     assert ":unit 353 root = #party :alice @root" in lines
-    assert alice.received() == [":root!root@partypool JOIN #party"]
+    assert alice.received() == [
+        ":root!root@partypool JOIN #party",
+        ":partypool!partypool@partypool MODE #party +o root",
+    ]
     alice.send("NAMES #party", "WHOIS root")
     lines = alice.received()
     assert ":unit 353 alice = #party :alice @root" in lines
@@ -757,3 +761,18 @@ def test_actions_and_formatting_reach_v1_users_as_plain_text(pool):
     alice.send("PRIVMSG bob :\x01VERSION\x01")  # a CTCP request: not for the room
     assert bob.received() == ["CHAT alice * waves", "CHAT alice red alert"]
     assert alice.received() == []
+
+
+def test_sasl_abort_then_a_wrong_pass_is_464(pool):
+    peer = irc_connect(pool)
+    peer.send("CAP REQ :sasl", "AUTHENTICATE PLAIN", "AUTHENTICATE *")
+    peer.send("PASS wrong", "NICK x", "USER x 0 * :x", "CAP END")
+    assert peer.commands()[-2:] == ["464", "ERROR"]
+
+
+def test_the_network_name_is_escaped_in_isupport(clock):
+    pool = make_pool(clock)
+    pool.server_name = "Tea Room=1"
+    peer = irc_connect(pool)
+    lines = peer.register("alice")
+    assert any("NETWORK=Tea\\x20Room\\x3D1 " in line for line in lines)

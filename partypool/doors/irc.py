@@ -106,6 +106,9 @@ _KICKS = frozenset({REMOVED, BANNED})
 # Events for one member only: formatted for that member, not once for all.
 _PERSONAL = frozenset({"PRIVATE", "REQUESTED"})
 
+# ISUPPORT values escape these (modern IRC, "RPL_ISUPPORT Parameters").
+_ISUPPORT_ESCAPES = str.maketrans({"\\": "\\x5C", " ": "\\x20", "=": "\\x3D"})
+
 # The tags a client negotiated, as bits: one encoding of each event per mix.
 TIME_TAG, MSGID_TAG = 1, 2
 
@@ -131,13 +134,14 @@ class IrcGateway:
 
     def _encoder(self, mix: int) -> Callable[[Event], bytes]:
         def encode(event: Event) -> bytes:
-            return self.event_lines(event, self.tags(mix, event.encoded(self._stamp)))
+            return self.event_lines(event, self.tags(mix, event.encoded(self.stamp)))
 
         return encode
 
-    def _stamp(self, event: Event) -> bytes:
-        """When the event happened and its message id, fixed once per event so
-        every recipient, whatever its tags, sees the same."""
+    def stamp(self, event: Event | None = None) -> bytes:
+        """When and the message id: for a room event once (`Event.encoded`),
+        so every recipient sees the same whatever its tags; for a message
+        to one client (an echo, a private message) each time."""
         when = server_time(self.pool.clock.seconds())
         return f"{when} {self._boot}-{next(self._msgids)}".encode()
 
@@ -150,11 +154,6 @@ class IrcGateway:
             tags["msgid"] = msgid
         return tags
 
-    def fresh_stamp(self) -> bytes:
-        """A stamp for a message that is not a room event (an echo)."""
-        when = server_time(self.pool.clock.seconds())
-        return f"{when} {self._boot}-{next(self._msgids)}".encode()
-
     def event_lines(self, event: Event, tags: dict[str, str]) -> bytes:
         """Translate one room event to IRC; an event it does not know to nothing."""
         verb, parts = event.verb, event.parts
@@ -162,9 +161,13 @@ class IrcGateway:
             name, text = parts
             return self.messages("PRIVMSG", source(name), self.channel, text, tags)
         if verb == "JOINED":
-            return format_message(
-                "JOIN", self.channel, source=source(parts[0]), tags=tags
-            )
+            name = parts[0]
+            lines = format_message("JOIN", self.channel, source=source(name), tags=tags)
+            if name == ROOT_NAME:  # the operator: clients show it as @root
+                lines += format_message(
+                    "MODE", self.channel, "+o", name, source=source(SERVICE), tags=tags
+                )
+            return lines
         if verb == "LEFT":
             name, reason = parts
             if reason in _KICKS:
@@ -284,7 +287,7 @@ class IrcDialect:
         self._gather(event.encoded(self._encode))
 
     def _personal(self, event: Event) -> None:
-        tags = self.gateway.tags(self._mix, self.gateway.fresh_stamp())
+        tags = self.gateway.tags(self._mix, self.gateway.stamp())
         if event.verb == "PRIVATE":
             sender, text = event.parts
             lines = self.gateway.messages(
@@ -411,7 +414,8 @@ class IrcDialect:
         if sub in ("LS", "REQ") and not self.registered:
             self._negotiating = True
         if sub == "LS":
-            with_values = len(params) > 1 and params[1].isdigit() and params[1] >= "302"
+            version = params[1] if len(params) > 1 else ""
+            with_values = version.isdigit() and int(version) >= 302
             shown = (
                 f"{cap}={value}" if value and with_values else cap
                 for cap, value in sorted(CAPS.items())
@@ -503,6 +507,7 @@ class IrcDialect:
                 self._failure_numeric = ("464", "Password required (SASL or PASS)")
                 return session.login_failed("no passkey")
             password, self._password = self._password, None
+            self._failure_numeric = ("464", "Password incorrect")
             return self._check_secret(SCRAM_USERNAME, password, self._try_register)
         wanted = ROOT_NAME if session.is_root else self.nick
         try:
@@ -550,7 +555,7 @@ class IrcDialect:
         self._replay()
 
     def _isupport(self) -> list[str]:
-        network = self.pool.server_name.replace("\\", "\\x5C").replace(" ", "\\x20")
+        network = self.pool.server_name.translate(_ISUPPORT_ESCAPES)
         return [
             f"AWAYLEN={AWAY_MAX}",
             "CASEMAPPING=rfc8265",
@@ -779,7 +784,7 @@ class IrcDialect:
     def _echo(self, command: str, target: str, text: str) -> None:
         """echo-message: the sender gets its own message back, tagged."""
         if "echo-message" in self.caps:
-            tags = self.gateway.tags(self._mix, self.gateway.fresh_stamp())
+            tags = self.gateway.tags(self._mix, self.gateway.stamp())
             self._send(
                 self.gateway.messages(command, source(self.me), target, text, tags)
             )
