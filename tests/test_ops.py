@@ -159,6 +159,8 @@ def test_service_tree_has_reload_and_readiness(tmp_path, monkeypatch):
 SAMPLES = {
     "chat": ("tcp:2000:interface=127.0.0.1", "tcp:2000:interface=127.0.0.1"),
     "admin": ("tcp:2001", "tcp:2001"),
+    "irc": ("tcp:6697", "tcp:6697"),
+    "irc-channel": ("#lobby", "#lobby"),
     "tls-cert": ("c.pem", "c.pem"),
     "tls-key": ("k.pem", "k.pem"),
     "server-name": ("pool.example", "pool.example"),
@@ -370,9 +372,10 @@ def units(tmp_path):
 
 
 def test_unit_files_verify(units):
-    """systemd itself finds nothing wrong with the service and both sockets."""
+    """systemd itself finds nothing wrong with the service and the sockets."""
     assert [u.name for u in units] == [
         "partypool-admin.socket",
+        "partypool-irc.socket",
         "partypool.service",
         "partypool.socket",
     ]

@@ -92,7 +92,17 @@ class ChatProtocol(LineReceiver):
     def connectionMade(self) -> None:  # noqa: N802
         host, peer = host_and_peer(self.transport.getPeer())
         handshaking = ISSLTransport.providedBy(self.transport)
-        self.dialect = V1Dialect(
+        self.dialect = self.make_dialect(host, peer, handshaking)
+        self.session = self.dialect.session
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
+        self.transport.registerProducer(self._backlog, True)
+        self.dialect.start()
+
+    def make_dialect(self, host: str, peer: str, handshaking: bool) -> V1Dialect:
+        """The dialect this connection speaks (another door's carrier, such
+        as the IRC gateway's, overrides this and `dataReceived`)."""
+        return V1Dialect(
             self.pool,
             host,
             peer,
@@ -101,11 +111,6 @@ class ChatProtocol(LineReceiver):
             log=log,
             channel_binding=self._channel_binding if handshaking else None,
         )
-        self.session = self.dialect.session
-        if hasattr(self.transport, "setTcpNoDelay"):
-            self.transport.setTcpNoDelay(True)
-        self.transport.registerProducer(self._backlog, True)
-        self.dialect.start()
 
     def _channel_binding(self) -> bytes | None:
         """``tls-server-end-point`` data of the certificate this connection
