@@ -45,9 +45,11 @@ class Limits:
     flood_window: float = 10.0
     max_pending: int = 1 << 20
     max_pending_logins: int = 10
+    max_unauthenticated: int = 100
     login_failures: int = 5
     login_window: float = 60.0
     login_penalty: float = 60.0
+    login_budget: int = 20
     write_rate: float = 10_000.0
     max_hold: float = 0.1
 
@@ -74,6 +76,48 @@ def host_and_peer(address: IAddress) -> tuple[str, str]:
         if mapped.version == 6 and mapped.ipv4_mapped is not None:
             host = str(mapped.ipv4_mapped)
     return host, f"{host}:{address.port}"
+
+
+@attrs.define
+class Unauthenticated:
+    """One port's connections that have not logged in yet, per address and in all.
+
+    A flood of connections that never log in must not use up the process's
+    file descriptors: past ``per_address`` from one address, or ``total`` in
+    all, a new connection is refused and closed at once.  Each port has its
+    own count (`PartyPool.new_unauthenticated`), so a flood on the chat port
+    cannot lock root out of the admin port.
+    """
+
+    per_address: int
+    total: int
+    _hosts: collections.Counter[str] = attrs.field(
+        factory=collections.Counter, init=False
+    )
+    _count: int = attrs.field(default=0, init=False)
+
+    def admit(self, host: str) -> str | None:
+        """Count a new connection from ``host``; or, counting nothing, say why not."""
+        if len(self) >= self.total:
+            return f"{len(self)} connections not logged in"
+        if self._hosts[host] >= self.per_address:
+            return f"{self._hosts[host]} connections from it not logged in"
+        self._hosts[host] += 1
+        self._count += 1
+        return None
+
+    def release(self, host: str) -> None:
+        """An admitted connection from ``host`` logged in or went away."""
+        self._count -= 1
+        self._hosts[host] -= 1
+        if self._hosts[host] <= 0:
+            del self._hosts[host]
+
+    def count(self, host: str) -> int:
+        return self._hosts[host]
+
+    def __len__(self) -> int:
+        return self._count
 
 
 @attrs.define(eq=False)
@@ -118,6 +162,12 @@ class PartyPool:
             window=limits.login_window,
             penalty=limits.login_penalty,
         )
+
+    def new_unauthenticated(self) -> Unauthenticated:
+        """A count of a port's connections not logged in yet, with the operator's
+        caps (``--max-pending-logins`` per address, ``--max-unauthenticated``)."""
+        limits = self.limits
+        return Unauthenticated(limits.max_pending_logins, limits.max_unauthenticated)
 
     def schedule_shutdown(self, seconds: int, message: str) -> None:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
