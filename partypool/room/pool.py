@@ -83,8 +83,11 @@ class Unauthenticated:
     """One port's connections that have not logged in yet, per address and in all.
 
     A flood of connections that never log in must not use up the process's
-    file descriptors: past ``per_address`` from one address, or ``total`` in
-    all, a new connection is refused and closed at once.  Each port has its
+    file descriptors.  Past ``per_address`` from one address, a new one is
+    refused (closed at once).  Past ``total`` from all addresses, the oldest
+    is dropped to make room: refusing the newcomer instead would let silent
+    connections from a few dozen addresses lock everyone else out, while a
+    real login finishes long before it becomes the oldest.  Each port has its
     own count (`PartyPool.new_unauthenticated`), so a flood on the chat port
     cannot lock root out of the admin port.
     """
@@ -94,21 +97,29 @@ class Unauthenticated:
     _hosts: collections.Counter[str] = attrs.field(
         factory=collections.Counter, init=False
     )
-    _count: int = attrs.field(default=0, init=False)
+    _waiting: dict[Connection, str] = attrs.field(factory=dict, init=False)
 
-    def admit(self, host: str) -> str | None:
-        """Count a new connection from ``host``; or, counting nothing, say why not."""
-        if len(self) >= self.total:
-            return f"{len(self)} connections not logged in"
+    def admit(self, connection: Connection, host: str) -> str | None:
+        """Count ``connection`` from ``host``; or, counting nothing, say why not.
+
+        If the port is full, the oldest connection is told to go
+        (``disconnect``) and no longer counts.
+        """
         if self._hosts[host] >= self.per_address:
             return f"{self._hosts[host]} connections from it not logged in"
+        if len(self._waiting) >= self.total:
+            oldest = next(iter(self._waiting))
+            self.release(oldest)
+            oldest.disconnect(f"the oldest of {self.total} connections not logged in")
+        self._waiting[connection] = host
         self._hosts[host] += 1
-        self._count += 1
         return None
 
-    def release(self, host: str) -> None:
-        """An admitted connection from ``host`` logged in or went away."""
-        self._count -= 1
+    def release(self, connection: Connection) -> None:
+        """``connection`` logged in or went away (again: no harm)."""
+        host = self._waiting.pop(connection, None)
+        if host is None:
+            return
         self._hosts[host] -= 1
         if self._hosts[host] <= 0:
             del self._hosts[host]
@@ -117,7 +128,7 @@ class Unauthenticated:
         return self._hosts[host]
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._waiting)
 
 
 @attrs.define(eq=False)
