@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -420,6 +421,14 @@ def units(tmp_path):
         text = unit.read_text().replace("/opt/partypool/bin/twistd", TWISTD)
         (tmp_path / unit.name).write_text(text)
     return sorted(tmp_path.glob("partypool*.s*"))
+
+
+def test_unit_raises_the_descriptor_limit():
+    """One descriptor per connection: systemd's default soft limit (1024)
+    would cap a big room long before --max-clients."""
+    unit = (UNITS / "partypool.service").read_text()
+    limit = re.search(r"^LimitNOFILE=(\d+)$", unit, re.MULTILINE)
+    assert limit is not None and int(limit[1]) >= 65536
 
 
 def test_unit_files_verify(units):
