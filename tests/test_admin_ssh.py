@@ -620,7 +620,7 @@ class PasswordCheckTests(AdminSSHTestCase):
         results = [self.guess("127.0.6.7") for _ in range(6)]
         self.assertEqual(len(self.checks), self.throttle.max_failures)
         self.failureResultOf(results[-1], UnauthorizedLogin)
-        self.guess("127.0.6.8")
+        other = self.guess("127.0.6.8")
         self.assertEqual(len(self.checks), 6)
         for check in self.checks[:5]:
             check.callback(False)
@@ -628,6 +628,8 @@ class PasswordCheckTests(AdminSSHTestCase):
             self.failureResultOf(result, UnauthorizedLogin)
         self.assertEqual(self.logins.running, {"127.0.6.8": 1})
         self.assertTrue(self.throttle.is_refused("127.0.6.7"))
+        self.checks[5].callback(False)
+        self.failureResultOf(other, UnauthorizedLogin)
 
     def test_running_checks_plus_recent_failures_are_the_allowance(self) -> None:
         for _ in range(3):
@@ -660,7 +662,7 @@ class PasswordCheckTests(AdminSSHTestCase):
         chan, _, _ = self.connect(command=b"stats", key=self.root_key)
         self.assertEqual(chan.status, 0)
         self.checks[0].callback(False)
-        self.guess("127.0.8.99")
+        results.append(self.guess("127.0.8.99"))
         self.assertEqual(len(self.checks), 3)
         for check in self.checks[1:]:
             check.callback(False)
@@ -673,8 +675,9 @@ class PasswordCheckTests(AdminSSHTestCase):
         and once the window has passed, checks run again."""
         budget = self.logins.budget
         for n in range(budget.limit):
-            self.guess(f"127.0.9.{n}")
+            guess = self.guess(f"127.0.9.{n}")
             self.checks[-1].callback(False)
+            self.failureResultOf(guess, UnauthorizedLogin)
         self.assertEqual(budget.paused(), 1.0)
         checked = len(self.checks)
         self.failureResultOf(self.guess("127.0.9.200", PASSWORD.encode()))
@@ -683,8 +686,9 @@ class PasswordCheckTests(AdminSSHTestCase):
         chan, _, _ = self.connect(command=b"stats", key=self.root_key)
         self.assertEqual(chan.status, 0)
         self.clock.advance(1)
-        self.guess("127.0.9.201")
+        guess = self.guess("127.0.9.201")
         self.checks[-1].callback(False)
+        self.failureResultOf(guess, UnauthorizedLogin)
         self.assertEqual(budget.paused(), 2.0)
         self.clock.advance(budget.window)
         right = self.guess("127.0.9.202", PASSWORD.encode())
