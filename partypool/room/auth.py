@@ -242,9 +242,57 @@ class LoginThrottle:
             self._failures[host] = times  # re-inserted: newest last
         self._prune(now)
 
+    def succeeded(self, host: str) -> None:
+        """``host`` logged in: its failures so far are forgotten.
+
+        An SSH client offers each of its keys in turn, and each refused one
+        counts; without this, a few logins a minute would lock root out.
+        """
+        self._failures.pop(host, None)
+
     def _prune(self, now: float) -> None:
         _trim(self._failures, self.max_tracked, lambda t: t[-1] <= now - self.window)
         _trim(self._refused_until, self.max_tracked, lambda until: until <= now)
+
+
+@attrs.define
+class FailureBudget:
+    """Failed logins from all addresses together, with a growing pause.
+
+    Per-address throttling lets 100 addresses guess 5 times each; this bounds
+    the total.  Once ``limit`` failures fall within ``window`` seconds, checks
+    pause for ``backoff`` seconds, starting at 1 s and doubling with each
+    further failure while over the limit, up to ``max_backoff``; a failure
+    when the budget has room again starts the pause over at 1 s.
+    """
+
+    clock: IReactorTime
+    limit: int = 20
+    window: float = 60.0
+    max_backoff: float = 60.0
+    backoff: float = attrs.field(default=0.0, init=False)
+    _times: collections.deque[float] = attrs.field(init=False)
+    _paused_until: float = attrs.field(default=0.0, init=False)
+
+    @_times.default
+    def _bounded(self) -> collections.deque[float]:
+        return collections.deque(maxlen=self.limit)
+
+    def paused(self) -> float:
+        """Seconds until checks may run again (0: they may run now).
+
+        Never more than the backoff, even if the clock was stepped back.
+        """
+        return min(self.backoff, max(0.0, self._paused_until - self.clock.seconds()))
+
+    def failed(self) -> None:
+        now = self.clock.seconds()
+        self._times.append(now)
+        if len(self._times) < self.limit or self._times[0] <= now - self.window:
+            self.backoff = 0.0
+            return
+        self.backoff = min(max(1.0, 2 * self.backoff), self.max_backoff)
+        self._paused_until = now + self.backoff
 
 
 def _trim(table: dict, cap: int, expired: Callable[[object], bool]) -> None:
