@@ -9,6 +9,7 @@ fingerprint is `partypool.tls.certificate_fingerprint`.)
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from twisted.conch.ssh import keys
@@ -16,11 +17,14 @@ from twisted.conch.ssh import keys
 
 def default_data_dir() -> Path:
     """systemd's ``StateDirectory=`` when run as a service, else the XDG data
-    home (``~/.local/share/partypool``)."""
+    home (``~/.local/share/partypool``); on Windows ``%LOCALAPPDATA%\\partypool``,
+    a folder Windows lets only its user into."""
     state = os.environ.get("STATE_DIRECTORY")
     if state:
         # systemd may pass several colon-separated directories; the first is ours.
         return Path(state.split(":")[0])
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "partypool"
     xdg = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(xdg) / "partypool"
 

@@ -26,6 +26,7 @@ def test_no_passkey_is_a_clear_error(tmp_path, monkeypatch):
 def test_passkey_from_file_env_or_argument(tmp_path, monkeypatch):
     secret = tmp_path / "passkey"
     secret.write_text("from a file\n")
+    secret.chmod(0o600)
     assert parse(tmp_path, "--passkey-file", str(secret))["passkey"] == "from a file"
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "from the environment")
     assert parse(tmp_path)["passkey"] == "from the environment"
