@@ -16,6 +16,7 @@ runs on. The ZIP is the same on every system.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import importlib.util
 import os
@@ -459,14 +460,18 @@ def _package_data() -> dict[str, str]:
     }
 
 
-def _package_setup_cfg(package: Package, version: str, requires: list[str]) -> str:
+def _package_setup_cfg(
+    package: Package, version: str, requires: list[str], packages: set[str]
+) -> str:
     """A setup.cfg for the ZIP: the client packages only, no server plugin."""
     scripts = [f"{CLIENT.script} = {CLIENT.module}:main"]
     if package is ROOT:
         scripts.append(f"{ROOT.script} = {ROOT.module}:main")
     requires_text = "".join(f"\n    {r}" for r in requires)
     package_data = "".join(
-        f"{name} = {pattern}\n" for name, pattern in _package_data().items()
+        f"{name} = {pattern}\n"
+        for name, pattern in _package_data().items()
+        if name in packages
     )
     scripts_text = "".join(f"\n    {s}" for s in scripts)
     return (
@@ -487,16 +492,52 @@ def _package_setup_cfg(package: Package, version: str, requires: list[str]) -> s
     )
 
 
-def _source_files() -> Iterator[tuple[Path, str]]:
-    """The partypool package sources: (file, name inside the package)."""
+def _module_file(root: Path, name: str) -> Path | None:
+    """The source file of module ``name`` under ``root``, if it is ours."""
+    base = root.joinpath(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> Iterator[str]:
+    """Every ``partypool`` module ``path`` imports, at any depth of its code
+    (imports inside functions too, so lazily imported modules are kept)."""
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # ``from partypool.x import y``: y may be a module or a name in x.
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        yield from (n for n in names if n.split(".")[0] == "partypool")
+
+
+def _source_files() -> list[tuple[Path, str]]:
+    """The sources the client programs run: (file, name in the ZIP).
+
+    Starting from every module of ``partypool.client`` (the chat and root
+    clients), follow the imports, with each package's ``__init__``: the
+    clients need the invite, wire and TLS helpers, not the server, the admin
+    side or the benchmark.
+    """
     root = _source_root()
-    for path in sorted((root / "partypool").rglob("*")):
-        relative = path.relative_to(root)
-        if path.is_dir() or "__pycache__" in relative.parts:
+    seen: set[Path] = set()
+    todo = sorted((root / "partypool" / "client").glob("*.py"))
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
             continue
-        if path.suffix in {".pyc", ".pyo"} or path.name.startswith("."):
-            continue
-        yield path, relative.as_posix()
+        seen.add(path)
+        for name in _imported_modules(path):
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):  # the packages on the way too
+                found = _module_file(root, ".".join(parts[:depth]))
+                if found is not None:
+                    todo.append(found)
+    return [(path, path.relative_to(root).as_posix()) for path in sorted(seen)]
 
 
 def _add_text(archive: zipfile.ZipFile, name: str, text: str, mode: int) -> None:
@@ -535,7 +576,8 @@ def build_zip(
     with tempfile.TemporaryDirectory(prefix="partypool-zip-") as tmp:
         built = Path(tmp) / target.name
         with zipfile.ZipFile(built, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path, name in _source_files():
+            sources = _source_files()
+            for path, name in sources:
                 archive.write(path, f"{top}/{name}")
             _add_text(archive, f"{top}/{INVITE_FILENAME}", invite.decode(), 0o600)
             _add_text(
@@ -545,7 +587,12 @@ def build_zip(
             _add_text(
                 archive,
                 f"{top}/setup.cfg",
-                _package_setup_cfg(package, version, requires),
+                _package_setup_cfg(
+                    package,
+                    version,
+                    requires,
+                    {name.rpartition("/")[0].replace("/", ".") for _, name in sources},
+                ),
                 0o644,
             )
             _add_text(archive, f"{top}/setup.sh", _SETUP_SH.format(**fields), 0o755)

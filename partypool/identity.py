@@ -8,7 +8,9 @@ fingerprint is `partypool.tls.certificate_fingerprint`.)
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -27,6 +29,27 @@ def default_data_dir() -> Path:
         return Path(os.environ["LOCALAPPDATA"]) / "partypool"
     xdg = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(xdg) / "partypool"
+
+
+def public_host_guess() -> str:
+    """The address other machines on the LAN most likely reach this one by.
+
+    The first IPv4 address this host's name resolves to that is neither
+    loopback nor link-local; else the host name itself (``name.local`` on
+    macOS, a name the LAN's router often knows elsewhere).  A guess to show
+    as a default, never something to rely on: the operator can always type
+    another.  No packet is sent.
+    """
+    name = socket.gethostname()
+    try:
+        found = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        found = []
+    for *_, (address, _port) in found:
+        ip = ipaddress.ip_address(address)
+        if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified):
+            return address
+    return name
 
 
 def ssh_fingerprint(key: keys.Key) -> str:

@@ -47,7 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where = parser.add_argument_group("where the server is")
     where.add_argument("--invite", metavar="FILE", help="invite file from the admin")
     where.add_argument("--host", help="server host name or address")
-    where.add_argument("--port", type=int, default=DEFAULT_PORT, help="chat port")
+    where.add_argument(
+        "--port",
+        type=int,
+        help=f"chat port (default: the invite's, else {DEFAULT_PORT}); with an "
+        "invite, reach the same server on another port (a forwarded one)",
+    )
     where.add_argument(
         "--fingerprint",
         help="expected SHA-256 fingerprint of the server's TLS certificate",
@@ -131,7 +136,7 @@ def server_address(options: argparse.Namespace) -> tuple[ServerAddress, str]:
             raise SetupError(f"cannot read the invite: {e}") from e
     elif not options.host:
         invite_data = embedded_invite()
-    host, port = options.host, options.port
+    host, port = options.host, options.port or DEFAULT_PORT
     if invite_data is None and not host:
         host, port = ask_host()
     passkey = os.environ.get(PASSKEY_ENV) or ask_passkey()
@@ -150,7 +155,7 @@ def server_address(options: argparse.Namespace) -> tuple[ServerAddress, str]:
             raise SetupError(f"cannot open the invite: {e}") from e
         address = ServerAddress(
             invite.host,
-            invite.chat_port,
+            options.port or invite.chat_port,
             tls=invite.tls,
             pin=invite.tls_fingerprint,
             known=known,
