@@ -46,6 +46,7 @@ __all__ = [
     "build_executable",
     "build_zip",
     "executable_path",
+    "readme_path",
     "platform_label",
     "zip_path",
 ]
@@ -300,8 +301,29 @@ def build_executable(
         _publish(built, target, force)
         stale_log = target.with_name(target.name + ".build.log")
         stale_log.unlink(missing_ok=True)
+        _write_executable_readme(package, version, target)
     progress(f"  PyInstaller finished in {time.monotonic() - started:.0f} s")
     return target
+
+
+def readme_path(executable: Path) -> Path:
+    """The README handed out with an executable (how to open it, per system)."""
+    return executable.with_name(executable.name.removesuffix(".exe") + ".README.txt")
+
+
+def _write_executable_readme(package: Package, version: str, target: Path) -> Path:
+    heading = f"Party Pool {package.title}, version {version}"
+    text = _EXECUTABLE_README.format(
+        title=package.title,
+        version=version,
+        underline="=" * len(heading),
+        name=package.stem(version),
+    )
+    path = readme_path(target)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text.replace("\n", os.linesep), encoding="utf-8")
+    os.replace(staging, path)
+    return path
 
 
 def _run_with_ticker(
@@ -347,8 +369,28 @@ _SETUP_SH = """\
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-PYTHON=${{PYTHON:-python3}}
+new_enough() {{
+    "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}}
 if [ ! -x .venv/bin/{script} ]; then
+    # Check the Python version before downloading anything (macOS ships 3.9).
+    if [ -z "${{PYTHON:-}}" ]; then
+        for candidate in python3 python3.13 python3.12 python3.11; do
+            if command -v "$candidate" >/dev/null 2>&1 && new_enough "$candidate"
+            then
+                PYTHON=$candidate
+                break
+            fi
+        done
+    fi
+    PYTHON=${{PYTHON:-python3}}
+    if ! new_enough "$PYTHON"; then
+        found=$("$PYTHON" -V 2>&1 || echo "not found")
+        echo "Party Pool needs Python 3.11 or newer; $PYTHON is: $found" >&2
+        echo "Install it from https://www.python.org/downloads/ (on macOS, or:" >&2
+        echo "brew install python@3.12), then run: PYTHON=python3.12 sh setup.sh" >&2
+        exit 1
+    fi
     echo "Installing Party Pool {version} into $here/.venv ..."
     "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install --disable-pip-version-check -q \\
@@ -375,29 +417,53 @@ rem Party Pool {title}: make a virtual environment, install, start.
 rem Usage: setup.bat [--setup-only] [options for {script}]
 setlocal
 cd /d "%~dp0"
+{keep_window}
 rem Set outside the block below: cmd expands %PIP% when it reads the block.
 set "PIP=.venv\\Scripts\\python.exe -m pip install --disable-pip-version-check -q"
-if not exist ".venv\\Scripts\\{script}.exe" (
-    echo Installing Party Pool {version} into %~dp0.venv ...
-    py -3 -m venv .venv || python -m venv .venv || goto :fail
-    %PIP% -r requirements.txt || goto :fail
-    %PIP% --no-deps . || goto :fail
-)
+if exist ".venv\\Scripts\\{script}.exe" goto :installed
+rem Check the Python version before downloading anything.
+set "PY=py -3"
+%PY% -c "import sys; sys.exit(sys.version_info < (3, 11))" 2>nul || set "PY=python"
+%PY% -c "import sys; sys.exit(sys.version_info < (3, 11))" 2>nul || goto :old
+echo Installing Party Pool {version} into %~dp0.venv ...
+%PY% -m venv .venv || goto :fail
+%PIP% -r requirements.txt || goto :fail
+%PIP% --no-deps . || goto :fail
+:installed
 if "%~1"=="--setup-only" (
     echo Installed. Start with: %~dp0start.bat
     exit /b 0
 )
 ".venv\\Scripts\\{script}.exe" --invite "%~dp0{invite}" %*
-exit /b %errorlevel%
+set "STATUS=%errorlevel%"
+if not "%STATUS%"=="0" if defined DOUBLE_CLICKED pause
+exit /b %STATUS%
+:old
+echo Party Pool needs Python 3.11 or newer: https://www.python.org/downloads/
+echo (tick "Add python.exe to PATH" when installing), then run setup.bat again.
 :fail
 echo Installation failed.
+if defined DOUBLE_CLICKED pause
 exit /b 1
 """
 
 _START_BAT = """\
 @echo off
+setlocal
+{keep_window}
 "%~dp0.venv\\Scripts\\{script}.exe" --invite "%~dp0{invite}" %*
+set "STATUS=%errorlevel%"
+if not "%STATUS%"=="0" if defined DOUBLE_CLICKED pause
+exit /b %STATUS%
 """
+
+# A double-clicked script runs as ``cmd /c ""…\\setup.bat" "`` in a window
+# that closes when it ends; from a prompt, %cmdcmdline% is the shell's own.
+# Then an error message stays readable until Enter.
+_KEEP_WINDOW = (
+    'set "DOUBLE_CLICKED="\n'
+    'echo %cmdcmdline% | find /i "%~nx0" >nul && set "DOUBLE_CLICKED=1"'
+)
 
 _README = """\
 Party Pool {title}, version {version}
@@ -421,6 +487,32 @@ Windows:
 
 The program asks for the passkey; set PARTYPOOL_PASSKEY to skip the prompt.
 `sh start.sh --help` lists the options.
+"""
+
+_EXECUTABLE_README = """\
+Party Pool {title}, version {version}
+{underline}
+
+{name} is the whole program: nothing to install. It carries the address of
+one Party Pool server and the fingerprints that prove it is the real one,
+encrypted with the passkey the server's operator gives you. Start it and
+type the passkey (or set PARTYPOOL_PASSKEY). `{name} --help` lists the options.
+
+Windows ({name}.exe): double-click it. If SmartScreen says "Windows protected
+your PC", choose "More info", then "Run anyway": the program is not signed.
+After an error the window stays open until you press Enter.
+
+macOS: the program is not signed by Apple, so macOS refuses the first start
+("cannot be opened because the developer cannot be verified"). Either:
+  - in Finder, Control-click (or right-click) the file, choose Open, then Open
+    again in the dialog; on macOS 15 and later, try to open it once, then go
+    to System Settings > Privacy & Security and choose "Open Anyway";
+  - or in Terminal, in the folder that holds it:
+        xattr -d com.apple.quarantine {name}
+        chmod +x {name}
+        ./{name}
+
+Linux: chmod +x {name}, then run ./{name} in a terminal.
 """
 
 _PYPROJECT = """\
@@ -597,9 +689,10 @@ def build_zip(
             )
             _add_text(archive, f"{top}/setup.sh", _SETUP_SH.format(**fields), 0o755)
             _add_text(archive, f"{top}/start.sh", _START_SH.format(**fields), 0o755)
-            bat = _SETUP_BAT.format(**fields).replace("\n", "\r\n")
+            bat_fields = {**fields, "keep_window": _KEEP_WINDOW}
+            bat = _SETUP_BAT.format(**bat_fields).replace("\n", "\r\n")
             _add_text(archive, f"{top}/setup.bat", bat, 0o644)
-            start_bat = _START_BAT.format(**fields).replace("\n", "\r\n")
+            start_bat = _START_BAT.format(**bat_fields).replace("\n", "\r\n")
             _add_text(archive, f"{top}/start.bat", start_bat, 0o644)
             _add_text(archive, f"{top}/README.txt", readme, 0o644)
         _publish(built, target, force)
