@@ -121,12 +121,21 @@ def menu_arguments(command: str, data_dir: Path) -> list[str]:
 
 
 def run_child(arguments: list[str]) -> int:
-    """``python -m partypool <arguments>``; Ctrl-C goes to it, not to the menu."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """``python -m partypool <arguments>``; Ctrl-C goes to it, not to the menu.
+
+    The menu catches SIGINT with a handler that does nothing rather than
+    ignoring it: an ignored signal stays ignored in the child, and a server
+    that cannot see Ctrl-C cannot be stopped with it.
+    """
+    previous = signal.signal(signal.SIGINT, _ignore)
     try:
         return subprocess.call([sys.executable, "-m", "partypool", *arguments])
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """SIGINT while a child runs: the child handles it."""
 
 
 def menu(
