@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if "exe" in choices.formats:
         print(f"Executables will be built for {platform_label()} only.")
-    failures = 0
+    failures = built = 0
     for package in choices.packages:
         for fmt in choices.formats:
             build = build_executable if fmt == "exe" else build_zip
@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 130
             else:
+                built += 1
                 print(f"built {path}")
+    if built:
+        print("Give your users these files, and tell them the passkey.")
     return 1 if failures else 0
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -229,17 +230,29 @@ class Announcement:
             out += web_lines(host, record.ports["web"], tls is not None, self.out)
         if invite is not None:
             out.append(f"  Invite:        {invite}")
+        client = command("partypool-client")
         if invite is not None:
-            join = f"partypool-client --invite {invite}"
+            join = f"{client} --invite {invite}"
         else:
-            join = f"partypool-client --host {host} --port {chat}"
+            join = f"{client} --host {host} --port {chat}"
             join += f" --fingerprint {tls.fingerprint}" if tls else " --insecure-plain"
         out += [
-            f"  Packages:      {PROG} package   (for users; they reach this server)",
+            f"  Packages:      {command(PROG)} package   (for users; they reach"
+            " this server)",
             f"  Join here:     {join}",
             "",
         ]
         return out
+
+
+def command(name: str) -> str:
+    """How to type the installed command ``name``: bare if the shell finds
+    this installation's, else its path (a venv not activated)."""
+    here = Path(sys.argv[0]).absolute()
+    sibling = here.with_name(name + here.suffix)
+    if not sibling.is_file() or shutil.which(name) == str(sibling):
+        return name
+    return str(sibling)
 
 
 def web_lines(host: str, port: int, tls: bool, out: object) -> list[str]:

@@ -359,3 +359,19 @@ def test_stored_passkey_file_is_checked(tmp_path: Path, monkeypatch) -> None:
     datadir.store_secret(data, "passkey", "kept").chmod(0o644)
     with pytest.raises(usage.UsageError, match="chmod 600"):
         serve.ServeOptions().parseOptions(["--data-dir", str(data), "--no-admin"])
+
+
+def test_commands_are_shown_as_they_can_be_typed(tmp_path: Path, monkeypatch) -> None:
+    """A venv that is not activated: the announcement names the path."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("partypool", "partypool-client"):
+        (bin_dir / name).write_text("")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(bin_dir / "partypool"), "serve"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert serve.command("partypool-client") == str(bin_dir / "partypool-client")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert serve.command("partypool-client") == "partypool-client"
+    monkeypatch.setattr(sys, "argv", ["-m"])  # python -m partypool serve
+    assert serve.command("partypool") == "partypool"
