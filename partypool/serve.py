@@ -25,6 +25,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import attrs
 from twisted.python import usage
@@ -33,7 +34,12 @@ from twisted.scripts import twistd
 from partypool.config import config_path
 from partypool.datadir import ServerRecord, store_secret
 from partypool.identity import default_data_dir, public_host_guess, ssh_fingerprint
-from partypool.invite import INVITE_FILENAME, invite_for_data_dir, seal_invite
+from partypool.invite import (
+    INVITE_FILENAME,
+    InviteError,
+    invite_for_data_dir,
+    seal_invite,
+)
 from partypool.passkeys import generate_passkey, passkey_weakness
 from partypool.tap import Options
 
@@ -187,7 +193,7 @@ class Announcement:
 
     options: Options
     passkey: str | None
-    out: io.TextIOBase | object
+    out: TextIO
 
     def __call__(self, record: ServerRecord) -> None:
         lines = self.lines(record, self.write_invite(record))
@@ -201,16 +207,20 @@ class Announcement:
         self.passkey = None
         if not passkey:
             return None
-        invite = invite_for_data_dir(
-            data_dir,
-            self.host(record),
-            chat_port=record.ports["chat"],
-            admin_port=record.port("admin"),
-            tls=record.tls,
-            server_name=record.server_name,
-        )
         path = data_dir / INVITE_FILENAME
-        path.write_bytes(seal_invite(invite, passkey))
+        try:
+            invite = invite_for_data_dir(
+                data_dir,
+                self.host(record),
+                chat_port=record.ports["chat"],
+                admin_port=record.port("admin"),
+                tls=record.tls,
+                server_name=record.server_name,
+            )
+            path.write_bytes(seal_invite(invite, passkey))
+        except (InviteError, OSError) as e:
+            print(f"No invite written: {e}", file=self.out, flush=True)
+            return None
         return path
 
     def lines(self, record: ServerRecord, invite: Path | None) -> list[str]:
@@ -255,7 +265,7 @@ def command(name: str) -> str:
     return str(sibling)
 
 
-def web_lines(host: str, port: int, tls: bool, out: object) -> list[str]:
+def web_lines(host: str, port: int, tls: bool, out: TextIO) -> list[str]:
     """The web door's link, and its QR code when the terminal can draw it."""
     link = f"{'https' if tls else 'http'}://{_url_host(host)}:{port}/"
     lines = [f"  Web page:      {link}"]

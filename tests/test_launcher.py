@@ -375,3 +375,14 @@ def test_commands_are_shown_as_they_can_be_typed(tmp_path: Path, monkeypatch) ->
     assert serve.command("partypool-client") == "partypool-client"
     monkeypatch.setattr(sys, "argv", ["-m"])  # python -m partypool serve
     assert serve.command("partypool") == "partypool"
+
+
+def test_an_invite_that_cannot_be_made_is_said_not_raised(
+    tmp_path: Path, monkeypatch
+) -> None:
+    options = started(tmp_path, monkeypatch, "--no-tls", "--no-admin")
+    record = ServerRecord(ports={"chat": 5000}, server_name="p", tls=True)
+    options["announce"](record)  # TLS said, but no certificate to pin
+    text = options.out.getvalue()
+    assert "No invite written: cannot read the TLS certificate" in text
+    assert "Chat address:" in text and "Invite:" not in text
