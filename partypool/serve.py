@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 import attrs
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 from twisted.scripts import twistd
 
@@ -76,7 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     except (EOFError, KeyboardInterrupt):
         print(f"\n{PROG} serve: cancelled", file=sys.stderr)
         return 1
-    twistd.runApp(config)
+    stderr = sys.stderr  # twistd sends it into its log once logging starts
+    try:
+        twistd.runApp(config)
+    except CannotListenError as e:
+        reason = getattr(e.socketError, "strerror", None) or e.socketError
+        print(
+            f"{PROG} serve: cannot listen on {e.interface or '*'}:{e.port}: "
+            f"{reason}. Is another server using it? Choose another with "
+            "--chat tcp:PORT (or --admin).",
+            file=stderr,
+        )
+        return 1
     return 0
 
 

@@ -386,3 +386,30 @@ def test_an_invite_that_cannot_be_made_is_said_not_raised(
     text = options.out.getvalue()
     assert "No invite written: cannot read the TLS certificate" in text
     assert "Chat address:" in text and "Invite:" not in text
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """The most common start-up failure says what to do, no traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "partypool", "serve", "--data-dir"]
+            + [str(tmp_path / "d"), "--chat", f"tcp:{port}:interface=127.0.0.1"]
+            + ["--no-admin", "--kdf-iterations", "4096"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=server_env(PARTYPOOL_PASSKEY="a passkey for this test only"),
+            timeout=60,
+        )
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        f"partypool serve: cannot listen on 127.0.0.1:{port}: Address already in "
+        "use. Is another server using it? Choose another with --chat tcp:PORT "
+        "(or --admin)."
+    )
+    assert "Traceback" not in run.stdout + run.stderr
