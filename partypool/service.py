@@ -213,7 +213,8 @@ class PublishAddress(Service):
     included, so ``partypool-invite`` and ``partypool-dist`` make invites that
     reach this server without being told its ports.  Then ``announce`` (if
     any; ``partypool serve`` prints the addresses with it) gets the record.
-    A door is a `Listener` labelled ``<door> port``.
+    Each `Listener` is a door named by the first word of its label
+    (``chat port``, ``admin port``, ``web door``).
     """
 
     def __init__(
@@ -239,7 +240,7 @@ class PublishAddress(Service):
 
     def _publish(self, ports: list[IListeningPort]) -> None:
         found = {
-            listener.label.removesuffix(" port"): port.getHost()
+            listener.label.split()[0]: port.getHost()
             for listener, port in zip(self.listeners, ports, strict=True)
         }
         chat_host = getattr(found.get("chat"), "host", "")

@@ -63,7 +63,7 @@ def test_ports_are_recorded_once_all_listen(tmp_path: Path) -> None:
 
 
 def test_wildcard_chat_address_records_no_host(tmp_path: Path) -> None:
-    web = FakeListener("web port")  # any door labelled "<door> port" is named
+    web = FakeListener("web door")  # a door is named by its label's first word
     chat = FakeListener("chat port")
     PublishAddress([chat, web], tmp_path, server_name="p", tls=False).startService()
     chat.listening.callback(FakePort(IPv4Address("TCP", "0.0.0.0", 1)))
