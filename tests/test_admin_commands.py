@@ -279,7 +279,9 @@ class CommandsTests(unittest.TestCase):
     def test_close_server_cancel(self) -> None:
         self.run_sync("close-server -t 30")
         result = self.run_sync("close-server --cancel")
-        self.assertEqual((result.status, result.output), (0, "shutdown cancelled"))
+        self.assertEqual(
+            (result.status, result.output), (0, "shutdown cancelled; everyone was told")
+        )
         self.assertFalse(self.clock.getDelayedCalls())
         self.assertEqual(self.run_sync("close-server --cancel").status, 1)
         self.assertEqual(self.stopped, [])
@@ -310,7 +312,7 @@ class CommandsTests(unittest.TestCase):
         empty = yield self.commands.run("requests")
         self.assertEqual(empty.output, "no requests")
         for text in ("first", "second", "third"):
-            yield self.store.add_request("alice", "127.0.5.1", text)
+            yield self.store.add_request("alice", "127.0.5.1", text, per_day=20)
         result = yield self.commands.run("requests -n 2")
         lines = result.output.splitlines()
         self.assertEqual(len(lines), 2)

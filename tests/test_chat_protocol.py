@@ -259,12 +259,12 @@ def test_overlong_line_is_skipped_and_session_goes_on(pool):
 def test_line_at_exact_limit_is_accepted():
     pool = make_pool(limits=unit_limits(max_line=512))
     alice = named(pool, "alice", "127.0.0.2")
-    bob = named(pool, "bob", "127.0.0.3")
     alice.received()
-    alice.protocol.dataReceived(b"SAY " + b"a" * 507 + b"\n")  # 512 bytes with \n
-    alice.protocol.dataReceived(b"SAY " + b"b" * 508 + b"\n")  # 513
-    assert bob.received() == ["CHAT alice " + "a" * 507]
-    assert alice.received()[0].startswith("ERR line-too-long")
+    alice.protocol.dataReceived(b"PING " + b"a" * 506 + b"\n")  # 512 bytes with \n
+    alice.protocol.dataReceived(b"PING " + b"b" * 507 + b"\n")  # 513
+    received = alice.received()
+    assert received[0] == "PONG " + "a" * 506
+    assert received[1].startswith("ERR line-too-long")
 
 
 def test_line_dribbled_one_byte_at_a_time(pool):

@@ -11,6 +11,13 @@ from twisted.trial import unittest
 
 from partypool.room.store import Store, load_bans, migrate
 
+# The newest schema version: the number of the last file in schema/.
+SCHEMA_VERSION = max(
+    int(f.name.split("-", 1)[0])
+    for f in (Path(__file__).parent.parent / "partypool" / "room" / "schema").iterdir()
+    if f.suffix == ".sql"
+)
+
 
 class StoreTests(unittest.TestCase):
     def setUp(self):
@@ -22,8 +29,10 @@ class StoreTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_requests_get_increasing_ids_and_come_back_newest_first(self):
-        first = yield self.store.add_request("alice", "127.0.0.2", "more cake")
-        second = yield self.store.add_request("bob", "::1", "less noise")
+        first = yield self.store.add_request(
+            "alice", "127.0.0.2", "more cake", per_day=20
+        )
+        second = yield self.store.add_request("bob", "::1", "less noise", per_day=20)
         self.assertLess(first, second)
         recent = yield self.store.recent_requests(10)
         self.assertEqual([r.name for r in recent], ["bob", "alice"])
@@ -53,11 +62,13 @@ class StoreTests(unittest.TestCase):
         connection = sqlite3.connect(self.path)
         self.addCleanup(connection.close)
         self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone(), ("wal",))
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (1,))
+        version = connection.execute("PRAGMA user_version").fetchone()
+        self.assertEqual(version, (SCHEMA_VERSION,))
         self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
 
     def test_migrate_twice_is_harmless(self):
         migrate(self.store.path)
         connection = sqlite3.connect(self.path)
         self.addCleanup(connection.close)
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (1,))
+        version = connection.execute("PRAGMA user_version").fetchone()
+        self.assertEqual(version, (SCHEMA_VERSION,))

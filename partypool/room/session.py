@@ -31,14 +31,21 @@ from twisted.python.failure import Failure
 from partypool.room.auth import SCRAM_MECHANISM, AuthFailed, ScramExchange
 from partypool.room.pool import PartyPool
 from partypool.room.room import Event
+from partypool.room.store import TooManyRequests
 from partypool.wire import (
+    HISTORY_HEAD,
+    ID_MAX,
     PROTOCOL_VERSION,
     WireError,
+    ascii_upper,
+    check_fits,
     clean_text,
     error_line,
     format_line,
+    online_lines,
     parse_line,
     scrub,
+    visible_text,
 )
 
 # The chat port's namespace: operators filter the log on it.
@@ -349,15 +356,18 @@ class Session:
         if self._throttled():
             return
         mechanism, _, payload = argument.partition(" ")
-        if mechanism.upper() != SCRAM_MECHANISM:
+        if ascii_upper(mechanism) != SCRAM_MECHANISM:
             return self._login_failed("unsupported mechanism")
         self._exchange = self.pool.verifier.exchange()
         try:
             server_first = self._exchange.first(_unbase64(payload))
         except AuthFailed as e:
             return self._login_failed(str(e))
+        challenge = format_line("AUTH-CHALLENGE", _base64(server_first))
+        if len(challenge) > self.pool.limits.max_line:  # it repeats the client nonce
+            return self._login_failed("client-first-message too long")
         self.state = "challenge"
-        self._reply("AUTH-CHALLENGE", _base64(server_first))
+        self._write(challenge)
 
     def handle_AUTH_RESPONSE(self, argument: str) -> None:  # noqa: N802
         if self._throttled():
@@ -396,20 +406,25 @@ class Session:
 
     def handle_SAY(self, argument: str) -> None:  # noqa: N802
         text = clean_text(argument, self.pool.limits.max_text)
+        check_fits(text, self.pool.limits.max_line, *HISTORY_HEAD, "CHAT", self.name)
         if self.pool.log_messages:
             log.info("<{name}> {text}", name=self.name, text=text)
         self.pool.room.say(self, text)
 
     def handle_ONLINE(self, argument: str) -> None:  # noqa: N802
         names = self.pool.room.names()
-        self._reply("ONLINE", str(len(names)), *names)
+        self._write(b"".join(online_lines(names, self.pool.limits.max_line)))
 
     def handle_IP(self, argument: str) -> None:  # noqa: N802
         self._reply("IP", self.host)
 
     def handle_REQUEST(self, argument: str) -> None:  # noqa: N802
-        text = clean_text(argument, self.pool.limits.max_request)
-        d = self.pool.store.add_request(self.name, self.host, text)
+        limits = self.pool.limits
+        text = clean_text(argument, limits.max_request)
+        check_fits(text, limits.max_line, "REQUESTED", ID_MAX, self.name)
+        d = self.pool.store.add_request(
+            self.name, self.host, text, per_day=limits.max_requests_per_day
+        )
         d.addCallbacks(self._request_stored, self._request_failed)
 
     def _request_stored(self, request_id: int) -> None:
@@ -419,9 +434,17 @@ class Session:
             self._reply("OK", "REQUEST", str(request_id))
 
     def _request_failed(self, failure: Failure) -> None:
-        log.failure("storing a request from {name}", failure, name=self.name)
+        """``request-failed`` either way: clients expect this code, and only
+        this one, to answer a REQUEST after later lines (docs/protocol.md)."""
+        if failure.check(TooManyRequests):
+            log.info("request refused from {name}: daily limit", name=self.name)
+            per_day = self.pool.limits.max_requests_per_day
+            text = f"at most {per_day} requests a day; not stored, try again later"
+        else:
+            log.failure("storing a request from {name}", failure, name=self.name)
+            text = "the request was not stored"
         if self.state == "chatting":
-            self._error(WireError("request-failed", "the request was not stored"))
+            self._error(WireError("request-failed", text))
 
     def handle_PING(self, argument: str) -> None:  # noqa: N802
         token = (scrub(argument),) if argument else ()
@@ -431,7 +454,7 @@ class Session:
         """Any line is a sign of life; a PONG needs nothing more."""
 
     def handle_QUIT(self, argument: str) -> None:  # noqa: N802
-        reason = scrub(argument).strip()[:_QUIT_REASON_MAX]
+        reason = visible_text(argument)[:_QUIT_REASON_MAX]
         self._goodbye("quit", left=f"quit: {reason}" if reason else "quit")
 
 
