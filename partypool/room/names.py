@@ -10,11 +10,14 @@ rather than from a table of our own:
   character shares one script, Common and Inherited characters (digits,
   ``_-.``) aside, and Han with Hiragana/Katakana, Bopomofo or Hangul counts
   as one writing system; digits come from one numbering system;
-- two names clash when their *skeletons* (TR39 §4, ``ᴀlice``, ``Аlice``
-  and ``Alice`` all become ``Alice``) are equal.  Names are compared
-  ignoring case, so each name has two skeletons, of its own spelling and of
-  its case-folded key (``I`` and ``l`` share a skeleton, ``I`` and ``i``
-  do not), and a clash of either is a clash.
+- two names clash when their *skeletons* (TR39 §4: ``ᴀlice``, ``Аlice``
+  and ``Alice`` all become ``Alice``; ``rn`` and ``m`` both ``rn``; ``I``,
+  ``l`` and ``1`` all ``l``) are equal ignoring case.  A name stands for all
+  its spellings in other cases, so it is compared as typed, in lower case
+  and in upper case (``ALICE`` has the skeleton ``ALlCE``, like ``ALlCE``),
+  and a clash of any of these is a clash.  That refuses a few names that
+  only look alike in another case (``ian`` beside ``lan``, since ``IAN``
+  looks like ``lAN``): a cheap price for names nobody can fake.
 
 ICU is a server requirement (``pip install 'partypool[server]'``); the
 clients never import this module.
@@ -56,7 +59,9 @@ def check_script(name: str) -> None:
 
 
 def skeletons(name: str) -> frozenset[str]:
-    """The TR39 skeletons two names are compared by (see the module docstring)."""
+    """The case-folded TR39 skeletons of ``name`` as typed, in lower case and
+    in upper case: two names whose sets meet look alike."""
     return frozenset(
-        (_CHECKER.getSkeleton(0, name), _CHECKER.getSkeleton(0, name_key(name)))
+        _CHECKER.getSkeleton(0, spelling).casefold()
+        for spelling in (name, name_key(name), name.upper())
     )
