@@ -76,6 +76,9 @@ VERBS = {
     "ONLINE": ("none", "ONLINE"),
     "IP": ("none", "IP"),
     "REQUEST": ("required", "REQUEST <text>"),
+    "MSG": ("required", "MSG <name> <text>"),
+    "HISTORY": ("optional", "HISTORY [count]"),
+    "ADMIN": ("required", "ADMIN <command line>"),
     "PING": ("optional", "PING [token]"),
     "PONG": ("optional", "PONG [token]"),
     "QUIT": ("optional", "QUIT [reason]"),
@@ -159,6 +162,26 @@ def check_fits(text: str, max_line: int, *head: str) -> None:
             f"the text is {size} bytes; relayed within the {max_line}-byte "
             f"line limit it may be at most {budget}",
         )
+
+
+def split_to_fit(text: str, max_line: int, *head: str) -> list[str]:
+    """``text`` cut, between characters, into pieces that each fit the line
+    ``<head…> <piece>`` within ``max_line`` bytes (one piece if it fits).
+
+    For output that is not a message and may be continued on the next line,
+    such as root's ``ADMIN-OUT`` lines.
+    """
+    budget = max_line - len(format_line(*head, ""))
+    pieces, piece, size = [], [], 0
+    for char in text:
+        width = len(char.encode("utf-8"))
+        if size + width > budget:
+            pieces.append("".join(piece))
+            piece, size = [], 0
+        piece.append(char)
+        size += width
+    pieces.append("".join(piece))
+    return pieces
 
 
 def name_key(name: str) -> str:

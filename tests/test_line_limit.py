@@ -1,9 +1,11 @@
 """No line the server sends is longer than ``--max-line`` (issue 12, item 8).
 
 A property test: whatever clients send (every verb, free text of wide and
-invisible characters, in any length) and whatever the administrator sends
-(notices, shutdown messages), in a room full of 96-byte names, every line
-any connection or member receives fits the limit with its CRLF.
+invisible characters, in any length, private messages) and whatever the
+administrator sends (notices, shutdown messages, over SSH or as root on the
+chat port, with its ``ADMIN-OUT`` output and ``REQUESTED`` events), in a
+room full of 96-byte names, every line any connection or member receives
+fits the limit with its CRLF.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from hypothesis import strategies as st
 
 from partypool.admin.commands import AdminCommands, Operator
 from partypool.wire import VERBS
-from tests.helpers import FakeMember, Peer, connect, make_pool, unit_limits
+from tests.helpers import (
+    ROOT_PASSWORD,
+    FakeMember,
+    Peer,
+    connect,
+    make_pool,
+    unit_limits,
+)
 
 # Four-byte letters NFKC keeps (CJK Extension B), two-, three-byte and ASCII
 # letters, spaces, invisible and blank characters, a control and an escape.
@@ -26,7 +35,7 @@ ALPHABET = st.sampled_from(
 )
 # Free-text verbs half the time: they are where relayed lines grow.
 VERB = st.one_of(
-    st.sampled_from(["SAY", "REQUEST"]),
+    st.sampled_from(["SAY", "REQUEST", "MSG"]),
     st.sampled_from([*VERBS, "HELLO", "say", "ſay", "ONLINE-PART"]),
 )
 
@@ -46,18 +55,23 @@ def texts(draw: st.DrawFn, max_line: int) -> str:
 def scenarios(draw: st.DrawFn) -> tuple[int, list, list, int]:
     max_line = draw(st.sampled_from([512, 700, 4096]))
     text = texts(max_line)
-    said = draw(st.lists(st.tuples(st.integers(0, 2), VERB, text), max_size=10))
-    typed = draw(
+    admin = st.one_of(
+        text.map(lambda t: f"send -all {shlex.quote(t)}"),
+        st.tuples(st.integers(0, 10**9), text).map(
+            lambda nt: f"close-server -t {nt[0]} -m {shlex.quote(nt[1])}"
+        ),
+        st.sampled_from(["requests", "list-conn", "mutes", "stats"]),
+    )
+    said = draw(
         st.lists(
             st.one_of(
-                text.map(lambda t: f"send -all {shlex.quote(t)}"),
-                st.tuples(st.integers(0, 10**9), text).map(
-                    lambda nt: f"close-server -t {nt[0]} -m {shlex.quote(nt[1])}"
-                ),
+                st.tuples(st.integers(0, 2), VERB, text),
+                st.tuples(st.just(3), st.just("ADMIN"), admin),  # root
             ),
-            max_size=3,
+            max_size=10,
         )
     )
+    typed = draw(st.lists(admin, max_size=3))
     return max_line, said, typed, draw(st.integers(1, 3100))
 
 
@@ -79,6 +93,7 @@ def _lines(data: bytes) -> list[bytes]:
 def test_no_server_line_passes_max_line(scenario):
     max_line, said, typed, nonce = scenario
     pool = make_pool(
+        root=True,
         max_clients=60,
         allow_same_ip=True,
         limits=unit_limits(max_line=max_line, rate=1e9, burst=10**6),
@@ -98,10 +113,17 @@ def test_no_server_line_passes_max_line(scenario):
     client_first = base64.b64encode(f"n,,n=chat,r={'x' * nonce}".encode()).decode()
     stranger.send(f"AUTH SCRAM-SHA-256 {client_first}")
     talkers.append(stranger)
+    root = connect(pool, host="127.0.0.5")
+    root.received()
+    assert root.login(ROOT_PASSWORD, username="root")[0].startswith("AUTH-OK ")
+    root.send("NICK root")
+    talkers.append(root)
     sent = [peer.transport.value() for peer in talkers]
 
     commands = AdminCommands(pool, Operator("password", "127.0.0.1:1"))
     for who, verb, text in said:
+        if verb == "MSG":
+            text = f"{CROWD[1]} {text}"
         if not talkers[who].protocol.session.closed:
             talkers[who].send(f"{verb} {text}".rstrip(" "))
     for line in typed:

@@ -225,3 +225,21 @@ def test_a_lookalike_of_a_banned_name_is_banned():
     with pytest.raises(WireError) as e:
         room.join(FakeMember("127.0.0.2"), "MaIlory")  # capital I for l
     assert e.value.code == "banned"
+
+
+def test_an_event_is_encoded_once_per_dialect():
+    """A door with its own dialect formats an event once, however many
+    members it reaches; another dialect gets its own form."""
+    calls = []
+
+    def loud(event: events.Event) -> bytes:
+        calls.append(event.verb)
+        return event.verb.lower().encode() + b"!"
+
+    def quiet(event: events.Event) -> bytes:
+        return b"."
+
+    event = events.chat("m0", "hi")
+    assert [event.encoded(loud) for _ in range(3)] == [b"chat!"] * 3
+    assert event.encoded(quiet) == b"." and calls == ["CHAT"]
+    assert event.wire == b"CHAT m0 hi\r\n"

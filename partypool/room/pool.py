@@ -1,8 +1,9 @@
 """The running Party Pool, free of any transport.
 
 `PartyPool` bundles what every front door shares — the room, the passkey
-verifier, the login throttle, the store, the limits and the clock — and owns
-server-wide actions such as the shutdown countdown.  `make_server` builds it
+verifier (and root's, for root logins on the chat port), the login throttle,
+the mutes, the store, the limits and the clock — and owns server-wide
+actions such as the shutdown countdown.  `make_server` builds it
 from explicit keyword arguments so tests need no command-line options.
 """
 
@@ -15,12 +16,14 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from partypool.room import room as events
 from partypool.room.auth import ChatVerifier, LoginThrottle
 from partypool.room.gather import Gatherer
+from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
 from partypool.wire import scrub
@@ -90,6 +93,12 @@ def normal_address(text: str) -> str:
     return str(address)
 
 
+class RootCommands(Protocol):
+    """The admin command executor (`partypool.admin.commands.AdminCommands`)."""
+
+    def run(self, line: str) -> Deferred: ...
+
+
 def host_and_peer(address: IAddress) -> tuple[str, str]:
     """The host as the server sees it, and ``host:port`` for the administrator.
 
@@ -124,8 +133,13 @@ class PartyPool:
     limits: Limits = Limits()
     log_messages: bool = False
     stop_server: Callable[[], object] = lambda: None
+    # Root on the chat port: the root password's SCRAM verifier (None: no
+    # root logins there), and what runs root's commands, given the peer.
+    root_verifier: ChatVerifier | None = None
+    root_commands: Callable[[str], RootCommands] | None = None
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)
+    mutes: Mutes = attrs.field(init=False)
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
     pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
@@ -134,6 +148,7 @@ class PartyPool:
     def __attrs_post_init__(self) -> None:
         self.started = self.clock.seconds()
         self.throttle = self.new_throttle()
+        self.mutes = Mutes(self.clock)
         self.gatherer = Gatherer(
             self.clock, self.limits.write_rate, self.limits.max_hold
         )
@@ -202,6 +217,7 @@ def make_server(
     log_messages: bool = False,
     stop_server: Callable[[], object] = lambda: None,
     bans: Iterable[Ban] = (),
+    root_verifier: ChatVerifier | None = None,
 ) -> PartyPool:
     """Build the core, with ``bans`` (from the store) in force."""
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
@@ -216,4 +232,5 @@ def make_server(
         limits=limits,
         log_messages=log_messages,
         stop_server=stop_server,
+        root_verifier=root_verifier,
     )
