@@ -82,3 +82,9 @@ def test_throttle_tables_stay_bounded():
     assert len(throttle._failures) <= 100
     assert len(throttle._refused_until) <= 100
     assert throttle.is_refused("127.3.231.1")  # the newest refusal survives
+
+
+def test_a_verifier_tells_whether_a_secret_is_its_own():
+    verifier = ChatVerifier.from_passkey("right", 4096)
+    assert verifier.matches("right")
+    assert not verifier.matches("wrong") and not verifier.matches("right ")

@@ -36,7 +36,7 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
     assert "twisted/plugins/partypool_plugin.py" in names
     assert "twisted/plugins/__init__.py" not in names  # would shadow Twisted's own
     assert "partypool/room/schema/001-initial.sql" in names
-    assert "partypool/room/schema/002-request-limit.sql" in names
+    assert "partypool/room/schema/003-request-limit.sql" in names
 
     venv.create(tmp_path / "venv", with_pip=True)
     python = tmp_path / "venv" / "bin" / "python"

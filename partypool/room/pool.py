@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
+from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -23,6 +24,7 @@ from twisted.logger import Logger
 from partypool.room import room as events
 from partypool.room.auth import ChatVerifier, LoginThrottle
 from partypool.room.gather import Gatherer
+from partypool.room.history import Entry, History
 from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
@@ -137,9 +139,12 @@ class PartyPool:
     # root logins there), and what runs root's commands, given the peer.
     root_verifier: ChatVerifier | None = None
     root_commands: Callable[[str], RootCommands] | None = None
+    # Runs a slow check (a password's PBKDF2) off the reactor.
+    defer_to_thread: Callable[..., Deferred] = threads.deferToThread
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)
     mutes: Mutes = attrs.field(init=False)
+    history: History | None = None  # None: the room keeps no history
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
     pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
@@ -218,11 +223,22 @@ def make_server(
     stop_server: Callable[[], object] = lambda: None,
     bans: Iterable[Ban] = (),
     root_verifier: ChatVerifier | None = None,
+    history: int = 200,
+    history_days: float = 7.0,
+    history_kept: tuple[Iterable[Entry], int] = ((), 0),
 ) -> PartyPool:
-    """Build the core, with ``bans`` (from the store) in force."""
+    """Build the core, with ``bans`` (from the store) in force.
+
+    The room keeps its last ``history`` messages (0: none) for
+    ``history_days`` days; ``history_kept`` is what the store kept before,
+    and the last id it gave (`partypool.room.store.load_history`).
+    """
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
     for ban in bans:
         (room.banned_hosts if ban.kind == "ip" else room.banned_names).add(ban.value)
+    if history:
+        entries, last_id = history_kept
+        room.history = History(store, clock, history, history_days, entries, last_id)
     return PartyPool(
         room=room,
         verifier=verifier,
@@ -233,4 +249,5 @@ def make_server(
         log_messages=log_messages,
         stop_server=stop_server,
         root_verifier=root_verifier,
+        history=room.history,
     )
