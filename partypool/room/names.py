@@ -25,6 +25,8 @@ clients never import this module.
 
 from __future__ import annotations
 
+import functools
+
 try:
     import icu
 except ImportError as e:  # pragma: no cover - depends on the installation
@@ -58,6 +60,7 @@ def check_script(name: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=4096)  # names present and banned, checked per join
 def skeletons(name: str) -> frozenset[str]:
     """The case-folded TR39 skeletons of ``name`` as typed, in lower case and
     in upper case: two names whose sets meet look alike."""
