@@ -28,6 +28,7 @@ from partypool.admin.ssh import (
 from partypool.config import config_arguments, config_path
 from partypool.doors.chat import ChatFactory
 from partypool.identity import default_data_dir, ssh_fingerprint
+from partypool.passkeys import weak_passkey_warning
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
 from partypool.room.history import DAY, HistoryService
 from partypool.room.pool import Limits, make_server
@@ -315,11 +316,20 @@ def limits_from(options: Options) -> Limits:
     )
 
 
+def warn_weak_secrets(options: Options) -> None:
+    """Warn about a weak passkey or root password: both can be guessed
+    offline (from an invite, or a captured login), so strength matters."""
+    for name, what in (("passkey", "passkey"), ("root-password", "root password")):
+        if options[name] and (warning := weak_passkey_warning(options[name], what)):
+            log.warn("{warning}", warning=warning)
+
+
 def makeService(options: Options) -> MultiService:  # noqa: N802
     from twisted.internet import reactor
 
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
+    warn_weak_secrets(options)
     store = Store(data_dir / "partypool.sqlite3")
     root_verifier = None  # root logins on the chat port, with the root password
     if options["root-password"]:

@@ -45,6 +45,7 @@ from partypool.client.admin_connect import (
     Credentials,
     HostKeyChanged,
     HostKeyCheck,
+    HostKeyUnknown,
     LoginRefused,
     _AdminTransport,
 )
@@ -653,7 +654,9 @@ class FirstContactTests(AdminSSHTestCase):
 
     def login(self, password: str) -> tuple[Deferred, HostKeyCheck, list[str]]:
         notes: list[str] = []
-        check = HostKeyCheck("127.0.6.1", 12346, None, self.known, notes.append)
+        check = HostKeyCheck(
+            "127.0.6.1", 12346, None, self.known, notes.append, self.confirm_new
+        )
         client = _AdminTransport(check, Credentials(password=password.encode()))
         ready = client.ready
         self.wire(client)
@@ -663,6 +666,21 @@ class FirstContactTests(AdminSSHTestCase):
         super().setUp()
         self.known = KnownServers(Path(self.mktemp()) / "known_admin_hosts")
         self.fingerprint = ssh_fingerprint(self.host_key)
+        self.asked: list[str] = []
+
+    def confirm_new(self, fingerprint: str) -> Deferred:
+        self.asked.append(fingerprint)
+        return defer.succeed(True)
+
+    def test_an_unknown_key_is_refused_without_a_decision(self) -> None:
+        """Issue 13.3: nobody to ask (``-c`` mode): a first-seen key is
+        refused during key exchange; the password never leaves."""
+        self.confirm_new = None  # type: ignore[assignment]
+        ready, _, notes = self.login(PASSWORD)
+        failure = self.failureResultOf(ready, HostKeyUnknown)
+        self.assertIn(self.fingerprint, str(failure.value))
+        self.assertFalse(self.logged("login"))
+        self.assertIsNone(self.known.lookup("127.0.6.1", 12346))
 
     def test_a_failed_login_does_not_pin_the_key(self) -> None:
         ready, _, notes = self.login("guess")
@@ -675,6 +693,7 @@ class FirstContactTests(AdminSSHTestCase):
     def test_a_successful_login_pins_the_key(self) -> None:
         ready, _, notes = self.login(PASSWORD)
         self.successResultOf(ready)
+        self.assertEqual(self.asked, [self.fingerprint])
         entry = self.known.lookup("127.0.6.1", 12346)
         self.assertIsNotNone(entry)
         self.assertEqual(entry.fingerprint, self.fingerprint)
