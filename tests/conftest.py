@@ -48,6 +48,7 @@ class RunningServer:
     chat_port: int | None = None
     admin_port: int | None = None
     web_port: int | None = None
+    irc_port: int | None = None
     fingerprint: str | None = None
     lines: list[str] = attrs.Factory(list)
     _queue: queue.Queue = attrs.Factory(queue.Queue)

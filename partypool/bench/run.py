@@ -56,6 +56,7 @@ STARTUP_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 600.0  # the longest any one worker command may take
 LOGIN_IN_FLIGHT = 200
 OURS = "Party Pool"
+OURS_IRC = "Party Pool, IRC gateway"  # the same server, the load through --irc
 REFERENCE = "plain Twisted"  # partypool.bench.baseline
 
 
@@ -149,6 +150,7 @@ class ServerProcess:
 
     label: str
     reference: bool  # True: the load logs in with HELLO → NICK, no SCRAM
+    irc: bool = False  # True: the load speaks IRC to the gateway
     passkey: str
     log: Path
 
@@ -228,8 +230,17 @@ class Server(ServerProcess):
     reference = False
 
     def __init__(
-        self, workdir: Path, tls: bool, extra: list[str], cpus: set[int] | None
+        self,
+        workdir: Path,
+        tls: bool,
+        extra: list[str],
+        cpus: set[int] | None,
+        irc: bool = False,
     ) -> None:
+        self.irc = irc
+        if irc:
+            self.label = OURS_IRC
+            extra = [*extra, f"--irc=tcp:0:interface={HOST}:backlog=1024"]
         self.passkey = secrets.token_urlsafe(16)
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(mode=0o700)
@@ -255,7 +266,9 @@ class Server(ServerProcess):
         self.web_port = self._logged_port("web door listening on ")
 
     def _listening_port(self) -> int | None:
-        return self._logged_port("chat port listening on ")
+        return self._logged_port(
+            ("IRC gateway" if self.irc else "chat port") + " listening on "
+        )
 
     def _logged_port(self, marker: str) -> int | None:
         text = self.log.read_text() if self.log.exists() else ""
@@ -302,8 +315,8 @@ class Workers:
         cpus: set[int] | None,
         web: bool = False,
     ) -> None:
-        """Start ``count`` load processes aimed at ``server``'s chat port, or
-        with ``web`` at its web door's WebSocket."""
+        """Start ``count`` load processes aimed at ``server``, or with ``web``
+        at its web door's WebSocket."""
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.processes = [
             subprocess.Popen(
@@ -326,6 +339,7 @@ class Workers:
                     "tls": tls,
                     "passkey": server.passkey,
                     "baseline": server.reference,
+                    "irc": server.irc,
                     "websocket": web,
                     "out_dir": str(workdir),
                     "ident": f"w{i}",
@@ -413,6 +427,7 @@ class Bench:
         clients: int,
         idle_ping: float = 60.0,
         reference: bool = False,
+        irc: bool = False,
         web: bool = False,
     ) -> Iterator[tuple[ServerProcess, Workers]]:
         """A server (ours, or the plain Twisted reference, which has no limits
@@ -424,7 +439,9 @@ class Bench:
                 server = ReferenceServer(workdir, tls, self.server_cpus)
             else:
                 result.server_args = server_args(clients, idle_ping)
-                server = Server(workdir, tls, result.server_args, self.server_cpus)
+                server = Server(
+                    workdir, tls, result.server_args, self.server_cpus, irc=irc
+                )
             result.server = server.label
             workers = Workers(
                 self.workers, server, tls, workdir, self.worker_cpus, web=web
@@ -540,11 +557,17 @@ class Bench:
             self.chat(result, server, workers, s.w1_clients, per_sender, 5.0)
         return result
 
-    def w2(self, tls: bool, reference: bool = False, web: bool = False) -> Result:
-        """A big room: 1,000 clients, 50 of them send 2 msg/s."""
+    def w2(
+        self, tls: bool, reference: bool = False, irc: bool = False, web: bool = False
+    ) -> Result:
+        """A big room: 1,000 clients, 50 of them send 2 msg/s (with ``irc``,
+        every client through the IRC gateway; with ``web``, through the web
+        door's WebSocket)."""
         s = self.sizes
         result = Result("W2 big room", _transport(tls, web), s.w2_clients)
-        running = self.running(result, tls, s.w2_clients, reference=reference, web=web)
+        running = self.running(
+            result, tls, s.w2_clients, reference=reference, irc=irc, web=web
+        )
         with running as (server, workers):
             _, result.login_s = self.login(workers, s.w2_clients)
             time.sleep(1.0)  # let the JOINED announcements drain first
@@ -769,6 +792,17 @@ def targets(results: list[Result]) -> str:
                 f" ({t.met(value / base, goal)})"
             )
         lines.append(line)
+    for transport in ("TLS", "TCP"):
+        chat = found.get(("W2 big room", transport, OURS))
+        irc = found.get(("W2 big room", transport, OURS_IRC))
+        if chat and irc and chat.cpu_us_per_delivery and irc.cpu_us_per_delivery:
+            ratio = irc.cpu_us_per_delivery / chat.cpu_us_per_delivery
+            lines.append(
+                f"- W2 through the IRC gateway ≤ 1.5× the chat port's CPU per "
+                f"delivery ({transport}): {irc.cpu_us_per_delivery:,.2f} vs "
+                f"{chat.cpu_us_per_delivery:,.2f} µs, {ratio:.2f}×"
+                f" ({'met' if ratio <= 1.5 else 'missed'})"
+            )
     for name in ("W1 seed scale", "W2 big room"):
         for chat, web in (("TLS", "WSS"), ("TCP", "WS")):
             ports = found.get((name, chat, OURS)), found.get((name, web, OURS))
@@ -825,6 +859,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the runs of W1 and W2 through the web door's WebSocket",
     )
     parser.add_argument(
+        "--no-irc",
+        action="store_true",
+        help="skip the run of W2 through the IRC gateway",
+    )
+    parser.add_argument(
         "--only", default="W1,W2,W3,W4,W5", help="workloads to run, e.g. W2,W4"
     )
     parser.add_argument(
@@ -865,6 +904,10 @@ def main(argv: list[str] | None = None) -> int:
             if name in ("W2", "W3") and not args.no_reference:
                 reference = functools.partial(run, tls, reference=True)
                 plan.append((f"{label} against {REFERENCE}", reference))
+            # The IRC gateway's cost, compared with the chat port's.
+            if name == "W2" and not args.no_irc:
+                irc = functools.partial(run, tls, irc=True)
+                plan.append((f"{label} through the IRC gateway", irc))
             # The same load through the web door, to compare with the chat port.
             if name in ("W1", "W2") and not args.no_web:
                 web = functools.partial(run, tls, web=True)
