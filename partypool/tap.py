@@ -7,7 +7,13 @@ they work but are visible in the process list, so that logs a warning.
 
 from __future__ import annotations
 
-import os
+# First, before the slow imports: from here on SIGHUP cannot end the process.
+import partypool.sighup  # noqa: F401
+
+# isort: split
+
+import difflib
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -19,15 +25,22 @@ from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
+from partypool import logs
 from partypool.admin.commands import AdminCommands, Operator
 from partypool.admin.ssh import (
+    AuthorizedKeys,
     ensure_host_key,
     load_authorized_keys,
     make_admin_factory,
 )
 from partypool.config import config_arguments, config_path
+from partypool.datadir import prepare_data_dir, read_stored_secret
 from partypool.doors.chat import ChatFactory
+from partypool.doors.irc import IrcFactory
+from partypool.doors.irc_wire import CHANNEL_MAX, check_channel
+from partypool.environ import take_secret
 from partypool.identity import default_data_dir, ssh_fingerprint
+from partypool.passkeys import weak_passkey_warning
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
 from partypool.room.history import DAY, HistoryService
 from partypool.room.pool import Limits, make_server
@@ -37,6 +50,7 @@ from partypool.service import (
     CertificateReload,
     Farewell,
     Listener,
+    PublishAddress,
     StopInOrder,
     StopOnSigterm,
     StoreService,
@@ -47,20 +61,9 @@ from partypool.wire import scrub
 log = Logger(namespace="partypool.tap")
 
 
-def prepare_data_dir(path: Path) -> Path:
-    """Create the data directory owner-only, or refuse one others can enter."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        raise ConfigError(
-            f"data directory {path} is open to other users; fix it with: "
-            f"chmod 700 {path}"
-        )
-    return path
-
-
-# --log-format → twistd --logger factory (None: twistd's own text format)
+# --log-format → twistd --logger factory
 LOG_OBSERVERS = {
-    "text": None,
+    "text": "partypool.logs.text_observer",
     "journal": "partypool.logs.journal_observer",
     "json": "partypool.logs.json_observer",
 }
@@ -103,7 +106,33 @@ def _log_format(text: str) -> str:
 _log_format.coerceDoc = "text (twistd's), journal (for journald) or json."
 
 
+def _channel(text: str) -> str:
+    if not check_channel(text):
+        raise ValueError(
+            f"must be # and up to {CHANNEL_MAX} letters, digits, '_', '-' or '.', "
+            f"not {text}"
+        )
+    return text
+
+
+_channel.coerceDoc = "Like #party."
+
+
 _SECRETS = frozenset({"passkey", "root-password"})
+_UNKNOWN_OPTION = re.compile(r"option (-{1,2}\S+) not recognized")
+
+
+class _NamedCoerce(usage.CoerceParameter):
+    """A converted option whose error names the option (``--rate: must be…``):
+    twistd's own says only "Parameter type enforcement failed"."""
+
+    def dispatch(self, parameterName: str, value: str | None) -> None:  # noqa: N803
+        if value is None:
+            raise usage.UsageError(f"--{parameterName} needs a value")
+        try:
+            self.options.opts[parameterName] = self.coerce(value)
+        except ValueError as e:
+            raise usage.UsageError(f"--{parameterName}: {e}") from None
 
 
 class Options(usage.Options):
@@ -133,6 +162,8 @@ class Options(usage.Options):
         ["root-password-file", None, None, "File holding the root password."],
         ["chat", None, "tcp:12345", "Endpoint for the chat port."],
         ["admin", None, "tcp:12346", "Endpoint for the SSH admin port."],
+        ["irc", None, None, "Endpoint for the IRC gateway (off unless given)."],
+        ["irc-channel", None, "#party", "The room's IRC channel.", _channel],
         ["tls-cert", None, None, "PEM certificate (chain) for the chat port."],
         ["tls-key", None, None, "PEM private key for --tls-cert."],
         ["data-dir", None, None, "Data directory (default: see README)."],
@@ -155,6 +186,13 @@ class Options(usage.Options):
         ],
         ["max-pending", None, 1 << 20, "Output backlog in bytes.", _positive(int)],
         ["max-pending-logins", None, 10, "Logins per address.", _positive(int)],
+        [
+            "max-unauthenticated",
+            None,
+            100,
+            "Connections not logged in yet, per port.",
+            _positive(int),
+        ],
         ["login-failures", None, 5, "Failed logins before refusal.", _positive(int)],
         ["login-window", None, 60.0, "Seconds failures count over.", _positive(float)],
         [
@@ -163,6 +201,13 @@ class Options(usage.Options):
             60.0,
             "Seconds an address is refused.",
             _positive(float),
+        ],
+        [
+            "login-budget",
+            None,
+            20,
+            "Failed admin passwords from all addresses per --login-window.",
+            _positive(int),
         ],
         [
             "write-rate",
@@ -191,11 +236,46 @@ class Options(usage.Options):
             None,
             DEFAULT_ITERATIONS,
             "PBKDF2 iterations (at least 4096).",
-            int,
+            _positive(int),
         ],
     ]
 
+    #: The line shown after an option error instead of the whole option list.
+    help_hint = "twistd partypool --help lists every option."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+        for name, handler in self._dispatch.items():
+            if isinstance(handler, usage.CoerceParameter):
+                self._dispatch[name] = _NamedCoerce(self, handler.coerce)
+
+    def getUsage(self, width: int | None = None) -> str:  # noqa: N802
+        """After an option error, twistd prints this and then the error: one
+        hint rather than the whole option list, in which the error is lost."""
+        if self.failed:
+            return self.help_hint
+        return super().getUsage(width)
+
     def parseOptions(self, options: Sequence[str] | None = None) -> None:  # noqa: N802
+        """Parse; an error is one line (with a close match for a mistyped
+        option) and marks these options failed (see `getUsage`)."""
+        try:
+            self._parse(options)
+        except usage.UsageError as e:
+            self.failed = True
+            raise usage.UsageError(self._suggest(str(e))) from None
+
+    def _suggest(self, message: str) -> str:
+        """``option --max-client not recognized`` gains ``did you mean…``."""
+        unknown = _UNKNOWN_OPTION.fullmatch(message)
+        if unknown is None:
+            return message
+        known = [f"--{name}" for name in self.synonyms if len(name) > 1]
+        close = difflib.get_close_matches(unknown[1], known, n=1)
+        return f"{message} (did you mean {close[0]}?)" if close else message
+
+    def _parse(self, options: Sequence[str] | None) -> None:
         """Read --config first and put its options before the command line's."""
         argv = list(sys.argv[1:] if options is None else options)
         path = config_path(argv)
@@ -218,8 +298,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:  # noqa: N802
         self._choose_log_observer()
         self["server-name"] = scrub(self["server-name"]).strip() or socket.gethostname()
-        for name in ("chat", "admin"):
-            if self[name].split(":", 1)[0].lower() in ("ssl", "tls"):
+        for name in ("chat", "admin", "irc"):
+            if self[name] and self[name].split(":", 1)[0].lower() in ("ssl", "tls"):
                 raise usage.UsageError(
                     f"--{name} {self[name]}: give a plain endpoint such as "
                     "tcp:12345; Party Pool adds TLS itself (--tls-cert/--tls-key)"
@@ -232,17 +312,12 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--max-line must be at least 512, or no one can log in"
             )
-        self["passkey"] = self._secret("passkey", "PARTYPOOL_PASSKEY")
-        if not self["passkey"]:
-            raise usage.UsageError(
-                "no passkey: give --passkey-file FILE, set PARTYPOOL_PASSKEY, "
-                "or --passkey"
-            )
-        self["root-password"] = self._secret("root-password", "PARTYPOOL_ROOT_PASSWORD")
         try:
             self["data-dir"] = prepare_data_dir(
                 Path(self["data-dir"] or default_data_dir())
             )
+            for name in sorted(_SECRETS):
+                self[name] = self._secret(name) or self.missing_secret(name)
             self["tls"] = _chat_tls(self, self["data-dir"])
             if not self["no-admin"]:
                 self["host-key"] = ensure_host_key(
@@ -261,7 +336,12 @@ class Options(usage.Options):
         its own ``--logger``; setting that is how a plugin picks the format.
         """
         observer, twistd = LOG_OBSERVERS[self["log-format"]], self.parent
-        if observer is None or twistd is None:
+        if twistd is None:
+            return
+        if self["log-format"] == "text":
+            if not twistd.get("logger"):  # an operator's own --logger wins
+                logs.write_like_twistd(twistd)
+                twistd["logger"] = observer
             return
         if twistd.get("logger") or twistd.get("logfile") or twistd.get("syslog"):
             raise usage.UsageError(
@@ -275,17 +355,23 @@ class Options(usage.Options):
             )
         twistd["logger"] = observer
 
-    def _secret(self, name: str, variable: str) -> str | None:
-        """Read a secret from --NAME-file, the environment, or --NAME (warned)."""
+    def _secret(self, name: str) -> str | None:
+        """A secret from --NAME-file, --NAME (warned), the environment, or the
+        file the operator kept in the data directory, in that order.
+
+        The environment variable is taken out of the environment in any case
+        (`partypool.environ`), so it cannot be read from the running server.
+        A --NAME-file that others can read is refused.
+        """
+        variable = "PARTYPOOL_" + name.upper().replace("-", "_")
+        from_environment = take_secret(variable)
         if self[f"{name}-file"]:
             path = Path(self[f"{name}-file"])
             try:
-                text = path.read_text("utf-8")
                 check_private(path)
+                text = path.read_text("utf-8")
             except OSError as e:
                 raise usage.UsageError(f"--{name}-file: {e}") from None
-            except ConfigError as e:
-                log.warn("{problem}", problem=e)
             return text.rstrip("\r\n")
         if self[name]:
             log.warn(
@@ -295,7 +381,18 @@ class Options(usage.Options):
                 variable=variable,
             )
             return self[name]
-        return os.environ.get(variable) or None
+        return from_environment or read_stored_secret(self["data-dir"], name)
+
+    def missing_secret(self, name: str) -> str | None:
+        """No passkey or root password was given: refuse to start without a
+        passkey (the root password is optional).  `partypool.launcher` asks
+        the person at the terminal instead."""
+        if name == "passkey":
+            raise usage.UsageError(
+                "no passkey: give --passkey-file FILE or set PARTYPOOL_PASSKEY "
+                "(or run `partypool serve` in a terminal to choose one)"
+            )
+        return None
 
 
 def limits_from(options: Options) -> Limits:
@@ -305,11 +402,20 @@ def limits_from(options: Options) -> Limits:
     )
 
 
+def warn_weak_secrets(options: Options) -> None:
+    """Warn about a weak passkey or root password: both can be guessed
+    offline (from an invite, or a captured login), so strength matters."""
+    for name, what in (("passkey", "passkey"), ("root-password", "root password")):
+        if options[name] and (warning := weak_passkey_warning(options[name], what)):
+            log.warn("{warning}", warning=warning)
+
+
 def makeService(options: Options) -> MultiService:  # noqa: N802
     from twisted.internet import reactor
 
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
+    warn_weak_secrets(options)
     store = Store(data_dir / "partypool.sqlite3")
     root_verifier = None  # root logins on the chat port, with the root password
     if options["root-password"]:
@@ -361,6 +467,12 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     certificates.setServiceParent(top)
     chat = endpoints.serverFromString(reactor, options["chat"])
     Listener("chat port", chat, factory).setServiceParent(top)
+    if options["irc"]:
+        irc_factory = IrcFactory(pool, channel=options["irc-channel"])
+        if tls is not None:
+            irc_factory = tls.wrap(irc_factory)
+        irc = endpoints.serverFromString(reactor, options["irc"])
+        Listener("IRC gateway", irc, irc_factory).setServiceParent(top)
     if options["no-admin"]:
         log.info("admin port off (--no-admin)")
     else:
@@ -373,7 +485,11 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
             pool,
             host_key=options["host-key"],
             root_password=root_password,
-            authorized_keys=options["authorized-keys"],
+            # Read at each login; with neither a key nor a password at
+            # start-up, the port stays off.
+            authorized_keys=AuthorizedKeys(data_dir / "authorized_keys")
+            if options["authorized-keys"] or root_password
+            else None,
             manhole=bool(options["manhole"]),
             reload_tls=certificates.reload,
         )
@@ -390,8 +506,15 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
             )
             endpoint = endpoints.serverFromString(reactor, options["admin"])
             Listener("admin port", endpoint, admin).setServiceParent(top)
-    listening = [child.listening for child in top if isinstance(child, Listener)]
-    Readiness(listening, reactor, reactor).setServiceParent(top)
+    listeners = [child for child in top if isinstance(child, Listener)]
+    PublishAddress(
+        listeners,
+        data_dir,
+        server_name=options["server-name"],
+        tls=tls is not None,
+        announce=options.get("announce"),  # set by partypool.launcher
+    ).setServiceParent(top)
+    Readiness([x.listening for x in listeners], reactor, reactor).setServiceParent(top)
     Farewell(pool).setServiceParent(top)
     # Only the verifiers and the hash are needed from here on.
     options["passkey"] = options["root-password"] = None

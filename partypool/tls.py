@@ -13,6 +13,7 @@ import hashlib
 import os
 import socket
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,21 @@ def certificate_fingerprint(cert_pem: bytes) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
+def tls_server_end_point(certificate: x509.Certificate) -> bytes:
+    """RFC 5929 ``tls-server-end-point`` data for the server's certificate:
+    its DER hashed with the certificate's signature hash, SHA-256 when that is
+    MD5 or SHA-1, and also when the signature has no separate hash (Ed25519,
+    Ed448: RFC 5929 predates them; SHA-256 is what other implementations
+    use). Both ends compute it from the certificate this connection used, so
+    a relay that shows its own certificate gives the two ends different data."""
+    algorithm = certificate.signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(certificate.public_bytes(serialization.Encoding.DER))
+    return digest.finalize()
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret file readable by its owner only, from its first byte."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -55,7 +71,13 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def check_private(path: Path) -> None:
-    """Refuse a secret file that group or others can read."""
+    """Refuse a secret file that group or others can read.
+
+    Not on Windows, where ``os.stat`` reports every file as readable by all
+    whatever its access list says (see `partypool.datadir`).
+    """
+    if sys.platform == "win32":
+        return
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(

@@ -2,9 +2,9 @@
 loopback, attacked with real sockets.
 
 Every wait is bounded.  Speed is measured and reported, never asserted
-tightly: figures are printed as ``FIGURE <name> <value>`` lines (shown even
-without ``-s``) and attached to the test report as properties; only very
-loose sanity bounds are asserted on them.
+tightly: figures are attached to the test report as properties and printed
+as ``FIGURE <name> <value>`` lines with ``-v`` or ``-s`` (not in ``pytest
+-q``); only very loose sanity bounds are asserted on them.
 """
 
 from __future__ import annotations
@@ -64,13 +64,16 @@ HOSTILE = (
 
 
 @pytest.fixture
-def figure(capsys, record_property) -> Callable[[str, object], None]:
-    """Report one measured figure: printed (past capture) and recorded."""
+def figure(capsys, record_property, pytestconfig) -> Callable[[str, object], None]:
+    """Report one measured figure: recorded, and printed past capture with
+    ``-v`` or ``-s`` (``pytest -q`` stays quiet)."""
+    shown = pytestconfig.get_verbosity() > 0 or pytestconfig.option.capture == "no"
 
     def report(name: str, value: object) -> None:
         record_property(name, value)
-        with capsys.disabled():
-            print(f"\nFIGURE {name} {value}", flush=True)
+        if shown:
+            with capsys.disabled():
+                print(f"\nFIGURE {name} {value}", flush=True)
 
     return report
 

@@ -4,9 +4,13 @@ log formats, certificate reload, and the systemd unit files."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from partypool import logs, tap
+from partypool import logs, sighup, tap
 from partypool.config import config_path
 from partypool.sd_notify import Readiness, notify, watchdog_interval
 from partypool.service import CertificateReload, Listener, StoreService
@@ -133,6 +137,50 @@ def test_reload_takes_new_certificate_and_keeps_old_on_error(tmp_path):
     assert any(e.get("log_level") == LogLevel.error for e in errors)
 
 
+def test_importing_tap_makes_sighup_harmless_before_its_slow_imports():
+    """twistd imports tap while parsing options, long before the services
+    start; a SIGHUP while tap's own imports load (conch) is already caught."""
+    code = (
+        "import importlib.abc, os, signal, sys\n"
+        "class Hangup(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'twisted.conch':\n"
+        "            os.kill(os.getpid(), signal.SIGHUP)\n"
+        "sys.meta_path.insert(0, Hangup())\n"
+        "import partypool.tap\n"
+        "import partypool.sighup as s\n"
+        "print('alive', s.take_pending(), s.take_pending())"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (run.returncode, run.stdout) == (0, "alive True False\n"), run.stderr
+
+
+def test_a_sighup_while_starting_reloads_once_running(monkeypatch):
+    """A SIGHUP remembered while starting is acted on when the reactor runs."""
+    queued = []
+    reactor = RunningReactor()
+    reactor.callFromThread = lambda f, *args: queued.append(f)
+    reloader = CertificateReload(None, reactor)
+    monkeypatch.setattr(reloader, "reload", lambda: queued.append("reload") or "")
+    previous = signal.signal(signal.SIGHUP, sighup._remember)
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)  # the default action would end pytest
+        reloader.privilegedStartService()
+        assert signal.getsignal(signal.SIGHUP) == reloader._hangup
+        assert not sighup._pending
+        assert len(queued) == 1
+        queued.pop()()
+        assert queued == ["reload"]
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_reload_without_tls_says_so():
     with pytest.raises(ConfigError, match="TLS is off"):
         CertificateReload(None, RunningReactor()).reload()
@@ -159,6 +207,8 @@ def test_service_tree_has_reload_and_readiness(tmp_path, monkeypatch):
 SAMPLES = {
     "chat": ("tcp:2000:interface=127.0.0.1", "tcp:2000:interface=127.0.0.1"),
     "admin": ("tcp:2001", "tcp:2001"),
+    "irc": ("tcp:6697", "tcp:6697"),
+    "irc-channel": ("#lobby", "#lobby"),
     "tls-cert": ("c.pem", "c.pem"),
     "tls-key": ("k.pem", "k.pem"),
     "server-name": ("pool.example", "pool.example"),
@@ -174,6 +224,8 @@ SAMPLES = {
     "flood-window": (5, 5.0),
     "max-pending": (4096, 4096),
     "max-pending-logins": (3, 3),
+    "max-unauthenticated": (40, 40),
+    "login-budget": (7, 7),
     "login-failures": (3, 3),
     "login-window": (30, 30.0),
     "login-penalty": (120, 120.0),
@@ -212,6 +264,7 @@ def test_every_option_round_trips_through_the_config_file(tmp_path, monkeypatch)
     parameters = [p[0] for p in tap.Options.optParameters]
     secret = tmp_path / "secret"
     secret.write_text("from a file\n")
+    secret.chmod(0o600)
     samples = {
         **SAMPLES,
         "data-dir": (str(tmp_path / "other"), tmp_path / "other"),
@@ -332,7 +385,8 @@ def test_json_lines_for_log_shippers():
 
 
 def test_log_format_chooses_twistds_logger(tmp_path, monkeypatch):
-    """--log-format sets twistd's own --logger; it refuses to fight --logfile."""
+    """--log-format sets twistd's own --logger, text included (to clean its lines);
+    an operator's --logger wins over text, and journal and json refuse --logfile."""
     from twisted.scripts.twistd import ServerOptions
 
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
@@ -341,8 +395,15 @@ def test_log_format_chooses_twistds_logger(tmp_path, monkeypatch):
     options.parseOptions(["-n", *common, "--log-format", "journal"])
     assert options["logger"] is logs.journal_observer
     options = ServerOptions()
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # the first parse took it
     options.parseOptions(["-n", *common])
-    assert options["logger"] is None
+    assert options["logger"] is logs.text_observer
+    options = ServerOptions()
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    options.parseOptions(
+        ["-n", "--logger", "twisted.logger.jsonFileLogObserver", *common]
+    )
+    assert options["logger"] is not logs.text_observer  # the operator's own wins
     with pytest.raises(usage.UsageError, match="drop twistd's --logger, --logfile"):
         ServerOptions().parseOptions(
             ["--logfile", "x.log", *common, "--log-format", "json"]
@@ -369,10 +430,19 @@ def units(tmp_path):
     return sorted(tmp_path.glob("partypool*.s*"))
 
 
+def test_unit_raises_the_descriptor_limit():
+    """One descriptor per connection: systemd's default soft limit (1024)
+    would cap a big room long before --max-clients."""
+    unit = (UNITS / "partypool.service").read_text()
+    limit = re.search(r"^LimitNOFILE=(\d+)$", unit, re.MULTILINE)
+    assert limit is not None and int(limit[1]) >= 65536
+
+
 def test_unit_files_verify(units):
-    """systemd itself finds nothing wrong with the service and both sockets."""
+    """systemd itself finds nothing wrong with the service and the sockets."""
     assert [u.name for u in units] == [
         "partypool-admin.socket",
+        "partypool-irc.socket",
         "partypool.service",
         "partypool.socket",
     ]

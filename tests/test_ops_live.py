@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -37,21 +38,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def irc_pong(port: int) -> list[bytes]:
+    """The words of the IRC gateway's answer to ``PING x``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with context.wrap_socket(raw) as sock:
+        sock.sendall(b"PING x\r\n")
+        line = b""
+        while not line.endswith(b"\r\n"):
+            line += sock.recv(512)
+    return line.split()
+
+
 def ssh_banner(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         return sock.recv(64)
 
 
-def test_socket_activation_of_both_ports(tmp_path):
-    """systemd-style passed sockets (named chat and admin) serve TLS chat and SSH."""
+def test_socket_activation_of_the_ports(tmp_path):
+    """systemd-style passed sockets (named chat, admin and irc) serve TLS chat,
+    SSH and the IRC gateway."""
     tool = shutil.which("systemd-socket-activate")
     if tool is None:
         pytest.skip("systemd-socket-activate is not installed (CI installs systemd)")
-    chat_port, admin_port = free_port(), free_port()
+    chat_port, admin_port, irc_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     passkey_file = tmp_path / "passkey"
     passkey_file.write_text(PASSKEY)
+    passkey_file.chmod(0o600)  # one others can read is refused
     env = server_env()
     # systemd-socket-activate passes on only the variables named with -E.
     variables = {
@@ -66,7 +82,9 @@ def test_socket_activation_of_both_ports(tmp_path):
         f"127.0.0.1:{chat_port}",
         "-l",
         f"127.0.0.1:{admin_port}",
-        "--fdname=chat:admin",
+        "-l",
+        f"127.0.0.1:{irc_port}",
+        "--fdname=chat:admin:irc",
         *(f"-E{name}={value}" for name, value in variables.items()),
         *twistd_command(
             data_dir,
@@ -74,6 +92,8 @@ def test_socket_activation_of_both_ports(tmp_path):
             "systemd:domain=INET:name=chat",
             "--admin",
             "systemd:domain=INET:name=admin",
+            "--irc",
+            "systemd:domain=INET:name=irc",
             "--passkey-file",
             str(passkey_file),
         ),
@@ -94,6 +114,10 @@ def test_socket_activation_of_both_ports(tmp_path):
             admin_port
         )
         assert ssh_banner(admin_port).startswith(b"SSH-2.0-")
+        assert server.wait_for(r"IRC gateway listening on 127.0.0.1:(\d+)")[1] == str(
+            irc_port
+        )
+        assert irc_pong(irc_port)[1::2] == [b"PONG", b"x"]  # :server PONG server x
         assert server.stop() == 0
         assert client.expect("BYE") == "BYE server stopping"
     finally:
@@ -197,6 +221,71 @@ def test_sighup_reloads_certificate_for_new_connections_only(tmp_path):
         for client in (alice, bob, carol):
             client.close()
         assert server.stop() == 0
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+
+
+def hangup_handled(pid: int) -> bool:
+    """Whether the process catches or ignores SIGHUP (from /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [
+        line.split()[1]
+        for line in status.splitlines()
+        if line[:6] in ("SigCgt", "SigIgn")
+    ]
+    return any(int(mask, 16) & (1 << (signal.SIGHUP - 1)) for mask in masks)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_sighup_at_every_moment_of_start_and_stop_is_harmless(tmp_path):
+    """SIGHUP as soon as twistd has loaded Party Pool (its handler shows in
+    /proc), after every line logged while starting, while running, and while
+    stopping: the server starts, reloads the certificate once running, and
+    exits 0 on SIGTERM."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    secret = tmp_path / "secret"
+    secret.write_text(PASSKEY)
+    secret.chmod(0o600)
+    command = twistd_command(
+        data_dir,
+        "--passkey-file",
+        str(secret),
+        "--root-password-file",
+        str(secret),
+        "--chat",
+        "tcp:0:interface=127.0.0.1",
+        "--admin",
+        "tcp:0:interface=127.0.0.1",
+    )
+    server = spawn(command, data_dir, PASSKEY, server_env(), tmp_path)
+    try:
+        pid = server.process.pid
+        deadline = time.monotonic() + 30
+        while not hangup_handled(pid) and time.monotonic() < deadline:
+            assert server.process.poll() is None
+            time.sleep(0.002)
+        server.signal(signal.SIGHUP)
+        for _ in range(100):  # start-up logs about twenty lines
+            line = server._queue.get(timeout=30)
+            assert line is not None, "\n".join(server.lines)
+            server.lines.append(line)
+            server.signal(signal.SIGHUP)
+            if "admin port listening" in line:
+                break
+        server.wait_for("TLS certificate reloaded")
+        for _ in range(3):
+            server.signal(signal.SIGHUP)
+            time.sleep(0.05)
+        server.process.send_signal(signal.SIGTERM)
+        for _ in range(10):
+            if server.process.poll() is not None:
+                break
+            server.signal(signal.SIGHUP)
+            time.sleep(0.02)
+        assert server.process.wait(timeout=20) == 0, server.output()
+        assert "SIGHUP while starting: reloading the certificate" in server.output()
     finally:
         if server.process.poll() is None:
             server.process.kill()

@@ -27,6 +27,7 @@ def test_no_passkey_is_a_clear_error(tmp_path, monkeypatch):
 def test_passkey_from_file_env_or_argument(tmp_path, monkeypatch):
     secret = tmp_path / "passkey"
     secret.write_text("from a file\n")
+    secret.chmod(0o600)
     assert parse(tmp_path, "--passkey-file", str(secret))["passkey"] == "from a file"
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "from the environment")
     assert parse(tmp_path)["passkey"] == "from the environment"
@@ -43,6 +44,9 @@ def test_missing_passkey_file_is_named(tmp_path):
     [
         (["--chat", "ssl:12345"], "Party Pool adds TLS itself"),
         (["--admin", "tls:host:1"], "Party Pool adds TLS itself"),
+        (["--irc", "ssl:6697"], "Party Pool adds TLS itself"),
+        (["--irc-channel", "party"], "must be # and up to"),
+        (["--irc-channel", "#a b"], "must be # and up to"),
         (["--tls-cert", "c.pem"], "go together"),
         (["--kdf-iterations", "10"], "at least 4096"),
         (["--max-clients", "0"], "greater than zero"),
@@ -89,6 +93,23 @@ def test_service_tree(tmp_path, monkeypatch):
     children[1].store.close()
 
 
+def test_irc_gateway_is_off_by_default_and_a_tls_listener_when_asked(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    service = tap.makeService(parse(tmp_path, "--no-admin"))
+    assert [c.label for c in service if isinstance(c, Listener)] == ["chat port"]
+    list(service)[1].store.close()
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # the first parse took it
+    options = parse(
+        tmp_path, "--no-admin", "--irc", "tcp:6697", "--irc-channel", "#lobby"
+    )
+    service = tap.makeService(options)
+    [irc] = [c for c in service if isinstance(c, Listener) and "IRC" in c.label]
+    assert irc.factory.wrappedFactory.gateway.channel == "#lobby"  # inside TLS
+    list(service)[1].store.close()
+
+
 def test_server_name_is_scrubbed(tmp_path, monkeypatch):
     """The name goes into every HELLO line: no line breaks or escapes."""
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
@@ -106,11 +127,13 @@ def test_history_options_and_service(tmp_path, monkeypatch):
     ):
         with pytest.raises(usage.UsageError, match=message):
             parse(tmp_path, *bad)
+        monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # each parse takes it
     service = tap.makeService(parse(tmp_path, "--no-admin", "--history", "5"))
     children = list(service)
     assert isinstance(children[2], HistoryService)
     assert children[2].history.keep == 5 and children[2].history.days == 7
     children[1].store.close()
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
     service = tap.makeService(parse(tmp_path, "--no-admin", "--history", "0"))
     assert not [c for c in service if isinstance(c, HistoryService)]
     assert children[-1].pool.history is not None
@@ -131,7 +154,7 @@ def test_root_verifier_on_the_chat_port_only_with_a_root_password(
     assert pool.root_verifier is not None and pool.root_commands is not None
     assert options["root-password"] is None
     list(service)[1].store.close()
-    monkeypatch.delenv("PARTYPOOL_ROOT_PASSWORD")
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # the first parse took both
     service = tap.makeService(parse(tmp_path, "--no-admin"))
     assert list(service)[-1].pool.root_verifier is None
     list(service)[1].store.close()

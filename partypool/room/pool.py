@@ -50,9 +50,11 @@ class Limits:
     flood_window: float = 10.0
     max_pending: int = 1 << 20
     max_pending_logins: int = 10
+    max_unauthenticated: int = 100
     login_failures: int = 5
     login_window: float = 60.0
     login_penalty: float = 60.0
+    login_budget: int = 20
     write_rate: float = 10_000.0
     max_hold: float = 0.1
 
@@ -85,6 +87,59 @@ def host_and_peer(address: IAddress) -> tuple[str, str]:
         if mapped.version == 6 and mapped.ipv4_mapped is not None:
             host = str(mapped.ipv4_mapped)
     return host, f"{host}:{address.port}"
+
+
+@attrs.define
+class Unauthenticated:
+    """One port's connections that have not logged in yet, per address and in all.
+
+    A flood of connections that never log in must not use up the process's
+    file descriptors.  Past ``per_address`` from one address, a new one is
+    refused (closed at once).  Past ``total`` from all addresses, the oldest
+    is dropped to make room: refusing the newcomer instead would let silent
+    connections from a few dozen addresses lock everyone else out, while a
+    real login finishes long before it becomes the oldest.  Each port has its
+    own count (`PartyPool.new_unauthenticated`), so a flood on the chat port
+    cannot lock root out of the admin port.
+    """
+
+    per_address: int
+    total: int
+    _hosts: collections.Counter[str] = attrs.field(
+        factory=collections.Counter, init=False
+    )
+    _waiting: dict[Connection, str] = attrs.field(factory=dict, init=False)
+
+    def admit(self, connection: Connection, host: str) -> str | None:
+        """Count ``connection`` from ``host``; or, counting nothing, say why not.
+
+        If the port is full, the oldest connection is told to go
+        (``disconnect``) and no longer counts.
+        """
+        if self._hosts[host] >= self.per_address:
+            return f"{self._hosts[host]} connections from it not logged in"
+        if len(self._waiting) >= self.total:
+            oldest = next(iter(self._waiting))
+            self.release(oldest)
+            oldest.disconnect(f"the oldest of {self.total} connections not logged in")
+        self._waiting[connection] = host
+        self._hosts[host] += 1
+        return None
+
+    def release(self, connection: Connection) -> None:
+        """``connection`` logged in or went away (again: no harm)."""
+        host = self._waiting.pop(connection, None)
+        if host is None:
+            return
+        self._hosts[host] -= 1
+        if self._hosts[host] <= 0:
+            del self._hosts[host]
+
+    def count(self, host: str) -> int:
+        return self._hosts[host]
+
+    def __len__(self) -> int:
+        return len(self._waiting)
 
 
 @attrs.define(eq=False)
@@ -138,6 +193,12 @@ class PartyPool:
             window=limits.login_window,
             penalty=limits.login_penalty,
         )
+
+    def new_unauthenticated(self) -> Unauthenticated:
+        """A count of a port's connections not logged in yet, with the operator's
+        caps (``--max-pending-logins`` per address, ``--max-unauthenticated``)."""
+        limits = self.limits
+        return Unauthenticated(limits.max_pending_logins, limits.max_unauthenticated)
 
     def schedule_shutdown(self, seconds: int, message: str) -> None:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
