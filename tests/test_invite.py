@@ -298,11 +298,13 @@ def test_web_url(host: str, port: int, tls: bool, url: str) -> None:
     assert inv.web_url(host, port, tls=tls) == url
 
 
-def test_invite_web_and_qr_print_the_page_address(capsys) -> None:
+def test_invite_web_and_qr_print_the_page_address(tmp_path: Path, capsys) -> None:
     """--web needs no passkey (the address is no secret); --qr draws it too."""
-    assert inv.main(["--host", "party.lan", "--web"]) == 0
+    empty = ["--data-dir", str(tmp_path)]  # no server record there
+    assert inv.main([*empty, "--host", "party.lan", "--web"]) == 0
     assert capsys.readouterr().out == "https://party.lan:12347/\n"
-    assert inv.main(["--host", "party.lan", "--qr", "--web-port", "8443"]) == 0
+    qr = [*empty, "--host", "party.lan", "--qr", "--web-port", "8443"]
+    assert inv.main(qr) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "https://party.lan:8443/"
     code = out[1:]
@@ -331,3 +333,18 @@ def test_qr_code_decodes_to_the_address() -> None:
                 (int(up), int(down))
             ]
         )
+
+
+def test_invite_web_reads_the_servers_record(tmp_path: Path, capsys) -> None:
+    """The web door's port, TLS and a sole listening host come from what the
+    server recorded when it started; a flag still wins."""
+    from partypool.datadir import ServerRecord, write_server_record
+
+    record = ServerRecord(
+        {"chat": 2000, "web": 8080}, "Pool", tls=False, host="10.1.2.3"
+    )
+    write_server_record(tmp_path, record)
+    assert inv.main(["--data-dir", str(tmp_path), "--web"]) == 0
+    assert capsys.readouterr().out == "http://10.1.2.3:8080/\n"
+    assert inv.main(["--data-dir", str(tmp_path), "--web", "--web-port", "9"]) == 0
+    assert capsys.readouterr().out == "http://10.1.2.3:9/\n"
