@@ -97,6 +97,7 @@ def test_running_twistd_shows_neither_secret(tmp_path: Path) -> None:
         "tcp:0:interface=127.0.0.1",
         "--admin",
         "tcp:0:interface=127.0.0.1",
+        "--no-web",
     )
     env = server_env(PARTYPOOL_PASSKEY=PASSKEY, PARTYPOOL_ROOT_PASSWORD=ROOT_SECRET)
     server = spawn(command, data_dir, PASSKEY, env, tmp_path)

@@ -391,7 +391,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         run = subprocess.run(
             [sys.executable, "-m", "partypool", "serve", "--data-dir"]
             + [str(tmp_path / "d"), "--chat", f"tcp:{port}:interface=127.0.0.1"]
-            + ["--no-admin", "--kdf-iterations", "4096"],
+            + ["--no-admin", "--no-web", "--kdf-iterations", "4096"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -66,6 +66,7 @@ def test_first_time_operator(tmp_path: Path) -> None:
     (data / "partypool.toml").write_text(
         'chat = "tcp:0:interface=127.0.0.1"\n'
         'admin = "tcp:0:interface=127.0.0.1"\n'
+        'web = "tcp:0:interface=127.0.0.1"\n'
         "kdf-iterations = 4096\n"
     )
     server = partypool(tmp_path)
@@ -168,7 +169,7 @@ def test_first_time_operator(tmp_path: Path) -> None:
         second = subprocess.Popen(
             [sys.executable, "-m", "partypool", "serve", "--data-dir"]
             + [str(tmp_path / "second"), "--chat", "tcp:0:interface=127.0.0.1"]
-            + ["--no-admin", "--kdf-iterations", "4096"],
+            + ["--no-admin", "--no-web", "--kdf-iterations", "4096"],
             env=dict(operator_env(tmp_path), PARTYPOOL_PASSKEY=passkey),
             cwd=tmp_path / "work",
             stdin=subprocess.DEVNULL,

@@ -280,6 +280,7 @@ def test_sighup_at_every_moment_of_start_and_stop_is_harmless(tmp_path):
         "tcp:0:interface=127.0.0.1",
         "--admin",
         "tcp:0:interface=127.0.0.1",
+        "--no-web",
     )
     server = spawn(command, data_dir, PASSKEY, server_env(), tmp_path)
     try:
