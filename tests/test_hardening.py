@@ -43,10 +43,18 @@ from tests.wire_client import TIMEOUT, WireClient
 pytestmark = pytest.mark.slow
 
 # What may never reach another user: C0 (but tab), DEL, C1, the line and
-# paragraph separators, bidi overrides.  Written out again here, not imported,
-# so the test checks the rule rather than the code's own copy of it.
+# paragraph separators, bidi controls, tag characters.  Written out again here,
+# not imported, so the test checks the rule rather than the code's own copy of it.
 UNSAFE = re.compile(
-    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\u061c\u200e\u200f\U000e0000-\U000e007f]"
+)
+# Text made only of these renders as nothing and is refused (issue 12): white
+# space and Unicode's default-ignorable characters, the blank Braille pattern.
+BLANK = re.compile(
+    "[\\s\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+    "\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]*"
 )
 # What an attacker's text is drawn from: controls, escapes, bidi, invisible
 # and wide characters, surrogates, non-characters, and plain letters.
@@ -355,7 +363,7 @@ def test_hostile_lines_get_documented_errors_and_others_see_clean_text(
             except UnicodeDecodeError:
                 continue
             clean = UNSAFE.sub("", sent.replace("\t", " ")).strip()
-            if clean:
+            if not BLANK.fullmatch(clean):
                 wanted.append(f"CHAT mallory {clean}")
         mallory.sock.sendall(
             b"\r\n".join(lines) + f"\r\nPING batch{batch}\r\n".encode()
@@ -833,8 +841,10 @@ def test_sigterm_says_bye_to_everyone_and_exits_zero(tmp_path, servers, figure):
 
 
 def test_lookalike_and_reserved_names_are_refused(tmp_path, servers):
-    """Reserved names in any case, width or with invisible characters, and a
-    present user's name in another case or width, are refused."""
+    """Reserved names in any case, width or with invisible characters, a
+    present user's name in another case or width, names mixing scripts or
+    looking like a present one, are refused; ``ſay`` is no verb and blank
+    text is empty (issue 12)."""
     server = launch(servers, tmp_path / "data")
     alice = joined(server, "127.0.0.2", "Alice")
     bob = Client(server, "127.0.0.3")
@@ -847,12 +857,29 @@ def test_lookalike_and_reserved_names_are_refused(tmp_path, servers):
         ("aLICE", "nick-taken"),
         ("\uff21\uff4c\uff49\uff43\uff45", "nick-taken"),  # full-width Alice
         ("Alice\u200b", "nick-invalid"),
+        # issue 12: another script, a blank letter, no letter at all, I for l
+        ("\u0410lice", "nick-invalid"),  # Cyrillic А
+        ("\u0430dmin", "nick-invalid"),
+        ("r\u043e\u043et", "nick-invalid"),
+        ("Alice\u3164", "nick-invalid"),  # HANGUL FILLER
+        ("-", "nick-invalid"),
+        ("...", "nick-invalid"),
+        ("AIice", "nick-taken"),
     ):
+        if name == "\u0410lice":
+            time.sleep(2.2)  # refill the rate limit's bucket (--burst 10, 5/s)
         bob.send(f"NICK {name}")
         assert bob.read_line().startswith(f"ERR {code} "), ascii(name)
     bob.send("NICK bob")
     assert bob.read_line() == "OK NICK bob"
     assert alice.expect("JOINED") == "JOINED bob"
+    time.sleep(1.2)
+    bob.send("\u017fay hello")  # ſay: not SAY in ASCII
+    assert bob.read_line().startswith("ERR unknown-command ")
+    bob.send("SAY \u3164\u200b")
+    assert bob.read_line() == "ERR bad-syntax text is empty"
+    bob.send("SAY visible")
+    assert alice.expect("CHAT") == "CHAT bob visible"
     assert stop(server) == 0
 
 

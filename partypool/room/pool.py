@@ -28,11 +28,14 @@ from partypool.room.history import Entry, History
 from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
+from partypool.wire import scrub
 
 log = Logger(namespace="partypool.room.pool")
 
 # Seconds-left marks at which a pending shutdown is announced again.
 COUNTDOWN_MARKS = (60, 30, 10, 5, 3, 2, 1)
+# The NOTICE everyone gets when the administrator cancels a pending shutdown.
+SHUTDOWN_CANCELLED = "the shutdown is cancelled: the server stays up"
 
 
 @attrs.frozen
@@ -42,6 +45,7 @@ class Limits:
     max_line: int = 4096
     max_text: int = 2000
     max_request: int = 1000
+    max_requests_per_day: int = 20
     login_timeout: float = 30.0
     idle_ping: float = 60.0
     rate: float = 5.0
@@ -65,6 +69,34 @@ class Connection(Protocol):
     def disconnect(self, reason: str) -> None: ...
 
 
+def normal_address(text: str) -> str:
+    """The one spelling of an IP address that rules compare: raise ValueError
+    for text that names no address a client could connect from.
+
+    Every rule keyed by address (bans, one session per address, throttles,
+    the admin commands' ``-ip``) goes through here, for connections and for
+    what the administrator types alike: an IPv4 client of a dual-stack
+    listener (``::ffff:a.b.c.d``) is its IPv4 address, IPv6 is in its
+    compressed lower-case form (``0:0::1`` is ``::1``), a zone id
+    (``fe80::1%eth0``) is dropped (it names our interface, not the peer),
+    and ``[…]`` brackets are allowed.  The unspecified address, multicast
+    and the IPv4 broadcast address can never be a peer, so they are refused.
+    """
+    try:
+        address = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        raise ValueError(f"not an IP address: {scrub(text)[:60]}") from None
+    if address.version == 6:
+        address = address.ipv4_mapped or ipaddress.IPv6Address(address.packed)
+    if (
+        address.is_unspecified
+        or address.is_multicast
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    ):
+        raise ValueError(f"{address} is never the address of a client")
+    return str(address)
+
+
 class RootCommands(Protocol):
     """The admin command executor (`partypool.admin.commands.AdminCommands`)."""
 
@@ -74,18 +106,15 @@ class RootCommands(Protocol):
 def host_and_peer(address: IAddress) -> tuple[str, str]:
     """The host as the server sees it, and ``host:port`` for the administrator.
 
-    Every front door names its connections this way, whatever the transport.
-    An IPv4 client of a dual-stack listener (``::ffff:a.b.c.d``) is named by
-    its IPv4 address, so bans, one-session-per-address and throttling treat
-    it the same on every listener.
+    Every front door names its connections this way, whatever the transport,
+    with the host in `normal_address` form (an address that is no IP, such
+    as a test's, is kept as it is).
     """
     host = getattr(address, "host", None)
     if host is None:
         return str(address), str(address)
     with contextlib.suppress(ValueError):
-        mapped = ipaddress.ip_address(host.partition("%")[0])
-        if mapped.version == 6 and mapped.ipv4_mapped is not None:
-            host = str(mapped.ipv4_mapped)
+        host = normal_address(host)
     return host, f"{host}:{address.port}"
 
 
@@ -202,7 +231,7 @@ class PartyPool:
 
     def schedule_shutdown(self, seconds: int, message: str) -> None:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
-        self.cancel_shutdown()
+        self._stop_countdown()
         self.countdown = Countdown(self.clock.seconds() + seconds, message, None)
         log.info("shutdown in {seconds} s: {message}", seconds=seconds, message=message)
         self._announce(seconds)
@@ -222,11 +251,18 @@ class PartyPool:
         )
 
     def cancel_shutdown(self) -> bool:
+        """Stop a pending shutdown and tell everyone (`SHUTDOWN_CANCELLED`)."""
+        if not self._stop_countdown():
+            return False
+        log.info("shutdown cancelled")
+        self.room.broadcast(events.notice(SHUTDOWN_CANCELLED))
+        return True
+
+    def _stop_countdown(self) -> bool:
         if self.countdown is None:
             return False
         self.countdown.call.cancel()
         self.countdown = None
-        log.info("shutdown cancelled")
         return True
 
     def close_everyone(self, reason: str) -> None:
