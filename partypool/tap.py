@@ -28,6 +28,7 @@ from partypool.config import config_arguments, config_path
 from partypool.doors.chat import ChatFactory
 from partypool.identity import default_data_dir, ssh_fingerprint
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
+from partypool.room.clock import steady_reactor
 from partypool.room.pool import Limits, make_server
 from partypool.room.store import Store, load_bans
 from partypool.sd_notify import Readiness
@@ -136,7 +137,21 @@ class Options(usage.Options):
         ],
         ["max-pending", None, 1 << 20, "Output backlog in bytes.", _positive(int)],
         ["max-pending-logins", None, 10, "Logins per address.", _positive(int)],
+        [
+            "max-unauthenticated",
+            None,
+            100,
+            "Connections not logged in yet, all ports.",
+            _positive(int),
+        ],
         ["login-failures", None, 5, "Failed logins before refusal.", _positive(int)],
+        [
+            "login-failures-total",
+            None,
+            50,
+            "Failed logins from all addresses before a pause.",
+            _positive(int),
+        ],
         ["login-window", None, 60.0, "Seconds failures count over.", _positive(float)],
         [
             "login-penalty",
@@ -281,6 +296,7 @@ def limits_from(options: Options) -> Limits:
 def makeService(options: Options) -> MultiService:  # noqa: N802
     from twisted.internet import reactor
 
+    steady_reactor(reactor)  # timers and limits immune to clock steps
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
     store = Store(data_dir / "partypool.sqlite3")

@@ -339,6 +339,48 @@ class CommandsTests(unittest.TestCase):
         self.assertEqual(again.status, 1)
 
     @inlineCallbacks
+    def test_ban_a_network_kicks_everyone_in_it_and_refuses_newcomers(
+        self,
+    ) -> Deferred:
+        """``ban -ip`` takes a CIDR (IPv6 or IPv4); an IPv6 address bans its
+        /64, as every per-address rule counts IPv6 peers by /64."""
+        inside = [
+            self.connect(f"2001:db8::{i}", 5000 + i, f"v6user{i}") for i in (1, 2)
+        ]
+        pending = self.connect("2001:db8::ff", 5003, None)  # still logging in
+        outside = self.connect("2001:db8:0:1::1", 5004, "neighbour")
+        result = yield self.commands.run("ban -ip 2001:db8::/64")
+        self.assertEqual(
+            (result.status, result.output), (0, "banned ip 2001:db8::/64; kicked 3")
+        )
+        for member in (*inside, pending):
+            self.assertEqual(member.lines[-1], "BYE banned by admin")
+        self.assertFalse(outside.closed)
+        self.assertEqual(
+            self.pool.room.admission_error("2001:db8::abcd").code, "banned"
+        )
+        result = yield self.commands.run("ban -ip 2001:db8:0:1::9")
+        self.assertEqual(result.output, "banned ip 2001:db8:0:1::/64; kicked 1")
+        result = yield self.commands.run("ban -ip 127.0.0.0/16")
+        self.assertEqual(result.output, "banned ip 127.0.0.0/16; kicked 3")
+        bans = yield self.store.bans()
+        self.assertEqual(
+            sorted(b.value for b in bans),
+            ["127.0.0.0/16", "2001:db8:0:1::/64", "2001:db8::/64"],
+        )
+        result = yield self.commands.run("unban -ip 2001:db8::1/64")
+        self.assertEqual(result.output, "unbanned ip 2001:db8::/64")
+        self.assertIsNone(self.pool.room.admission_error("2001:db8::abcd"))
+        self.assertIsNotNone(self.pool.room.admission_error("127.0.9.9"))
+
+    def test_ban_refuses_what_is_no_address_or_network(self) -> None:
+        for text in ("10.0.0.0/33", "example.com", "2001:db8::/x"):
+            result = self.run_sync(f"ban -ip {text}")
+            self.assertEqual(result.status, 1)
+            self.assertIn("not an IP address or network", result.output)
+        self.assertEqual(len(self.pool.room.banned_hosts), 0)
+
+    @inlineCallbacks
     def test_ban_name_stores_the_name_key(self) -> Deferred:
         """A name ban is kept case-folded, so Carol and CAROL are the same ban."""
         result = yield self.commands.run("ban -u CAROL")

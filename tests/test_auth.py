@@ -82,3 +82,89 @@ def test_throttle_tables_stay_bounded():
     assert len(throttle._failures) <= 100
     assert len(throttle._refused_until) <= 100
     assert throttle.is_refused("127.3.231.1")  # the newest refusal survives
+
+
+def test_throttle_counts_an_ipv6_64_as_one_address():
+    """Five guesses from five addresses of one /64 refuse the whole /64;
+    the next /64 may still try."""
+    throttle = LoginThrottle(Clock())
+    for i in range(5):
+        throttle.failed(f"2001:db8::{i + 1:x}")
+    assert throttle.is_refused("2001:db8::99")
+    assert throttle.recent_failures("2001:db8::abcd") == 0  # counted, then refused
+    assert not throttle.is_refused("2001:db8:0:1::1")
+    for i in range(5):  # IPv4 neighbours stay apart
+        throttle.failed(f"192.0.2.{i + 1}")
+    assert not throttle.is_refused("192.0.2.1")
+
+
+def test_a_clock_stepped_back_does_not_stretch_a_refusal():
+    """An hour back, the minute's refusal still ends a minute later, and
+    failures of "the future" still leave the window."""
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    throttle = LoginThrottle(clock)
+    for _ in range(5):
+        throttle.failed("192.0.2.1")
+    for _ in range(4):
+        throttle.failed("192.0.2.2")
+    clock.rightNow -= 3600  # an operator fixed the time
+    assert throttle.is_refused("192.0.2.1")
+    clock.advance(61)
+    assert not throttle.is_refused("192.0.2.1")
+    assert throttle.recent_failures("192.0.2.2") == 0
+    throttle.failed("192.0.2.2")
+    assert not throttle.is_refused("192.0.2.2")
+    clock.rightNow += 7200  # and forward again: time passed, refusals end
+    for _ in range(5):
+        throttle.failed("192.0.2.3")
+    clock.rightNow += 7200
+    assert not throttle.is_refused("192.0.2.3")
+
+
+def _guess(throttle: LoginThrottle, hosts: list[str], tries: int) -> int:
+    """Each host guesses ``tries`` times; return how many guesses were checked."""
+    checked = 0
+    for _ in range(tries):
+        for host in hosts:
+            if not throttle.is_refused(host):
+                checked += 1
+                throttle.failed(host)
+    return checked
+
+
+def test_a_hundred_addresses_get_the_server_wide_budget_not_five_each():
+    """100 addresses × 5 guesses: 50 are checked, then every login pauses,
+    first 5 s, doubling while the budget stays spent, at most the penalty;
+    after a quiet window the pause starts small again."""
+    clock = Clock()
+    throttle = LoginThrottle(clock)
+    hosts = [f"198.51.100.{i}" for i in range(1, 101)]
+    assert _guess(throttle, hosts, 5) == 50
+    assert throttle.refused_for("203.0.113.1") == 5  # a newcomer waits too
+    pauses = []
+    for _ in range(3):
+        clock.advance(throttle.refused_for("203.0.113.1"))
+        assert _guess(throttle, hosts[-1:], 1) == 1  # one more: paused again
+        pauses.append(throttle.refused_for("203.0.113.1"))
+    assert pauses == [10, 20, 40]
+    clock.advance(40)  # 75 s in: only the failure at 35 s is in the window
+    assert _guess(throttle, hosts, 5) == 49
+    assert throttle.refused_for("203.0.113.1") == 60  # 80, capped
+    clock.advance(60 + 61)  # the pause ends, then a quiet window
+    assert _guess(throttle, hosts, 1) == 50
+    assert throttle.refused_for("203.0.113.1") == 5
+
+
+def test_addresses_that_logged_in_get_through_a_pause():
+    """A group that logged in within a day is not held by the server-wide
+    pause (its own failures still count); others are."""
+    clock = Clock()
+    throttle = LoginThrottle(clock, max_total=10)
+    throttle.succeeded("2001:db8::1")
+    _guess(throttle, [f"198.51.100.{i}" for i in range(10)], 1)
+    assert throttle.is_refused("203.0.113.1")
+    assert not throttle.is_refused("2001:db8::2")  # same /64
+    clock.advance(24 * 3600)
+    _guess(throttle, [f"198.51.100.{i}" for i in range(10)], 1)
+    assert throttle.is_refused("2001:db8::2")  # trust runs out

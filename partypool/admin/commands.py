@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from partypool.room import room as events
+from partypool.room.addresses import Network, ban_network, in_network, network_text
 from partypool.room.pool import PartyPool
 from partypool.room.store import Ban, Request
 from partypool.tls import ConfigError
@@ -120,9 +121,13 @@ class AdminCommands:
                 "requests [-n <count>]", "stored requests, newest first", self._requests
             ),
             "ban": _Command(
-                "ban -ip <ip> | -u <name>", "ban for good, kicking matches", self._ban
+                "ban -ip <ip or CIDR> | -u <name>",
+                "ban for good, kicking matches",
+                self._ban,
             ),
-            "unban": _Command("unban -ip <ip> | -u <name>", "lift a ban", self._unban),
+            "unban": _Command(
+                "unban -ip <ip or CIDR> | -u <name>", "lift a ban", self._unban
+            ),
             "bans": _Command("bans", "list the bans", self._bans),
             "stats": _Command("stats", "uptime, users and traffic", self._stats),
             "exit": _Command("exit", "log out (Ctrl-D too)", self._exit),
@@ -281,36 +286,39 @@ class AdminCommands:
         return self.pool.store.recent_requests(limit).addCallback(_show_requests)
 
     def _ban(self, args: list[str]) -> Deferred[Result]:
-        kind, value = _target(args)
-        key = value if kind == "ip" else _name_key(value)
+        kind, value, network = _ban_target(args)
 
         def apply(_: None) -> Result:
             room = self.pool.room
-            if kind == "ip":
-                room.banned_hosts.add(key)
-                kicked = self._from_host(key)
+            if network is not None:
+                room.banned_hosts.add(network)
+                kicked = [c for c in self._connections() if in_network(c.host, network)]
             else:
-                room.banned_names.add(key)
-                member = room.by_name(value)
+                room.banned_names.add(value)
+                member = room.by_name(args[1])
                 kicked = [] if member is None else [member]
             for connection in kicked:
                 room.remove(connection, BANNED)
-            return Result(f"banned {kind} {value}; kicked {len(kicked)}")
+            shown = value if kind == "ip" else args[1]
+            return Result(f"banned {kind} {shown}; kicked {len(kicked)}")
 
-        return self.pool.store.add_ban(kind, key, BANNED).addCallback(apply)
+        return self.pool.store.add_ban(kind, value, BANNED).addCallback(apply)
 
     def _unban(self, args: list[str]) -> Deferred[Result]:
-        kind, value = _target(args)
-        key = value if kind == "ip" else _name_key(value)
+        kind, value, network = _ban_target(args)
 
         def apply(removed: bool) -> Result:
             room = self.pool.room
-            (room.banned_hosts if kind == "ip" else room.banned_names).discard(key)
+            if network is not None:
+                room.banned_hosts.discard(network)
+            else:
+                room.banned_names.discard(value)
+            shown = value if kind == "ip" else args[1]
             if not removed:
-                return Result(f"{kind} {value} was not banned", 1)
-            return Result(f"unbanned {kind} {value}")
+                return Result(f"{kind} {shown} was not banned", 1)
+            return Result(f"unbanned {kind} {shown}")
 
-        return self.pool.store.remove_ban(kind, key).addCallback(apply)
+        return self.pool.store.remove_ban(kind, value).addCallback(apply)
 
     def _bans(self, args: list[str]) -> Deferred[Result]:
         _no_arguments(args)
@@ -319,7 +327,7 @@ class AdminCommands:
     def _stats(self, args: list[str]) -> Result:
         _no_arguments(args)
         pool, stats, gatherer = self.pool, self.pool.room.stats, self.pool.gatherer
-        uptime = int(pool.clock.seconds() - pool.started)
+        uptime = int(pool.now() - pool.started)
         rows = [
             ("uptime", _duration(uptime)),
             (
@@ -388,6 +396,25 @@ def _target(args: list[str]) -> tuple[str, str]:
     if args[0] == "-ip":
         return "ip", _address(args[1])
     return "name", args[1]
+
+
+def _ban_target(args: list[str]) -> tuple[str, str, Network | None]:
+    """``-ip <ip or CIDR>`` or ``-u <name>`` → (kind, key as stored, network).
+
+    An IPv6 address bans its /64, as the rules count IPv6 peers
+    (`partypool.room.addresses`).
+    """
+    if len(args) != 2 or args[0] not in ("-ip", "-u"):
+        raise UsageError("expected -ip <ip or network> or -u <name>")
+    if args[0] == "-u":
+        return "name", _name_key(args[1]), None
+    try:
+        network = ban_network(args[1])
+    except ValueError:
+        raise UsageError(
+            f"not an IP address or network: {scrub(args[1])[:60]}"
+        ) from None
+    return "ip", network_text(network), network
 
 
 def _address(text: str) -> str:

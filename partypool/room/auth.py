@@ -16,12 +16,16 @@ import scramp
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from partypool.room.addresses import address_group
+from partypool.room.clock import SteadyClock, steady
 
 SCRAM_MECHANISM = "SCRAM-SHA-256"
 SCRAM_USERNAME = "chat"
 DEFAULT_ITERATIONS = 390_000
 _mechanism = scramp.ScramMechanism(SCRAM_MECHANISM)
+log = Logger(namespace="partypool.room.auth")
 
 
 class AuthFailed(Exception):
@@ -116,51 +120,115 @@ def _kdf(salt: bytes, iterations: int) -> PBKDF2HMAC:
     )
 
 
+# The server-wide pause after --login-failures-total failures: this long at
+# first, doubling while the failures go on, at most the per-address penalty.
+FIRST_PAUSE = 5.0
+# An address group that logged in is let through a server-wide pause this long.
+TRUSTED_FOR = 24 * 3600.0
+
+
 @attrs.define
 class LoginThrottle:
-    """Refuse an address for ``penalty`` s after ``max_failures`` in ``window`` s.
+    """Guessing limits for one port, by address group (`address_group`).
+
+    One group is refused for ``penalty`` s after ``max_failures`` failed logins
+    in ``window`` s.  Across all groups, ``max_total`` failures in ``window`` s
+    pause every login for a while (first `FIRST_PAUSE` s, doubling each time
+    the budget is spent again, at most ``penalty``), so a hundred addresses
+    guessing five times each are not all checked.  Groups that have logged in
+    recently (`TRUSTED_FOR`) are let through such a pause, so regular users are
+    not locked out by someone else's attack.
 
     Keyed by client addresses, so it is pruned and capped: at most
-    ``max_tracked`` addresses are remembered, the oldest forgotten first.
+    ``max_tracked`` groups are remembered in each table, the oldest forgotten
+    first.  Time is read through a `SteadyClock`: a clock stepped back cannot
+    stretch a refusal.
     """
 
-    clock: IReactorTime
+    clock: SteadyClock = attrs.field(converter=steady)
     max_failures: int = 5
     window: float = 60.0
     penalty: float = 60.0
+    max_total: int = 50
     max_tracked: int = 10_000
     _failures: dict[str, collections.deque[float]] = attrs.Factory(dict)
     _refused_until: dict[str, float] = attrs.Factory(dict)
+    _trusted: dict[str, float] = attrs.Factory(dict)  # group -> last login
+    _everyone: collections.deque[float] = attrs.field(init=False)
+    _paused_until: float = float("-inf")
+    _pause: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        self._everyone = collections.deque(maxlen=self.max_total)
+
+    def refused_for(self, host: str) -> float:
+        """Seconds before ``host`` may try to log in again; 0 if it may now."""
+        group, now = address_group(host), self.clock.seconds()
+        until = self._refused_until.get(group)
+        if until is not None and until <= now:
+            del self._refused_until[group]
+            until = None
+        if self._paused_until > now and not self._is_trusted(group, now):
+            until = max(until or now, self._paused_until)
+        return 0.0 if until is None else until - now
 
     def is_refused(self, host: str) -> bool:
-        until = self._refused_until.get(host)
-        if until is None:
-            return False
-        if self.clock.seconds() < until:
-            return True
-        del self._refused_until[host]
-        return False
+        return self.refused_for(host) > 0
 
     def recent_failures(self, host: str) -> int:
-        """Failures from ``host`` counted now (within ``window``, since a refusal)."""
-        times = self._failures.get(host)
+        """Failures from ``host``'s group counted now (within ``window``, since
+        a refusal)."""
+        times = self._failures.get(address_group(host))
         if not times:
             return 0
         cutoff = self.clock.seconds() - self.window
         return sum(1 for t in times if t > cutoff)
 
     def failed(self, host: str) -> None:
-        now = self.clock.seconds()
-        times = self._failures.pop(host, None) or collections.deque()
+        group, now = address_group(host), self.clock.seconds()
+        times = self._failures.pop(group, None) or collections.deque()
         times.append(now)
         while times and times[0] <= now - self.window:
             times.popleft()
         if len(times) >= self.max_failures:
-            self._refused_until[host] = now + self.penalty
+            self._refused_until[group] = now + self.penalty
             times.clear()
         else:
-            self._failures[host] = times  # re-inserted: newest last
+            self._failures[group] = times  # re-inserted: newest last
+        self._count_everywhere(now)
         self._prune(now)
+
+    def succeeded(self, host: str) -> None:
+        """``host`` logged in: its group gets through a server-wide pause."""
+        group, now = address_group(host), self.clock.seconds()
+        self._trusted.pop(group, None)
+        self._trusted[group] = now  # newest last
+        _trim(self._trusted, self.max_tracked, lambda t: t <= now - TRUSTED_FOR)
+
+    def _is_trusted(self, group: str, now: float) -> bool:
+        since = self._trusted.get(group)
+        return since is not None and now - since < TRUSTED_FOR
+
+    def _count_everywhere(self, now: float) -> None:
+        """Pause every login once ``max_total`` failures fall within ``window``."""
+        everyone = self._everyone
+        everyone.append(now)
+        spent = len(everyone) == self.max_total and everyone[0] > now - self.window
+        if not spent or self._paused_until > now:
+            return
+        if now - self._paused_until > self.window:  # quiet since the last pause
+            self._pause = FIRST_PAUSE
+        else:
+            self._pause = self._pause * 2
+        self._pause = min(self._pause, max(self.penalty, FIRST_PAUSE))
+        self._paused_until = now + self._pause
+        log.warn(
+            "{count} failed logins within {window:g} s from all addresses: "
+            "logins paused for {pause:g} s",
+            count=self.max_total,
+            window=self.window,
+            pause=self._pause,
+        )
 
     def _prune(self, now: float) -> None:
         _trim(self._failures, self.max_tracked, lambda t: t[-1] <= now - self.window)

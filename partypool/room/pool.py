@@ -1,8 +1,9 @@
 """The running Party Pool, free of any transport.
 
 `PartyPool` bundles what every front door shares — the room, the passkey
-verifier, the login throttle, the store, the limits and the clock — and owns
-server-wide actions such as the shutdown countdown.  `make_server` builds it
+verifier, the login throttle, the connections not logged in yet, the store,
+the limits and the clock — and owns server-wide actions such as the shutdown
+countdown.  `make_server` builds it
 from explicit keyword arguments so tests need no command-line options.
 """
 
@@ -19,7 +20,9 @@ from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from partypool.room import room as events
+from partypool.room.addresses import address_group
 from partypool.room.auth import ChatVerifier, LoginThrottle
+from partypool.room.clock import SteadyClock
 from partypool.room.gather import Gatherer
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
@@ -45,7 +48,9 @@ class Limits:
     flood_window: float = 10.0
     max_pending: int = 1 << 20
     max_pending_logins: int = 10
+    max_unauthenticated: int = 100
     login_failures: int = 5
+    login_failures_total: int = 50
     login_window: float = 60.0
     login_penalty: float = 60.0
     write_rate: float = 10_000.0
@@ -76,6 +81,68 @@ def host_and_peer(address: IAddress) -> tuple[str, str]:
     return host, f"{host}:{address.port}"
 
 
+# A connection closed to make room for a newer one (`Unauthenticated`).
+MAKE_ROOM = "too many logins in progress"
+
+
+@attrs.define(eq=False)
+class Unauthenticated:
+    """Connections on every port that have not logged in yet, by address group.
+
+    What bounds the descriptors strangers can hold.  An address group
+    (`address_group`: an IPv6 /64) may have ``per_address`` logins in
+    progress, plus one refused connection held only until it can read why
+    (a TLS peer still in its handshake); any more are closed at once.  The
+    server holds at most ``total``: past that, the oldest connection of the
+    group holding the most is closed (``BYE`` `MAKE_ROOM`) to make room, so
+    silent connections from a few addresses cannot keep everyone else out.
+    """
+
+    per_address: int = 10
+    total: int = 100
+    _groups: dict[str, dict[Connection, bool]] = attrs.Factory(dict)  # -> refused?
+    _group_of: dict[Connection, str] = attrs.Factory(dict)
+
+    def has_room(self, host: str) -> bool:
+        """Whether ``host``'s group may start one more login."""
+        held = self._groups.get(address_group(host), {})
+        return sum(not refused for refused in held.values()) < self.per_address
+
+    def add(self, host: str, connection: Connection, refused: bool = False) -> bool:
+        """Count ``connection``, making room if the server holds ``total``;
+        False (close it at once) if its group has no room for it."""
+        group = address_group(host)
+        held = self._groups.get(group, {})
+        room = not any(held.values()) if refused else self.has_room(host)
+        if not room:
+            return False
+        while len(self._group_of) >= self.total:
+            victim = next(iter(max(self._groups.values(), key=len)))
+            log.info("closing an unauthenticated connection to make room")
+            self.discard(victim)
+            victim.disconnect(MAKE_ROOM)
+        self._groups.setdefault(group, {})[connection] = refused
+        self._group_of[connection] = group
+        return True
+
+    def discard(self, connection: Connection) -> None:
+        """``connection`` logged in or closed; nothing if it was not counted."""
+        group = self._group_of.pop(connection, None)
+        if group is None:
+            return
+        held = self._groups[group]
+        del held[connection]
+        if not held:
+            del self._groups[group]
+
+    def count(self, host: str) -> int:
+        """Connections counted for ``host``'s group."""
+        return len(self._groups.get(address_group(host), {}))
+
+    def __len__(self) -> int:
+        return len(self._group_of)
+
+
 @attrs.define(eq=False)
 class Countdown:
     """A scheduled shutdown: when it ends, and the next announcement."""
@@ -99,30 +166,45 @@ class PartyPool:
     throttle: LoginThrottle = attrs.field(init=False)
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
+    unauthenticated: Unauthenticated = attrs.field(init=False)  # every door's
     pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
     countdown: Countdown | None = None
+    _steady: SteadyClock = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.started = self.clock.seconds()
+        self._steady = SteadyClock(self.clock)
+        self.started = self.now()
         self.throttle = self.new_throttle()
         self.gatherer = Gatherer(
-            self.clock, self.limits.write_rate, self.limits.max_hold
+            self._steady, self.limits.write_rate, self.limits.max_hold
         )
+        self.unauthenticated = Unauthenticated(
+            self.limits.max_pending_logins, self.limits.max_unauthenticated
+        )
+
+    def now(self) -> float:
+        """Seconds for measuring time: limits, deadlines, uptime.
+
+        ``clock.seconds()`` that never go back (`partypool.room.clock`), so a
+        wall clock stepped back cannot make an elapsed time negative.
+        """
+        return self._steady.seconds()
 
     def new_throttle(self) -> LoginThrottle:
         """A login throttle with the operator's policy (each port has its own)."""
         limits = self.limits
         return LoginThrottle(
-            self.clock,
+            self._steady,
             max_failures=limits.login_failures,
             window=limits.login_window,
             penalty=limits.login_penalty,
+            max_total=limits.login_failures_total,
         )
 
     def schedule_shutdown(self, seconds: int, message: str) -> None:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
         self.cancel_shutdown()
-        self.countdown = Countdown(self.clock.seconds() + seconds, message, None)
+        self.countdown = Countdown(self.now() + seconds, message, None)
         log.info("shutdown in {seconds} s: {message}", seconds=seconds, message=message)
         self._announce(seconds)
 
@@ -170,7 +252,10 @@ def make_server(
     """Build the core, with ``bans`` (from the store) in force."""
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
     for ban in bans:
-        (room.banned_hosts if ban.kind == "ip" else room.banned_names).add(ban.value)
+        if ban.kind == "ip":
+            room.banned_hosts.add(ban.value)
+        else:
+            room.banned_names.add(ban.value)
     return PartyPool(
         room=room,
         verifier=verifier,

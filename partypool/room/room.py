@@ -16,6 +16,7 @@ from typing import Protocol
 import attrs
 from twisted.logger import Logger
 
+from partypool.room.addresses import BanList, address_group
 from partypool.wire import WireError, check_name, format_line, name_key
 
 log = Logger(namespace="partypool.room.room")
@@ -79,15 +80,19 @@ class RoomStats:
 
 @attrs.define(eq=False)
 class Room:
-    """Named members, their addresses, bans, and broadcast."""
+    """Named members, their addresses, bans, and broadcast.
+
+    One session per address means one per address group (an IPv6 /64, see
+    `partypool.room.addresses`), and bans are networks.
+    """
 
     max_members: int = 25
     allow_same_ip: bool = False
-    banned_hosts: set[str] = attrs.Factory(set)
+    banned_hosts: BanList = attrs.Factory(BanList)
     banned_names: set[str] = attrs.Factory(set)  # name keys
     stats: RoomStats = attrs.Factory(RoomStats)
     _members: dict[str, Member] = attrs.Factory(dict)
-    _hosts: collections.Counter[str] = attrs.Factory(collections.Counter)
+    _groups: collections.Counter[str] = attrs.Factory(collections.Counter)
     _everyone: tuple[Member, ...] = ()
 
     def admission_error(self, host: str) -> WireError | None:
@@ -98,7 +103,7 @@ class Room:
             return WireError(
                 "server-full", f"the server is full ({self.max_members} users)"
             )
-        if not self.allow_same_ip and self._hosts[host]:
+        if not self.allow_same_ip and self._groups[address_group(host)]:
             return WireError(
                 "duplicate-ip", "there is already a session from your address"
             )
@@ -117,7 +122,7 @@ class Room:
             raise refusal
         member.name = name
         self._members[key] = member
-        self._hosts[member.host] += 1
+        self._groups[address_group(member.host)] += 1
         self._everyone = tuple(self._members.values())
         self.stats.peak = max(self.stats.peak, len(self._members))
         self.broadcast(joined(name), but=member)
@@ -129,9 +134,10 @@ class Room:
         if key is None or self._members.get(key) is not member:
             return False
         del self._members[key]
-        self._hosts[member.host] -= 1
-        if not self._hosts[member.host]:
-            del self._hosts[member.host]
+        group = address_group(member.host)
+        self._groups[group] -= 1
+        if not self._groups[group]:
+            del self._groups[group]
         self._everyone = tuple(self._members.values())
         self.broadcast(left(member.name, reason))
         return True
