@@ -19,6 +19,7 @@ from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
+from partypool.admin.commands import AdminCommands, Operator
 from partypool.admin.ssh import (
     ensure_host_key,
     load_authorized_keys,
@@ -300,6 +301,11 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
     store = Store(data_dir / "partypool.sqlite3")
+    root_verifier = None  # root logins on the chat port, with the root password
+    if options["root-password"]:
+        root_verifier = ChatVerifier.from_passkey(
+            options["root-password"], options["kdf-iterations"]
+        )
     pool = make_server(
         verifier=ChatVerifier.from_passkey(
             options["passkey"], options["kdf-iterations"]
@@ -313,6 +319,7 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         log_messages=options["log-messages"],
         stop_server=reactor.stop,
         bans=load_bans(store.path),
+        root_verifier=root_verifier,
     )
     factory = ChatFactory(pool)
     if tls is None:
@@ -321,6 +328,12 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         log.info("TLS certificate SHA-256 fingerprint {fp}", fp=tls.fingerprint)
         factory = tls.wrap(factory)
     certificates = CertificateReload(tls, reactor)  # SIGHUP, admin reload-tls
+    pool.root_commands = lambda peer: AdminCommands(
+        pool,
+        Operator("password (chat port)", peer),
+        manhole=bool(options["manhole"]),
+        reload_tls=certificates.reload,
+    )
     top = StopInOrder()
     StopOnSigterm(reactor).setServiceParent(top)
     StoreService(store).setServiceParent(top)
@@ -359,7 +372,7 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     listening = [child.listening for child in top if isinstance(child, Listener)]
     Readiness(listening, reactor, reactor).setServiceParent(top)
     Farewell(pool).setServiceParent(top)
-    # Only the verifier and the hash are needed from here on.
+    # Only the verifiers and the hash are needed from here on.
     options["passkey"] = options["root-password"] = None
     return top
 

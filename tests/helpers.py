@@ -12,6 +12,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from partypool.admin.commands import AdminCommands, Operator
 from partypool.doors.chat import ChatFactory, ChatProtocol
 from partypool.room.auth import ChatVerifier
 from partypool.room.pool import Limits, PartyPool, make_server
@@ -19,6 +20,8 @@ from partypool.room.room import Event
 
 PASSKEY = "unit test passkey"
 VERIFIER = ChatVerifier.from_passkey(PASSKEY, 4096)
+ROOT_PASSWORD = "unit test root password"
+ROOT_VERIFIER = ChatVerifier.from_passkey(ROOT_PASSWORD, 4096)
 
 
 class FakeStore:
@@ -42,16 +45,24 @@ def unit_limits(**changes: object) -> Limits:
     return Limits(**{"write_rate": float("inf"), **changes})
 
 
-def make_pool(clock: Clock | None = None, **kwargs) -> PartyPool:
+def make_pool(clock: Clock | None = None, *, root: bool = False, **kwargs) -> PartyPool:
+    """A core on a fake clock; ``root``: root may log in on the chat port
+    (with ROOT_PASSWORD) and run the admin commands there."""
     limits = kwargs.pop("limits", unit_limits())
-    return make_server(
+    pool = make_server(
         verifier=VERIFIER,
         store=kwargs.pop("store", FakeStore()),
         clock=clock or Clock(),
         server_name="unit",
         limits=limits,
+        root_verifier=ROOT_VERIFIER if root else None,
         **kwargs,
     )
+    if root:
+        pool.root_commands = lambda peer: AdminCommands(
+            pool, Operator("password (chat port)", peer)
+        )
+    return pool
 
 
 @attrs.define(eq=False)
@@ -78,8 +89,8 @@ class Peer:
     def lose(self) -> None:
         self.protocol.connectionLost(None)
 
-    def login(self, passkey: str = PASSKEY) -> list[str]:
-        client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", passkey)
+    def login(self, passkey: str = PASSKEY, username: str = "chat") -> list[str]:
+        client = scramp.ScramClient(["SCRAM-SHA-256"], username, passkey)
         self.send("AUTH SCRAM-SHA-256 " + _b64(client.get_client_first()))
         [challenge] = self.received()
         verb, payload = challenge.split(" ")

@@ -411,3 +411,61 @@ class CommandsTests(unittest.TestCase):
         result = self.run_sync("bans")
         self.assertEqual(result, Result("bans failed: disk I/O error", 1))
         self.assertEqual(len(self.flushLoggedErrors(sqlite3.OperationalError)), 1)
+
+    # -- mute, unmute, mutes (the session refusing a muted user's messages is
+    # in tests/test_room_ii.py) -------------------------------------------------
+
+    def test_mute_for_a_while_by_name_and_address(self) -> None:
+        result = self.run_sync("mute -u ALICE -t 60")
+        self.assertEqual(result, Result("muted alice for 60 s (and address 127.0.5.1)"))
+        self.assertEqual(
+            self.alice.lines, ["NOTICE the administrator muted you for 60 s"]
+        )
+        mutes = self.pool.mutes
+        self.assertEqual(mutes.remaining("alice", "127.0.0.9"), 60)
+        self.assertEqual(mutes.remaining("someone", "127.0.5.1"), 60)  # her address
+        self.assertEqual(
+            self.run_sync("mutes").output, "alice  127.0.5.1  00:01:00 left"
+        )
+        self.clock.advance(60)
+        self.assertIsNone(mutes.remaining("alice", "127.0.5.1"))
+        self.assertEqual(self.run_sync("mutes").output, "no mutes")
+
+    def test_mute_until_lifted_and_unmute(self) -> None:
+        self.assertEqual(
+            self.run_sync("mute -u dave").output,
+            "muted dave until unmuted (not online: by name only)",
+        )
+        self.run_sync("mute -u bob")
+        self.assertEqual(
+            self.run_sync("mutes").output.splitlines(),
+            ["dave  -  until unmuted", "bob  127.0.5.2  until unmuted"],
+        )
+        self.assertEqual(self.run_sync("unmute -u BOB"), Result("unmuted BOB"))
+        self.assertEqual(
+            self.bob.lines[-1], "NOTICE the administrator lifted your mute"
+        )
+        self.assertIsNone(self.pool.mutes.remaining("bob", "127.0.5.2"))
+        self.assertEqual(self.run_sync("unmute -u bob"), Result("bob was not muted", 1))
+
+    def test_mute_usage_errors(self) -> None:
+        for line in (
+            "mute",
+            "mute bob",
+            "mute -u",
+            "mute -t 5",
+            "mute -u bob -t soon",
+            "mute -u bob -t 0",
+            "mute -u root",
+            "mute -u a-b-c-d-e-f-g-h-i-j-k-l-m",
+            "unmute",
+            "unmute -u bob -t 5",
+            "mutes now",
+        ):
+            with self.subTest(line=line):
+                result = self.run_sync(line)
+                self.assertEqual(result.status, 1)
+                reason, usage = result.output.split("\n")
+                self.assertTrue(reason.startswith(line.split()[0] + ": "), reason)
+                self.assertTrue(usage.startswith("usage: " + line.split()[0]), usage)
+        self.assertEqual(self.pool.mutes.active(), [])

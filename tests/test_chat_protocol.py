@@ -370,7 +370,7 @@ def test_exception_in_a_handler_ends_only_that_connection(pool, monkeypatch):
     def explode(argument: str) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(bob.protocol.session, "handle_ONLINE", explode)
+    monkeypatch.setattr(bob.protocol.dialect, "handle_ONLINE", explode)
     bob.send("ONLINE")
     assert bob.received() == ["BYE internal error"]
     assert alice.received() == ["LEFT bob lost"]

@@ -35,7 +35,7 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "twisted/plugins/partypool_plugin.py" in names
     assert "twisted/plugins/__init__.py" not in names  # would shadow Twisted's own
-    assert "partypool/schema/001-initial.sql" in names
+    assert "partypool/room/schema/001-initial.sql" in names
 
     venv.create(tmp_path / "venv", with_pip=True)
     python = tmp_path / "venv" / "bin" / "python"

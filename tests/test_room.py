@@ -162,3 +162,21 @@ def test_banned_networks_refuse_every_address_in_them():
         assert room.admission_error(host).code == "banned", host
     for host in ("11.0.0.1", "2001:db8:0:1::7"):
         assert room.admission_error(host) is None, host
+
+
+def test_an_event_is_encoded_once_per_dialect():
+    """A door with its own dialect formats an event once, however many
+    members it reaches; another dialect gets its own form."""
+    calls = []
+
+    def loud(event: events.Event) -> bytes:
+        calls.append(event.verb)
+        return event.verb.lower().encode() + b"!"
+
+    def quiet(event: events.Event) -> bytes:
+        return b"."
+
+    event = events.chat("m0", "hi")
+    assert [event.encoded(loud) for _ in range(3)] == [b"chat!"] * 3
+    assert event.encoded(quiet) == b"." and calls == ["CHAT"]
+    assert event.wire == b"CHAT m0 hi\r\n"

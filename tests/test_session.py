@@ -1,16 +1,25 @@
-"""A `Session` with no transport at all: a fake `Outlet` and direct calls.
+"""Sessions with no transport at all: the v1 dialect over a fake `Outlet`,
+and the door-neutral `Session` driven by plain calls.
 
-This is what a new front door (a WebSocket door, an IRC gateway) does: hand
-the session whole lines and give it somewhere to write.
+The first is what a WebSocket door does (hand the v1 dialect whole lines and
+give it somewhere to write); the second what a door with a dialect of its
+own, such as an IRC gateway, does.
 """
 
 from __future__ import annotations
 
+import pytest
 import scramp
 from twisted.internet.task import Clock
+from twisted.logger import Logger
 
+from partypool.doors.v1 import V1Dialect
+from partypool.room.room import Event
 from partypool.room.session import CLOSE_GRACE, Session
-from tests.helpers import PASSKEY, _b64, _unb64, make_pool
+from partypool.wire import WireError
+from tests.helpers import PASSKEY, _b64, _unb64, make_pool, unit_limits
+
+log = Logger(namespace="tests.session")
 
 
 class FakeOutlet:
@@ -20,11 +29,15 @@ class FakeOutlet:
         self.data = b""
         self.closed = False
         self.aborted = False
+        self.after_gather = lambda: None
 
     def write(self, data: bytes) -> None:
         self.data += data
 
-    gather = write  # room events, never held here (tests/test_gather.py holds them)
+    def gather(self, data: bytes) -> None:
+        """Room events, never held here (tests/test_gather.py holds them)."""
+        self.write(data)
+        self.after_gather()
 
     def close(self) -> None:
         self.closed = True
@@ -39,15 +52,15 @@ class FakeOutlet:
         return data.decode("utf-8").split("\r\n")[:-1]
 
 
-def open_session(pool, host: str) -> tuple[Session, FakeOutlet]:
+def open_session(pool, host: str) -> tuple[V1Dialect, FakeOutlet]:
     outlet = FakeOutlet()
-    session = Session(pool, host, f"{host}:1", outlet, handshaking=False)
-    session.start()
+    dialect = V1Dialect(pool, host, f"{host}:1", outlet, handshaking=False, log=log)
+    dialect.start()
     assert outlet.lines() == ["HELLO partypool/1 unit"]
-    return session, outlet
+    return dialect, outlet
 
 
-def log_in(session: Session, outlet: FakeOutlet, name: str) -> None:
+def log_in(session: V1Dialect, outlet: FakeOutlet, name: str) -> None:
     client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", PASSKEY)
     session.line(b"AUTH SCRAM-SHA-256 " + _b64(client.get_client_first()).encode())
     [challenge] = outlet.lines()
@@ -60,7 +73,7 @@ def log_in(session: Session, outlet: FakeOutlet, name: str) -> None:
     client.set_server_final(_unb64(ok.split(" ")[1]))  # the server proved itself
     session.line(f"NICK {name}".encode())
     assert outlet.lines() == [f"OK NICK {name}"]
-    assert session.state == "chatting"
+    assert session.session.state == "chatting"
 
 
 def test_sessions_chat_without_any_transport():
@@ -75,7 +88,8 @@ def test_sessions_chat_without_any_transport():
     assert alice_out.lines() == []
     assert bob_out.lines() == ["CHAT alice hello from nowhere"]
     assert pool.room.names() == ["alice", "bob"]
-    assert pool.connections == {alice, bob} and not pool.pending_logins
+    assert pool.connections == {alice.session, bob.session}
+    assert not pool.pending_logins
 
 
 def test_session_ends_through_its_outlet():
@@ -94,10 +108,118 @@ def test_session_ends_through_its_outlet():
     assert alice_out.lines() == ["LEFT bob quit: bye now"]
     clock.advance(CLOSE_GRACE)
     assert bob_out.aborted  # the peer never let the connection close
-    bob.lost()
-    alice.too_slow()
+    bob.session.lost()
+    alice.session.too_slow()
     assert alice_out.aborted and alice_out.lines() == []
-    assert alice.closed and len(pool.room) == 0
-    alice.lost()
+    assert alice.session.closed and len(pool.room) == 0
+    alice.session.lost()
     assert clock.getDelayedCalls() == []
     assert not pool.connections and not pool.pending_logins
+
+
+class RecordingDoor:
+    """A door with a dialect of its own: keeps what the session says as objects."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple] = []
+        self.closed = False
+        self.aborted = False
+
+    def deliver(self, event: Event) -> None:
+        self.said.append(("event", event.verb, *event.parts))
+
+    def error(self, error: WireError) -> None:
+        self.said.append(("error", error.code))
+
+    def ping(self, token: str) -> None:
+        self.said.append(("ping",))
+
+    def goodbye(self, reason: str, error: WireError | None) -> None:
+        self.said.append(("goodbye", reason, error and error.code))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_a_door_with_its_own_dialect_drives_the_session_by_calls():
+    """No v1 line anywhere: SCRAM by calls, a name, a message received as
+    an event object, the names, and a quit the v1 side sees as LEFT."""
+    clock = Clock()
+    pool = make_pool(clock)
+    door = RecordingDoor()
+    session = Session(
+        pool, "127.0.0.4", "127.0.0.4:1", door, handshaking=False, log=log
+    )
+    assert session.start()
+    client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", PASSKEY)
+    assert session.admit_line()
+    client.set_server_first(session.scram_first(client.get_client_first()))
+    client.set_server_final(session.scram_final(client.get_client_final()))
+    assert session.join("carol") == "carol"
+    alice, alice_out = open_session(pool, "127.0.0.2")
+    log_in(alice, alice_out, "alice")
+    alice.line(b"SAY hi carol")
+    assert door.said == [
+        ("event", "JOINED", "alice"),
+        ("event", "CHAT", "alice", "hi carol"),
+    ]
+    assert session.names() == ["alice", "carol"]
+    with pytest.raises(WireError) as refused:
+        session.say("\x07 ")
+    assert refused.value.code == "bad-syntax"
+    session.quit("bye\x1b[2J")
+    assert door.said[-1] == ("goodbye", "quit", None) and door.closed
+    assert alice_out.lines() == ["LEFT carol quit: bye[2J"]
+    session.lost()
+    alice.session.lost()
+    assert clock.getDelayedCalls() == []
+    assert not pool.connections and not pool.pending_logins
+
+
+def test_the_session_says_its_own_errors_and_pings_through_the_door():
+    """A wrong proof ends the login with auth-failed (counted by the
+    throttle); an idle session is pinged through the door."""
+    clock = Clock()
+    pool = make_pool(clock, limits=unit_limits(idle_ping=10))
+    door = RecordingDoor()
+    session = Session(
+        pool, "127.0.0.5", "127.0.0.5:1", door, handshaking=False, log=log
+    )
+    session.start()
+    clock.advance(pool.limits.idle_ping)
+    assert door.said == [("ping",)]
+    client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", "wrong passkey")
+    client.set_server_first(session.scram_first(client.get_client_first()))
+    assert session.scram_final(client.get_client_final()) is None
+    assert door.said[-1] == ("goodbye", "auth-failed", "auth-failed")
+    assert pool.throttle.recent_failures("127.0.0.5") == 1
+    session.lost()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_member_closed_mid_broadcast_gets_nothing_after_its_bye():
+    """The room delivers from a snapshot of its members: one that says BYE
+    while an event is on its way (here, as the event reaches the member
+    before it) must not be written that event after the BYE."""
+    pool = make_pool()
+    alice, alice_out = open_session(pool, "127.0.0.2")
+    bob, bob_out = open_session(pool, "127.0.0.3")
+    carol, carol_out = open_session(pool, "127.0.0.4")
+    for dialect, outlet, name in (
+        (alice, alice_out, "alice"),
+        (bob, bob_out, "bob"),
+        (carol, carol_out, "carol"),
+    ):
+        log_in(dialect, outlet, name)
+    bob_out.lines()
+
+    bob_out.after_gather = lambda: carol.session.disconnect("removed by admin")
+    alice.line(b"SAY one last thing")
+    assert bob_out.lines() == [
+        "CHAT alice one last thing",
+        "LEFT carol removed by admin",
+    ]
+    assert carol_out.lines()[-1] == "BYE removed by admin"

@@ -13,6 +13,7 @@ Every command is logged with who ran it: the login method (``password`` or
 from __future__ import annotations
 
 import ipaddress
+import math
 import shlex
 import time
 from collections.abc import Callable
@@ -129,6 +130,13 @@ class AdminCommands:
                 "unban -ip <ip or CIDR> | -u <name>", "lift a ban", self._unban
             ),
             "bans": _Command("bans", "list the bans", self._bans),
+            "mute": _Command(
+                "mute -u <name> [-t <seconds>]",
+                "stop a user's messages (until unmuted)",
+                self._mute,
+            ),
+            "unmute": _Command("unmute -u <name>", "lift a mute", self._unmute),
+            "mutes": _Command("mutes", "list the mutes", self._mutes),
             "stats": _Command("stats", "uptime, users and traffic", self._stats),
             "exit": _Command("exit", "log out (Ctrl-D too)", self._exit),
         }
@@ -241,7 +249,7 @@ class AdminCommands:
         if option == "-all":
             if targets:
                 raise UsageError("put the message in quotes")
-            return Result(f"sent to {_count(room.broadcast(event), 'user')}")
+            return Result(f"sent to {_count(room.announce(event), 'user')}")
         if option == "-u":
             if len(targets) != 1:
                 raise UsageError("give one name, then the message in quotes")
@@ -323,6 +331,53 @@ class AdminCommands:
     def _bans(self, args: list[str]) -> Deferred[Result]:
         _no_arguments(args)
         return self.pool.store.bans().addCallback(_show_bans)
+
+    def _mute(self, args: list[str]) -> Result:
+        options = _options(args, {"-u", "-t"})
+        if "-u" not in options:
+            raise UsageError("give the name with -u")
+        name = _checked_name(options["-u"])
+        seconds = None
+        if "-t" in options:
+            seconds = _number(options["-t"], "-t", minimum=1)
+        member = self.pool.room.by_name(name)
+        hosts = frozenset() if member is None else frozenset({member.host})
+        self.pool.mutes.mute(name if member is None else member.name, hosts, seconds)
+        how_long = "until unmuted" if seconds is None else f"for {seconds} s"
+        if member is None:
+            return Result(f"muted {name} {how_long} (not online: by name only)")
+        self.pool.room.send_to(
+            [member], events.notice(f"the administrator muted you {how_long}")
+        )
+        return Result(f"muted {member.name} {how_long} (and address {member.host})")
+
+    def _unmute(self, args: list[str]) -> Result:
+        options = _options(args, {"-u"})
+        if "-u" not in options:
+            raise UsageError("give the name with -u")
+        name = options["-u"]
+        if not self.pool.mutes.unmute(name):
+            return Result(f"{scrub(name)[:40]} was not muted", 1)
+        member = self.pool.room.by_name(name)
+        if member is not None:
+            self.pool.room.send_to(
+                [member], events.notice("the administrator lifted your mute")
+            )
+        return Result(f"unmuted {scrub(name)[:40]}")
+
+    def _mutes(self, args: list[str]) -> Result:
+        _no_arguments(args)
+        now = self.pool.clock.seconds()
+        lines = []
+        for mute in self.pool.mutes.active():
+            left = (
+                "until unmuted"
+                if math.isinf(mute.until)
+                else _duration(math.ceil(mute.until - now)) + " left"
+            )
+            hosts = " ".join(sorted(mute.hosts)) or "-"
+            lines.append(f"{mute.name}  {hosts}  {left}")
+        return Result("\n".join(lines) or "no mutes")
 
     def _stats(self, args: list[str]) -> Result:
         _no_arguments(args)
@@ -425,8 +480,13 @@ def _address(text: str) -> str:
 
 
 def _name_key(name: str) -> str:
+    return name_key(_checked_name(name))
+
+
+def _checked_name(name: str) -> str:
+    """``name`` as the room would spell it, or `UsageError` saying why not."""
     try:
-        return name_key(check_name(name))
+        return check_name(name)
     except WireError as e:
         raise UsageError(e.text) from None
 

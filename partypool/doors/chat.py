@@ -9,11 +9,13 @@ line gets its documented reply or exactly one ``ERR <code> <text>``; the
 server closes only after a ``BYE <reason>`` line, except for a reader so slow
 it would never see one.
 
-All of that lives in `partypool.room.session.Session`, which knows nothing of
-sockets.  This module is only the TCP/TLS door to it: framing, the output
-backlog (a reader too slow to keep up is dropped), room events held for the
-next round of writes (`partypool.room.gather`), TLS handshake state and
-``TCP_NODELAY``.  `ChatProtocol` is the session's `~partypool.room.session.Outlet`.
+The rules live in the door-neutral `partypool.room.session.Session`, the
+verbs in the v1 dialect `partypool.doors.v1.V1Dialect`; neither knows of
+sockets.  This module is only the TCP/TLS carrier of the dialect: framing,
+the output backlog (a reader too slow to keep up is dropped), room events
+held for the next round of writes (`partypool.room.gather`), TLS handshake
+state and ``TCP_NODELAY``.  `ChatProtocol` is the dialect's
+`~partypool.doors.v1.Outlet`.
 
 Framing is our own: LineReceiver's would drop the connection, and the good
 lines behind it, on one overlong line.
@@ -28,12 +30,17 @@ from twisted.internet.interfaces import (
     ISSLTransport,
 )
 from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from partypool.doors.v1 import V1Dialect
 from partypool.room.pool import PartyPool, host_and_peer
 from partypool.room.session import Session
+
+# The chat port's namespace: operators filter the log on it.
+log = Logger(namespace="partypool.doors.chat")
 
 # Held room events past this many bytes are written at once: a round would
 # only make the piece bigger, and the output backlog check sees them sooner.
@@ -61,7 +68,7 @@ class _Backlog:
 
 @implementer(IHandshakeListener)
 class ChatProtocol(LineReceiver):
-    """One chat connection: carries the lines of its `Session`.
+    """One chat connection: carries the lines of its `V1Dialect`.
 
     A LineReceiver in name only (the documented contract calls it one): it
     does its own framing in `dataReceived` and never uses LineReceiver's.
@@ -71,6 +78,7 @@ class ChatProtocol(LineReceiver):
 
     def __init__(self, pool: PartyPool) -> None:
         self.pool = pool
+        self.dialect: V1Dialect | None = None
         self.session: Session | None = None
         self._buffer = b""
         self._discarding = False
@@ -83,11 +91,14 @@ class ChatProtocol(LineReceiver):
     def connectionMade(self) -> None:  # noqa: N802
         host, peer = host_and_peer(self.transport.getPeer())
         handshaking = ISSLTransport.providedBy(self.transport)
-        self.session = Session(self.pool, host, peer, self, handshaking)
+        self.dialect = V1Dialect(
+            self.pool, host, peer, self, handshaking=handshaking, log=log
+        )
+        self.session = self.dialect.session
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self._backlog, True)
-        self.session.start()
+        self.dialect.start()
 
     def handshakeCompleted(self) -> None:  # noqa: N802
         self.session.handshake_done()
@@ -96,7 +107,7 @@ class ChatProtocol(LineReceiver):
         self._forget_held()  # nowhere to send it now
         self.session.lost()
 
-    # -- Outlet (partypool.room.session) -----------------------------------------
+    # -- Outlet (partypool.doors.v1) ---------------------------------------------
 
     def write(self, data: bytes) -> None:
         if self._held:  # what the room said first goes first
@@ -149,7 +160,7 @@ class ChatProtocol(LineReceiver):
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         """Split on ``\\n``, dropping an ``\\r`` before it; skip overlong lines."""
-        session = self.session
+        session, dialect = self.session, self.dialect
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -165,7 +176,7 @@ class ChatProtocol(LineReceiver):
             if len(line) + 1 > max_line:
                 session.line_too_long()
                 continue
-            session.line(line[:-1] if line.endswith(b"\r") else line)
+            dialect.line(line[:-1] if line.endswith(b"\r") else line)
         if len(self._buffer) >= max_line and not session.closed:
             self._buffer = b""
             self._discarding = True

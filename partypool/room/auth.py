@@ -7,6 +7,8 @@ object here puts a secret in its repr.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import os
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from partypool.room.clock import SteadyClock, steady
 
 SCRAM_MECHANISM = "SCRAM-SHA-256"
 SCRAM_USERNAME = "chat"
+ROOT_USERNAME = "root"  # the SCRAM username of a root login on the chat port
 DEFAULT_ITERATIONS = 390_000
 _mechanism = scramp.ScramMechanism(SCRAM_MECHANISM)
 log = Logger(namespace="partypool.room.auth")
@@ -34,7 +37,8 @@ class AuthFailed(Exception):
 
 @attrs.frozen(repr=False)
 class ChatVerifier:
-    """The salted SCRAM verifier of the chat passkey (RFC 5802 StoredKey/ServerKey)."""
+    """A salted SCRAM verifier (RFC 5802 StoredKey/ServerKey): the chat
+    passkey's, or the root password's for root logins on the chat port."""
 
     salt: bytes
     stored_key: bytes
@@ -55,16 +59,27 @@ class ChatVerifier:
 
 
 class ScramExchange:
-    """The server side of one login: two steps, each failing with `AuthFailed`."""
+    """The server side of one login: two steps, each failing with `AuthFailed`.
 
-    def __init__(self, verifier: ChatVerifier) -> None:
+    The SCRAM username picks the verifier: ``chat`` the passkey's, ``root``
+    the root password's (when the server has one).  After `first`,
+    ``username`` says which role is logging in; after `final`, that it did.
+    """
+
+    def __init__(
+        self, verifier: ChatVerifier, root: ChatVerifier | None = None
+    ) -> None:
         self._server = _mechanism.make_server(self._lookup)
-        self._verifier = verifier
+        self._verifiers = {SCRAM_USERNAME: verifier}
+        if root is not None:
+            self._verifiers[ROOT_USERNAME] = root
+        self.username: str | None = None
 
     def _lookup(self, username: str) -> tuple[bytes, bytes, bytes, int]:
-        if username != SCRAM_USERNAME:
+        v = self._verifiers.get(username)
+        if v is None:
             raise scramp.ScramException("unknown user")
-        v = self._verifier
+        self.username = username
         return v.salt, v.stored_key, v.server_key, v.iterations
 
     def first(self, client_first: str) -> str:
@@ -82,6 +97,20 @@ class ScramExchange:
             return self._server.get_server_final()
         except scramp.ScramException as e:
             raise AuthFailed(str(e)) from None
+
+
+def b64encode_text(text: str) -> str:
+    """A SCRAM message as it crosses the wire: base64 of its UTF-8 (as SASL
+    carries it in v1's ``AUTH`` and IRC's ``AUTHENTICATE`` alike)."""
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def b64decode_text(text: str) -> str:
+    """The SCRAM message in a base64 payload, or `AuthFailed`."""
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise AuthFailed("malformed base64") from None
 
 
 @attrs.frozen(repr=False)

@@ -1,9 +1,10 @@
 """The running Party Pool, free of any transport.
 
 `PartyPool` bundles what every front door shares — the room, the passkey
-verifier, the login throttle, the connections not logged in yet, the store,
-the limits and the clock — and owns server-wide actions such as the shutdown
-countdown.  `make_server` builds it
+verifier (and root's, for root logins on the chat port), the login throttle,
+the connections not logged in yet, the mutes, the store, the limits and the
+clock — and owns server-wide actions such as the shutdown countdown.
+`make_server` builds it
 from explicit keyword arguments so tests need no command-line options.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -24,6 +26,7 @@ from partypool.room.addresses import address_group
 from partypool.room.auth import ChatVerifier, LoginThrottle
 from partypool.room.clock import SteadyClock
 from partypool.room.gather import Gatherer
+from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
 
@@ -61,6 +64,12 @@ class Connection(Protocol):
     """Any open client connection, named or not."""
 
     def disconnect(self, reason: str) -> None: ...
+
+
+class RootCommands(Protocol):
+    """The admin command executor (`partypool.admin.commands.AdminCommands`)."""
+
+    def run(self, line: str) -> Deferred: ...
 
 
 def host_and_peer(address: IAddress) -> tuple[str, str]:
@@ -162,8 +171,13 @@ class PartyPool:
     limits: Limits = Limits()
     log_messages: bool = False
     stop_server: Callable[[], object] = lambda: None
+    # Root on the chat port: the root password's SCRAM verifier (None: no
+    # root logins there), and what runs root's commands, given the peer.
+    root_verifier: ChatVerifier | None = None
+    root_commands: Callable[[str], RootCommands] | None = None
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)
+    mutes: Mutes = attrs.field(init=False)
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
     unauthenticated: Unauthenticated = attrs.field(init=False)  # every door's
@@ -175,6 +189,7 @@ class PartyPool:
         self._steady = SteadyClock(self.clock)
         self.started = self.now()
         self.throttle = self.new_throttle()
+        self.mutes = Mutes(self._steady)
         self.gatherer = Gatherer(
             self._steady, self.limits.write_rate, self.limits.max_hold
         )
@@ -248,6 +263,7 @@ def make_server(
     log_messages: bool = False,
     stop_server: Callable[[], object] = lambda: None,
     bans: Iterable[Ban] = (),
+    root_verifier: ChatVerifier | None = None,
 ) -> PartyPool:
     """Build the core, with ``bans`` (from the store) in force."""
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
@@ -265,4 +281,5 @@ def make_server(
         limits=limits,
         log_messages=log_messages,
         stop_server=stop_server,
+        root_verifier=root_verifier,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
@@ -20,6 +21,8 @@ from partypool.room.addresses import BanList, address_group
 from partypool.wire import WireError, check_name, format_line, name_key
 
 log = Logger(namespace="partypool.room.room")
+
+ROOT_NAME = "root"  # the one name a root session may take, and only it
 
 
 class Member(Protocol):
@@ -39,7 +42,11 @@ class Member(Protocol):
 
 @attrs.frozen
 class Event:
-    """Something the room tells its members.  ``wire`` is the v1 line, built once."""
+    """Something the room tells its members, as an object each door formats.
+
+    ``wire`` is the v1 line, built once however many members get it; a door
+    with a dialect of its own gets the same from `Event.encoded`.
+    """
 
     verb: str
     parts: tuple[str, ...]
@@ -47,6 +54,19 @@ class Event:
     @functools.cached_property
     def wire(self) -> bytes:
         return format_line(self.verb, *self.parts)
+
+    @functools.cached_property
+    def _encodings(self) -> dict[Callable[[Event], bytes], bytes]:
+        return {}
+
+    def encoded(self, encode: Callable[[Event], bytes]) -> bytes:
+        """``encode(self)``, run once per event however many members get it
+        (``encode`` is a dialect's formatter: a module-level function)."""
+        encodings = self._encodings
+        data = encodings.get(encode)
+        if data is None:
+            data = encodings[encode] = encode(self)
+        return data
 
 
 def chat(name: str, text: str) -> Event:
@@ -69,6 +89,21 @@ def shutdown(seconds: int, text: str) -> Event:
     return Event("SHUTDOWN", (str(seconds), text))
 
 
+def private(sender: str, text: str) -> Event:
+    return Event("PRIVATE", (sender, text))
+
+
+def requested(request_id: int, name: str, text: str) -> Event:
+    return Event("REQUESTED", (str(request_id), name, text))
+
+
+class Recorder(Protocol):
+    """Keeps what the room says to everyone (`partypool.room.history`)."""
+
+    def record(self, event: Event) -> None:
+        """Keep ``event``; must not block."""
+
+
 @attrs.define
 class RoomStats:
     peak: int = 0
@@ -83,7 +118,11 @@ class Room:
     """Named members, their addresses, bans, and broadcast.
 
     One session per address means one per address group (an IPv6 /64, see
-    `partypool.room.addresses`), and bans are networks.
+    `partypool.room.addresses`), and bans are networks.  A root session in
+    the room (named ``root``) takes no seat and is no session from its
+    address: the cap and the one-session-per-address rule are for users.
+    What is said to everyone (``CHAT``, a ``NOTICE`` to all) goes to
+    ``history`` as well.
     """
 
     max_members: int = 25
@@ -91,6 +130,8 @@ class Room:
     banned_hosts: BanList = attrs.Factory(BanList)
     banned_names: set[str] = attrs.Factory(set)  # name keys
     stats: RoomStats = attrs.Factory(RoomStats)
+    history: Recorder | None = None
+    root: Member | None = None  # the root session, while in the room
     _members: dict[str, Member] = attrs.Factory(dict)
     _groups: collections.Counter[str] = attrs.Factory(collections.Counter)
     _everyone: tuple[Member, ...] = ()
@@ -99,7 +140,7 @@ class Room:
         """Why a new connection from ``host`` may not stay, or None if it may."""
         if host in self.banned_hosts:
             return WireError("banned", "your address is banned from this server")
-        if len(self._members) >= self.max_members:
+        if len(self._members) - (self.root is not None) >= self.max_members:
             return WireError(
                 "server-full", f"the server is full ({self.max_members} users)"
             )
@@ -120,9 +161,21 @@ class Room:
         refusal = self.admission_error(member.host)
         if refusal is not None:
             raise refusal
-        member.name = name
-        self._members[key] = member
         self._groups[address_group(member.host)] += 1
+        return self._enter(member, name)
+
+    def join_root(self, member: Member, requested: str) -> str:
+        """Admit a root session, which may take the name ``root`` and no other."""
+        if name_key(requested) != ROOT_NAME:
+            raise WireError("nick-invalid", f"a root session joins as {ROOT_NAME}")
+        if self.root is not None:
+            raise WireError("nick-taken", f"the name {ROOT_NAME} is taken")
+        self.root = member
+        return self._enter(member, ROOT_NAME)
+
+    def _enter(self, member: Member, name: str) -> str:
+        member.name = name
+        self._members[name_key(name)] = member
         self._everyone = tuple(self._members.values())
         self.stats.peak = max(self.stats.peak, len(self._members))
         self.broadcast(joined(name), but=member)
@@ -134,17 +187,31 @@ class Room:
         if key is None or self._members.get(key) is not member:
             return False
         del self._members[key]
-        group = address_group(member.host)
-        self._groups[group] -= 1
-        if not self._groups[group]:
-            del self._groups[group]
+        if member is self.root:
+            self.root = None
+        else:
+            group = address_group(member.host)
+            self._groups[group] -= 1
+            if not self._groups[group]:
+                del self._groups[group]
         self._everyone = tuple(self._members.values())
         self.broadcast(left(member.name, reason))
         return True
 
     def say(self, member: Member, text: str) -> None:
         self.stats.messages += 1
-        self.broadcast(chat(member.name, text), but=member)
+        event = chat(member.name, text)
+        self.broadcast(event, but=member)
+        if self.history is not None:
+            self.history.record(event)
+
+    def announce(self, event: Event) -> int:
+        """Broadcast ``event`` to everyone and keep it in the history (a
+        ``NOTICE`` to all); return how many got it."""
+        reached = self.broadcast(event)
+        if self.history is not None:
+            self.history.record(event)
+        return reached
 
     def broadcast(self, event: Event, but: Member | None = None) -> int:
         """Deliver ``event`` to every member except ``but``; return how many got it."""

@@ -1,82 +1,87 @@
-"""One user's protocol-v1 session, whatever carries its lines.
+"""One user's session in the room, whatever door they came in by.
 
-A `Session` is everything about a chat connection except the connection: the
-states and the verbs each accepts, the SCRAM-SHA-256 login, the rate limit
-and flood cut-off, the keepalive and login timers, admission and the count of
-pending logins per address, and the ``BYE`` that ends it.  It is the room
-`~partypool.room.room.Member` once named, and the `~partypool.room.pool.Connection`
-in ``pool.connections`` from the start.
+A `Session` holds every rule a front door shares: admission and the count of
+pending logins per address, the login throttle, the SCRAM-SHA-256 exchange,
+the rate limit and flood cut-off, the login and keepalive timers, room
+membership, and the goodbye that ends it.  It is the room
+`~partypool.room.room.Member` once named, and the
+`~partypool.room.pool.Connection` in ``pool.connections`` from the start.
 
-It reaches its carrier only through an `Outlet` (write bytes, close after
-flushing, abort), and the carrier drives it through a handful of calls:
-`Session.start`, `Session.line` (one line, without its ending),
-`Session.line_too_long`, `Session.handshake_done`, `Session.too_slow` and
-`Session.lost`.  So a front door — `partypool.doors.chat` for TCP and TLS, later a
-WebSocket door or an IRC gateway — is a thin adapter: framing, flow control
-and transport details only.
+It knows no wire.  A door drives it with plain calls — `Session.start`,
+`Session.admit_line` for each line received, `Session.scram_first` /
+`Session.scram_final`, `Session.join`, `Session.say`, `Session.private`,
+`Session.names`, `Session.request`, `Session.admin`, `Session.quit`, and
+the carrier's `Session.handshake_done`,
+`Session.too_slow` and `Session.lost` — and a refusal it may answer comes
+back as a `~partypool.wire.WireError` (one error code; the door words it).
+What the session must say on its own (room events, a keepalive ping, an
+error such as ``rate-limited``, the last words before closing) it says
+through the door's `Door` methods, as objects, never as lines: so the v1
+dialect (`partypool.doors.v1`, over TCP, TLS or WebSocket) and an IRC
+gateway format them each their own way, and neither copies a rule.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
+import math
 import secrets
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
+import attrs
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from partypool.room.auth import SCRAM_MECHANISM, AuthFailed, ScramExchange
-from partypool.room.pool import PartyPool
+from partypool.room import room as events
+from partypool.room.auth import ROOT_USERNAME, AuthFailed, ScramExchange
+from partypool.room.pool import PartyPool, RootCommands
 from partypool.room.room import Event
-from partypool.wire import (
-    PROTOCOL_VERSION,
-    WireError,
-    clean_text,
-    error_line,
-    format_line,
-    parse_line,
-    scrub,
+from partypool.wire import WireError, clean_text, scrub
+
+if TYPE_CHECKING:
+    from partypool.admin.commands import Result
+
+# The states, in order; a door decides which of its verbs each one accepts.
+NEW, LOGIN, CHALLENGE, NAMING, CHATTING, CLOSED = (
+    "new",  # not started
+    "login",  # greeted, not logged in
+    "challenge",  # SCRAM under way
+    "naming",  # logged in, no name yet
+    "chatting",  # in the room
+    "closed",  # ended; the door feeds it nothing more
 )
-
-# The chat port's namespace: operators filter the log on it.
-log = Logger(namespace="partypool.doors.chat")
-
-# state -> verbs accepted in it, and the error for any other verb
-_ALWAYS = {"PING", "PONG", "QUIT"}
-_STATES = {
-    "login": ({"AUTH"} | _ALWAYS, "auth-required", "log in first (AUTH)"),
-    "challenge": ({"AUTH-RESPONSE"} | _ALWAYS, "auth-required", "finish logging in"),
-    "naming": ({"NICK"} | _ALWAYS, "nick-required", "choose a name first (NICK)"),
-    "chatting": ({"SAY", "ONLINE", "IP", "REQUEST"} | _ALWAYS, None, None),
-}
-_AFTER_LOGIN = {
-    "AUTH": ("already-authenticated", "you are already logged in"),
-    "AUTH-RESPONSE": ("already-authenticated", "you are already logged in"),
-    "NICK": ("already-named", "names are fixed for the session"),
-}
-_QUIT_REASON_MAX = 200
-# After BYE, how long a peer may take to let the connection close (a TLS peer
-# that never finished its handshake would otherwise hold it open for ever).
+QUIT_REASON_MAX = 200
+# What a door without a terminal says to root's ``manhole``.
+NO_TERMINAL = "manhole needs a terminal: use the SSH admin port (ssh -t)"
+# After the goodbye, how long a peer may take to let the connection close (a
+# TLS peer that never finished its handshake would otherwise hold it open).
 CLOSE_GRACE = 10.0
 
 
-class Outlet(Protocol):
-    """What a `Session` needs of whatever carries its lines."""
+class Door(Protocol):
+    """What a `Session` needs of the door that carries it: a dialect and its
+    carrier together (the v1 dialect over TCP, say, or an IRC gateway)."""
 
-    def write(self, data: bytes) -> None:
-        """Send ``data`` (whole lines, each ending in CRLF), after anything
-        gathered before it."""
+    def deliver(self, event: Event) -> None:
+        """Send one room event (the session is in the room); must not block."""
 
-    def gather(self, data: bytes) -> None:
-        """Send room-event lines, perhaps a moment later together with others
-        (`partypool.room.gather`); a carrier with nothing to gain writes them now."""
+    def error(self, error: WireError) -> None:
+        """Tell the peer of an error no command of theirs is waiting on
+        (``rate-limited``, ``line-too-long``, ``request-failed``)."""
+
+    def ping(self, token: str) -> None:
+        """Send a keepalive ping the peer must answer (any line will do)."""
+
+    def goodbye(self, reason: str, error: WireError | None) -> None:
+        """Send the last words: ``error`` if any, then that the server closes
+        for ``reason``.  `close` follows at once."""
 
     def close(self) -> None:
-        """Close once what was written has been sent (the carrier also drops
-        anything of its own, such as a registered producer)."""
+        """Close once what was sent has gone."""
 
     def abort(self) -> None:
         """Close now, unsent data or not."""
@@ -99,27 +104,40 @@ class _TokenBucket:
 
 
 class Session:
-    """One user's protocol-v1 session, and the room member it becomes once named.
+    """One user's session, and the room member it becomes once named.
 
     ``host`` is the address the room admits or refuses, ``peer`` what the
     administrator sees (``host:port``); ``handshaking`` says the carrier is
-    still negotiating TLS, so the peer could not read a ``BYE`` yet.
+    still negotiating TLS, so the peer could not read a goodbye yet.  ``log``
+    is the door's logger: operators filter each door's log on its namespace.
     """
 
     def __init__(
-        self, pool: PartyPool, host: str, peer: str, outlet: Outlet, handshaking: bool
+        self,
+        pool: PartyPool,
+        host: str,
+        peer: str,
+        door: Door,
+        *,
+        handshaking: bool,
+        log: Logger,
     ) -> None:
         self.pool = pool
         self.host = host
         self.peer = peer
         self.name: str | None = None
-        self.state = "new"
-        self._outlet = outlet
+        self.state = NEW
+        self.is_root = False  # logged in with the root password
+        self.log = log
+        self._door = door
         self._handshaking = handshaking
         self._exchange: ScramExchange | None = None
+        self._held_refusal: WireError | None = None
+        self._commands: RootCommands | None = None
+        self._admin_queue: Deferred[None] = defer.succeed(None)
         self._pending_login = False
         self._timers: dict[str, IDelayedCall] = {}
-        self._pinged_at: float | None = None  # when our unanswered PING went out
+        self._pinged_at: float | None = None  # when our unanswered ping went out
         self._drops: collections.deque[float] | None = None  # at the first drop
         self._last_rate_error = float("-inf")
         self.since = self.last_heard = pool.clock.seconds()
@@ -127,44 +145,58 @@ class Session:
 
     @property
     def closed(self) -> bool:
-        """Whether the session has ended (the carrier stops feeding it lines)."""
-        return self.state == "closed"
+        """Whether the session has ended (the door stops feeding it lines)."""
+        return self.state == CLOSED
 
-    # -- life (called by the carrier) ----------------------------------------
+    # -- life (called by the door) ----------------------------------------------
 
-    def start(self) -> None:
-        """Greet, then refuse or admit the peer and start the timers."""
+    def start(self) -> bool:
+        """Refuse or admit the peer and start the timers; False if refused
+        (the goodbye is said).  A door greets its peer first, if its
+        dialect greets.
+
+        Root is exempt from the cap and the one-session-per-address rule,
+        and only the login says who is root: so when the chat port takes
+        root logins, a connection refused for those two reasons is told so
+        at its first login step instead, unless that step logs in as root.
+        """
         pool, clock = self.pool, self.pool.clock
         pool.connections.add(self)
-        self.state = "login"
-        self._write(format_line("HELLO", PROTOCOL_VERSION, pool.server_name))
-        log.info("connect from {peer}", peer=self.peer)
+        self.state = LOGIN
+        self.log.info("connect from {peer}", peer=self.peer)
         refusal = pool.room.admission_error(self.host)
+        if (
+            refusal is not None
+            and refusal.code in ("server-full", "duplicate-ip")
+            and pool.root_verifier is not None
+        ):
+            self._held_refusal, refusal = refusal, None
         if pool.pending_logins[self.host] >= pool.limits.max_pending_logins:
             refusal = WireError(
                 "auth-throttled", "too many pending logins from your address"
             )
         if refusal is not None:
-            log.info("refused {peer}: {code}", peer=self.peer, code=refusal.code)
-            self._goodbye(refusal.code, error=refusal)
-            return
+            self.log.info("refused {peer}: {code}", peer=self.peer, code=refusal.code)
+            self.goodbye(refusal.code, error=refusal)
+            return False
         pool.pending_logins[self.host] += 1
         self._pending_login = True
         self._timers["login"] = clock.callLater(
             pool.limits.login_timeout, self._login_timed_out
         )
         self._timers["idle"] = clock.callLater(pool.limits.idle_ping, self._idle_check)
+        return True
 
     def handshake_done(self) -> None:
-        """The carrier's TLS handshake completed: the peer can read a BYE now."""
+        """The carrier's TLS handshake completed: the peer can read a goodbye now."""
         self._handshaking = False
 
     def too_slow(self) -> None:
-        """The peer reads too slowly to ever see a BYE: leave and abort."""
-        log.info("dropping slow reader {peer}", peer=self.peer)
+        """The peer reads too slowly to ever see a goodbye: leave and abort."""
+        self.log.info("dropping slow reader {peer}", peer=self.peer)
         self.pool.room.leave(self, "too slow")
-        self.state = "closed"
-        self._outlet.abort()
+        self._close()
+        self._door.abort()
 
     def lost(self) -> None:
         """The connection is gone, however it ended."""
@@ -175,8 +207,19 @@ class Session:
         self._end_pending_login()
         self.pool.connections.discard(self)
         if self.pool.room.leave(self, "lost"):
-            log.info("{name} lost ({peer})", name=self.name, peer=self.peer)
-        self.state = "closed"
+            self.log.info("{name} lost ({peer})", name=self.name, peer=self.peer)
+        self._close()
+
+    def _close(self) -> None:
+        self.state = CLOSED
+        vars(self).pop("deliver", None)  # the room's events stop here
+
+    def _end_login(self) -> None:
+        """Logged in for good: no longer pending, no login timeout."""
+        self._end_pending_login()
+        timer = self._timers.pop("login", None)
+        if timer is not None:
+            timer.cancel()
 
     def _end_pending_login(self) -> None:
         if self._pending_login:
@@ -185,68 +228,55 @@ class Session:
             if not self.pool.pending_logins[self.host]:
                 del self.pool.pending_logins[self.host]
 
-    # -- Member interface (partypool.room.room) ----------------------------------
+    def goodbye(
+        self, reason: str, error: WireError | None = None, left: str | None = None
+    ) -> None:
+        """Say ``error`` (if any) and goodbye for ``reason``, then close; the
+        others in the room see ``left`` (``reason`` if not given)."""
+        if self.state == CLOSED:
+            return
+        if self.pool.room.leave(self, left or reason):
+            self.log.info(
+                "{name} left: {reason}", name=self.name, reason=left or reason
+            )
+        self._door.goodbye(reason, error)
+        self._close()
+        self._timers["close"] = self.pool.clock.callLater(CLOSE_GRACE, self._door.abort)
+        self._door.close()
+
+    def internal_error(self) -> None:
+        """The door failed handling a line (logged by the caller): end this
+        session only; the others see it as lost."""
+        self.goodbye("internal error", left="lost")
+
+    # -- Member interface (partypool.room.room) ---------------------------------
 
     def deliver(self, event: Event) -> None:
-        if self.state == "chatting":
-            self._outlet.gather(event.wire)
+        """Nothing: only a session in the room gets events, and `join` makes
+        the door's own ``deliver`` this session's until `_close` — the room
+        calls it for every member and every event, so no call of ours stands
+        between (a member gone mid-broadcast still meets this one)."""
 
     def disconnect(self, reason: str) -> None:
         if self._handshaking:
             return self._abort_handshake(reason)
-        self._goodbye(reason)
-
-    # -- output --------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        self._outlet.write(data)
-
-    def _reply(self, verb: str, *parts: str) -> None:
-        self._write(format_line(verb, *parts))
-
-    def _error(self, error: WireError) -> None:
-        self._write(error_line(error.code, error.text))
-
-    def _goodbye(
-        self, reason: str, error: WireError | None = None, left: str | None = None
-    ) -> None:
-        """Send an optional ERR, then ``BYE reason``, and close; others see ``left``."""
-        if self.state == "closed":
-            return
-        if self.pool.room.leave(self, left or reason):
-            log.info("{name} left: {reason}", name=self.name, reason=left or reason)
-        if error is not None:
-            self._error(error)
-        self._reply("BYE", reason)
-        self.state = "closed"
-        self._timers["close"] = self.pool.clock.callLater(
-            CLOSE_GRACE, self._outlet.abort
-        )
-        self._outlet.close()
+        self.goodbye(reason)
 
     def _abort_handshake(self, reason: str) -> None:
-        """Close a peer that never finished TLS: it could not read a BYE, and
-        the TLS layer would hold the connection open waiting for it to."""
-        log.info(
+        """Close a peer that never finished TLS: it could not read a goodbye,
+        and the TLS layer would hold the connection open waiting for it to."""
+        self.log.info(
             "closing {peer} mid-handshake: {reason}", peer=self.peer, reason=reason
         )
-        self.state = "closed"
-        self._outlet.abort()
+        self._close()
+        self._door.abort()
 
-    # -- input ----------------------------------------------------------------
+    # -- input: every line received counts ---------------------------------------
 
-    def line_too_long(self) -> None:
-        """The carrier discarded a line longer than ``limits.max_line``."""
-        if self._admit():
-            limit = self.pool.limits.max_line
-            self._error(
-                WireError(
-                    "line-too-long", f"lines are at most {limit} bytes; discarded"
-                )
-            )
-
-    def _admit(self) -> bool:
-        """Count one received line: a sign of life, and a token from the bucket."""
+    def admit_line(self) -> bool:
+        """Count one received line: a sign of life, and a token from the rate
+        limit's bucket.  False: drop the line (the session has said why, or
+        has ended the session of a flooder)."""
         now = self.pool.clock.seconds()
         self.last_heard = now
         if self._bucket.take(now):
@@ -254,28 +284,15 @@ class Session:
         self._rate_limited(now)
         return False
 
-    def line(self, raw: bytes) -> None:
-        """Handle one line from the peer, without its line ending."""
-        if not self._admit():
-            return
-        try:
-            command = parse_line(raw)
-            self._dispatch(command.verb, command.argument)
-        except WireError as e:
-            self._error(e)
-        except Exception:
-            log.failure("error handling a line from {peer}", peer=self.peer)
-            self._goodbye("internal error", left="lost")
-
-    def _dispatch(self, verb: str, argument: str) -> None:
-        allowed, code, text = _STATES[self.state]
-        if verb not in allowed:
-            if self.state == "challenge" and verb == "AUTH":
-                return self._login_failed("AUTH sent twice")
-            if code is None or (self.state == "naming" and verb in _AFTER_LOGIN):
-                code, text = _AFTER_LOGIN[verb]
-            raise WireError(code, text)
-        getattr(self, "handle_" + verb.replace("-", "_"))(argument)
+    def line_too_long(self) -> None:
+        """The door discarded a line longer than ``limits.max_line``."""
+        if self.admit_line():
+            limit = self.pool.limits.max_line
+            self._door.error(
+                WireError(
+                    "line-too-long", f"lines are at most {limit} bytes; discarded"
+                )
+            )
 
     def _rate_limited(self, now: float) -> None:
         limits = self.pool.limits
@@ -285,31 +302,31 @@ class Session:
         while self._drops[0] <= now - limits.flood_window:
             self._drops.popleft()
         if len(self._drops) >= limits.flood_drops:
-            log.info("disconnecting flooder {peer}", peer=self.peer)
-            self._goodbye("flooding")
+            self.log.info("disconnecting flooder {peer}", peer=self.peer)
+            self.goodbye("flooding")
         elif now - self._last_rate_error >= 1.0:
             self._last_rate_error = now
-            self._error(
+            self._door.error(
                 WireError(
                     "rate-limited",
                     f"at most {limits.rate:g} lines per second; line dropped",
                 )
             )
 
-    # -- timers ---------------------------------------------------------------
+    # -- timers -------------------------------------------------------------------
 
     def _login_timed_out(self) -> None:
         del self._timers["login"]
-        log.info("login timeout for {peer}", peer=self.peer)
+        self.log.info("login timeout for {peer}", peer=self.peer)
         if self._handshaking:
             return self._abort_handshake("timeout")
-        self._goodbye("timeout", error=WireError("timeout", "login took too long"))
+        self.goodbye("timeout", error=WireError("timeout", "login took too long"))
 
     def _idle_check(self) -> None:
-        """PING after ``idle`` s of silence; drop if nothing comes back within ``idle``.
+        """Ping after ``idle`` s of silence; drop if nothing comes back within ``idle``.
 
-        A line heard after our PING went out is the answer, however quickly it
-        came: this check runs ``idle`` s after the PING, a little late, so
+        A line heard after our ping went out is the answer, however quickly it
+        came: this check runs ``idle`` s after the ping, a little late, so
         comparing "silent for" with ``idle`` alone would drop a client that
         answered at once.
         """
@@ -322,17 +339,17 @@ class Session:
             delay = max(0.0, idle - silent_for)
         elif self._pinged_at is None:
             self._pinged_at = now
-            self._reply("PING", secrets.token_hex(4))
+            self._door.ping(secrets.token_hex(4))
             delay = idle
         else:
             del self._timers["idle"]
             if self._handshaking:
                 return self._abort_handshake("timeout")
-            self._goodbye("timeout")
+            self.goodbye("timeout")
             return
         self._timers["idle"] = clock.callLater(delay, self._idle_check)
 
-    # -- login ----------------------------------------------------------------
+    # -- login --------------------------------------------------------------------
 
     def _throttled(self) -> bool:
         """Refuse an address with too many failed logins (checked at both steps,
@@ -342,105 +359,184 @@ class Session:
         error = WireError(
             "auth-throttled", "too many failed logins; try again in a minute"
         )
-        self._goodbye("auth-throttled", error=error)
+        self.goodbye("auth-throttled", error=error)
         return True
 
-    def handle_AUTH(self, argument: str) -> None:  # noqa: N802
+    def scram_first(self, client_first: str) -> str | None:
+        """Begin a SCRAM-SHA-256 login: the server-first-message, or None if
+        the login failed and the session has ended."""
         if self._throttled():
-            return
-        mechanism, _, payload = argument.partition(" ")
-        if mechanism.upper() != SCRAM_MECHANISM:
-            return self._login_failed("unsupported mechanism")
-        self._exchange = self.pool.verifier.exchange()
+            return None
+        self._exchange = ScramExchange(self.pool.verifier, self.pool.root_verifier)
         try:
-            server_first = self._exchange.first(_unbase64(payload))
+            server_first = self._exchange.first(client_first)
         except AuthFailed as e:
-            return self._login_failed(str(e))
-        self.state = "challenge"
-        self._reply("AUTH-CHALLENGE", _base64(server_first))
+            return self.login_failed(str(e))
+        if self._held_refusal is not None and self._exchange.username != ROOT_USERNAME:
+            refusal = self.pool.room.admission_error(self.host)  # still?
+            if refusal is not None:
+                self.log.info(
+                    "refused {peer}: {code}", peer=self.peer, code=refusal.code
+                )
+                self.goodbye(refusal.code, error=refusal)
+                return None
+        self._held_refusal = None
+        self.state = CHALLENGE
+        return server_first
 
-    def handle_AUTH_RESPONSE(self, argument: str) -> None:  # noqa: N802
+    def scram_final(self, client_final: str) -> str | None:
+        """Finish the login: the server-final-message (the peer checks the
+        server's signature in it), or None if the login failed and the
+        session has ended."""
         if self._throttled():
-            return
+            return None
         try:
-            server_final = self._exchange.final(_unbase64(argument))
+            server_final = self._exchange.final(client_final)
         except AuthFailed as e:
-            return self._login_failed(str(e))
+            return self.login_failed(str(e))
+        self.is_root = self._exchange.username == ROOT_USERNAME
         self._exchange = None
-        self.state = "naming"
-        log.info("login ok from {peer}", peer=self.peer)
-        self._reply("AUTH-OK", _base64(server_final))
+        self.state = NAMING
+        if self.is_root:  # logged in for good: root need not join the room
+            self._end_login()
+            self.log.warn("root logged in on the chat port from {peer}", peer=self.peer)
+        else:
+            self.log.info("login ok from {peer}", peer=self.peer)
+        return server_final
 
-    def _login_failed(self, why: str) -> None:
+    def login_failed(self, why: str) -> None:
+        """Count a failed login against the address and end the session (a
+        door calls it for a login its dialect cannot even start, such as an
+        unknown mechanism or a payload it cannot decode).  An address already
+        refused is told so, whatever it sent."""
+        if self._throttled():
+            return
         self.pool.throttle.failed(self.host)
-        log.info("login failed from {peer}: {why}", peer=self.peer, why=why)
-        self._goodbye(
+        self.log.info("login failed from {peer}: {why}", peer=self.peer, why=why)
+        self.goodbye(
             "auth-failed", error=WireError("auth-failed", "wrong passkey or bad login")
         )
 
-    def handle_NICK(self, argument: str) -> None:  # noqa: N802
+    # -- the room ---------------------------------------------------------------
+
+    def join(self, requested: str) -> str | None:
+        """Enter the room under ``requested``: the name as others see it.
+
+        Raises `WireError` for a name the peer may replace (``nick-invalid``,
+        ``nick-taken``, ``banned``); returns None if the room is full or the
+        address already has a session, and the session has ended.  A root
+        session joins as ``root`` and only so.
+        """
+        room = self.pool.room
         try:
-            name = self.pool.room.join(self, argument)
+            name = (
+                room.join_root(self, requested)
+                if self.is_root
+                else room.join(self, requested)
+            )
         except WireError as e:
             if e.code in ("server-full", "duplicate-ip"):
-                self._goodbye(e.code, error=e)
-                return
+                self.goodbye(e.code, error=e)
+                return None
             raise
-        self._end_pending_login()
-        self._timers.pop("login").cancel()
-        self.state = "chatting"
-        log.info("{peer} is now {name}", peer=self.peer, name=name)
-        self._reply("OK", "NICK", name)
+        self._end_login()
+        self.state = CHATTING
+        self.deliver = self._door.deliver
+        self.log.info("{peer} is now {name}", peer=self.peer, name=name)
+        return name
 
-    # -- chat -----------------------------------------------------------------
-
-    def handle_SAY(self, argument: str) -> None:  # noqa: N802
-        text = clean_text(argument, self.pool.limits.max_text)
+    def say(self, text: str) -> None:
+        """Say ``text`` to the room (scrubbed and checked here)."""
+        self._check_not_muted()
+        text = clean_text(text, self.pool.limits.max_text)
         if self.pool.log_messages:
-            log.info("<{name}> {text}", name=self.name, text=text)
+            self.log.info("<{name}> {text}", name=self.name, text=text)
         self.pool.room.say(self, text)
 
-    def handle_ONLINE(self, argument: str) -> None:  # noqa: N802
-        names = self.pool.room.names()
-        self._reply("ONLINE", str(len(names)), *names)
+    def private(self, target: str, text: str) -> str:
+        """Say ``text`` to ``target`` alone; return the name as the room spells it.
 
-    def handle_IP(self, argument: str) -> None:  # noqa: N802
-        self._reply("IP", self.host)
+        Never kept, and logged only with ``--log-messages``.
+        """
+        self._check_not_muted()
+        text = clean_text(text, self.pool.limits.max_text)
+        member = self.pool.room.by_name(target)
+        if member is None:
+            raise WireError("no-such-user", f"no user named {scrub(target)[:40]}")
+        if self.pool.log_messages:
+            self.log.info(
+                "<{name} to {target}> {text}",
+                name=self.name,
+                target=member.name,
+                text=text,
+            )
+        self.pool.room.send_to([member], events.private(self.name, text))
+        return member.name
 
-    def handle_REQUEST(self, argument: str) -> None:  # noqa: N802
-        text = clean_text(argument, self.pool.limits.max_request)
+    def _check_not_muted(self) -> None:
+        remaining = self.pool.mutes.remaining(self.name, self.host)
+        if remaining is None:
+            return
+        if math.isinf(remaining):
+            raise WireError("muted", "you are muted until the administrator lifts it")
+        raise WireError("muted", f"you are muted for another {math.ceil(remaining)} s")
+
+    def names(self) -> list[str]:
+        """Who is in the room, sorted as names compare."""
+        return self.pool.room.names()
+
+    def request(self, text: str) -> Deferred[int]:
+        """File a request for the operator: fires with its id once stored,
+        or fails with ``WireError("request-failed")``."""
+        text = clean_text(text, self.pool.limits.max_request)
         d = self.pool.store.add_request(self.name, self.host, text)
-        d.addCallbacks(self._request_stored, self._request_failed)
+        d.addCallbacks(self._request_stored, self._request_failed, (text,))
+        return d
 
-    def _request_stored(self, request_id: int) -> None:
-        self.pool.room.stats.requests += 1
-        log.info("request {id} stored from {name}", id=request_id, name=self.name)
-        if self.state == "chatting":
-            self._reply("OK", "REQUEST", str(request_id))
+    def _request_stored(self, request_id: int, text: str) -> int:
+        room = self.pool.room
+        room.stats.requests += 1
+        self.log.info("request {id} stored from {name}", id=request_id, name=self.name)
+        if room.root is not None:
+            room.send_to([room.root], events.requested(request_id, self.name, text))
+        return request_id
 
     def _request_failed(self, failure: Failure) -> None:
-        log.failure("storing a request from {name}", failure, name=self.name)
-        if self.state == "chatting":
-            self._error(WireError("request-failed", "the request was not stored"))
+        self.log.failure("storing a request from {name}", failure, name=self.name)
+        raise WireError("request-failed", "the request was not stored")
 
-    def handle_PING(self, argument: str) -> None:  # noqa: N802
-        token = (scrub(argument),) if argument else ()
-        self._reply("PONG", *token)
+    def admin(self, line: str, answer: Callable[[Result], None]) -> None:
+        """Run root's command ``line`` with the admin port's executor, and
+        call ``answer`` with its `~partypool.admin.commands.Result` (unless
+        the session has ended by then).
 
-    def handle_PONG(self, argument: str) -> None:  # noqa: N802
-        """Any line is a sign of life; a PONG needs nothing more."""
+        Commands run one at a time, in order.  ``manhole`` needs a terminal,
+        so it says so; ``exit`` ends the session after its answer.  Raises
+        ``WireError("forbidden")`` for anyone but root.
+        """
+        if not self.is_root or self.pool.root_commands is None:
+            raise WireError("forbidden", "only root may run admin commands")
+        if self._commands is None:
+            self._commands = self.pool.root_commands(self.peer)
+        commands = self._commands
 
-    def handle_QUIT(self, argument: str) -> None:  # noqa: N802
-        reason = scrub(argument).strip()[:_QUIT_REASON_MAX]
-        self._goodbye("quit", left=f"quit: {reason}" if reason else "quit")
+        def run(_: object) -> Deferred:
+            return commands.run(line).addCallback(done)
 
+        def done(result: Result) -> None:
+            if self.closed:
+                return
+            if result.action == "manhole":
+                result = attrs.evolve(result, output=NO_TERMINAL, status=1, action=None)
+            answer(result)
+            if result.action == "exit":
+                self.quit()
 
-def _base64(text: str) -> str:
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+        self._admin_queue.addCallback(run).addErrback(
+            lambda f: self.log.failure("root command {line!r}", f, line=line)
+        )
 
-
-def _unbase64(text: str) -> str:
-    try:
-        return base64.b64decode(text, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise AuthFailed("malformed base64") from None
+    def quit(self, reason: str = "") -> None:
+        """Leave at the peer's wish; the others see the reason (scrubbed, cut short)."""
+        reason = scrub(reason).strip()[:QUIT_REASON_MAX]
+        self.goodbye("quit", left=f"quit: {reason}" if reason else "quit")
