@@ -25,6 +25,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
+from partypool import sighup
 from partypool.room.pool import PartyPool
 from partypool.room.store import Store
 from partypool.tls import ConfigError, ServerTLS
@@ -156,9 +157,24 @@ class CertificateReload(Service):
         self.tls = tls
         self.reactor = reactor
 
-    def startService(self) -> None:  # noqa: N802
-        super().startService()
-        signal.signal(signal.SIGHUP, self._hangup)  # the default would kill us
+    def privilegedStartService(self) -> None:  # noqa: N802
+        """Take SIGHUP over from `partypool.sighup`, before the reactor runs.
+
+        A SIGHUP that came while the server was starting is acted on now: the
+        reload runs as soon as the reactor does.
+        """
+        super().privilegedStartService()
+        signal.signal(signal.SIGHUP, self._hangup)
+        if sighup.take_pending():
+            log.info("SIGHUP while starting: reloading the certificate")
+            self._hangup(signal.SIGHUP, None)
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        # Nothing to reload from here on.  Ignoring SIGHUP (rather than
+        # catching it) also holds while Python exits: it puts the default
+        # action, which ends the process, back on every handler it ran.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def _hangup(self, signum: int, frame: object) -> None:
         self.reactor.callFromThread(self._reload_quietly)

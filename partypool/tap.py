@@ -7,6 +7,11 @@ they work but are visible in the process list, so that logs a warning.
 
 from __future__ import annotations
 
+# First, before the slow imports: from here on SIGHUP cannot end the process.
+import partypool.sighup  # noqa: F401
+
+# isort: split
+
 import os
 import socket
 import sys
@@ -19,8 +24,10 @@ from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
+from partypool import logs
 from partypool.admin.commands import AdminCommands, Operator
 from partypool.admin.ssh import (
+    AuthorizedKeys,
     ensure_host_key,
     load_authorized_keys,
     make_admin_factory,
@@ -58,9 +65,9 @@ def prepare_data_dir(path: Path) -> Path:
     return path
 
 
-# --log-format → twistd --logger factory (None: twistd's own text format)
+# --log-format → twistd --logger factory
 LOG_OBSERVERS = {
-    "text": None,
+    "text": "partypool.logs.text_observer",
     "journal": "partypool.logs.journal_observer",
     "json": "partypool.logs.json_observer",
 }
@@ -142,17 +149,10 @@ class Options(usage.Options):
             "max-unauthenticated",
             None,
             100,
-            "Connections not logged in yet, all ports.",
+            "Connections not logged in yet, per port.",
             _positive(int),
         ],
         ["login-failures", None, 5, "Failed logins before refusal.", _positive(int)],
-        [
-            "login-failures-total",
-            None,
-            50,
-            "Failed logins from all addresses before a pause.",
-            _positive(int),
-        ],
         ["login-window", None, 60.0, "Seconds failures count over.", _positive(float)],
         [
             "login-penalty",
@@ -160,6 +160,13 @@ class Options(usage.Options):
             60.0,
             "Seconds an address is refused.",
             _positive(float),
+        ],
+        [
+            "login-budget",
+            None,
+            20,
+            "Failed logins from all addresses per --login-window, per port.",
+            _positive(int),
         ],
         [
             "write-rate",
@@ -250,7 +257,12 @@ class Options(usage.Options):
         its own ``--logger``; setting that is how a plugin picks the format.
         """
         observer, twistd = LOG_OBSERVERS[self["log-format"]], self.parent
-        if observer is None or twistd is None:
+        if twistd is None:
+            return
+        if self["log-format"] == "text":
+            if not twistd.get("logger"):  # an operator's own --logger wins
+                logs.write_like_twistd(twistd)
+                twistd["logger"] = observer
             return
         if twistd.get("logger") or twistd.get("logfile") or twistd.get("syslog"):
             raise usage.UsageError(
@@ -352,7 +364,11 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
             pool,
             host_key=options["host-key"],
             root_password=root_password,
-            authorized_keys=options["authorized-keys"],
+            # Read at each login; with neither a key nor a password at
+            # start-up, the port stays off.
+            authorized_keys=AuthorizedKeys(data_dir / "authorized_keys")
+            if options["authorized-keys"] or root_password
+            else None,
             manhole=bool(options["manhole"]),
             reload_tls=certificates.reload,
         )

@@ -11,8 +11,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import attrs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.conch.error import ValidPublicKey
 from twisted.conch.interfaces import IConchUser
 from twisted.conch.ssh import (
     channel,
@@ -36,7 +38,8 @@ from twisted.trial import unittest
 from partypool.admin.commands import AdminCommands, Result
 from partypool.admin.ssh import (
     AdminFactory,
-    _ThrottledPortal,
+    AuthorizedKeys,
+    _LoginGate,
     ensure_host_key,
     load_authorized_keys,
     make_admin_factory,
@@ -170,6 +173,8 @@ class AdminSSHTestCase(unittest.TestCase):
         self.host_key = new_key()
         self.root_key = new_key()
         self.throttle = LoginThrottle(self.clock)
+        self.keys_file = Path(self.mktemp())
+        self.keys_file.write_bytes(self.root_key.public().toString("openssh") + b"\n")
         self.factory = self.make_factory()
         self.events: list[dict] = []
         globalLogPublisher.addObserver(self.events.append)
@@ -179,7 +184,7 @@ class AdminSSHTestCase(unittest.TestCase):
         arguments = dict(
             host_key=self.host_key,
             root_password=RootPassword.from_password(PASSWORD, 4096),
-            authorized_keys=[self.root_key.public()],
+            authorized_keys=AuthorizedKeys(self.keys_file),
             manhole=True,
             throttle=self.throttle,
             defer_to_thread=lambda f, *a: defer.maybeDeferred(f, *a),
@@ -316,7 +321,7 @@ class LoginTests(AdminSSHTestCase):
                 self.pool,
                 host_key=self.host_key,
                 root_password=None,
-                authorized_keys=[],
+                authorized_keys=None,
             )
         )
 
@@ -373,24 +378,34 @@ class LoginTests(AdminSSHTestCase):
         chan, _, _ = self.connect(command=b"stats", password=PASSWORD)
         self.assertEqual(chan.status, 0)
 
-    def test_an_unsigned_key_probe_does_not_count_as_a_failure(self) -> None:
-        """OpenSSH offers every key it has, unsigned; unknown ones must not count.
+    def test_an_unsigned_probe_of_a_strange_key_counts_as_a_failure(self) -> None:
+        """ "Would this key do?" with a key root does not have is an attempt.
 
-        (conch's own client signs even after a refused probe, so this talks to
-        the per-connection portal directly.)
+        Five of them refuse the address like five wrong passwords; a probe of
+        root's own key is not a failure, and a login forgets the failures.
+        (conch's own client signs even after a refused probe, so this talks
+        to the per-connection gate directly.)
         """
-        gate = _ThrottledPortal(self.factory.portal, self.throttle, "127.0.6.7", "x")
-        blob = new_key().public().blob()
-        probe = SSHPrivateKey(b"root", b"ssh-ed25519", blob, None, None)
-        for _ in range(6):
-            self.failureResultOf(gate.login(probe, None, IConchUser), UnauthorizedLogin)
-        self.assertFalse(self.throttle.is_refused("127.0.6.7"))
-        signed = SSHPrivateKey(b"root", b"ssh-ed25519", blob, b"data", b"signature")
+        gate = _LoginGate(self.factory.logins, "127.0.6.7", "x")
+
+        def probe(key: keys.Key) -> Deferred:
+            blob = key.public().blob()
+            creds = SSHPrivateKey(b"root", b"ssh-ed25519", blob, None, None)
+            return gate.login(creds, None, IConchUser)
+
+        for _ in range(4):
+            self.failureResultOf(probe(new_key()), UnauthorizedLogin)
+        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 4)
+        self.failureResultOf(probe(self.root_key), ValidPublicKey)
+        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 4)
+        chan, _, _ = self.connect(command=b"stats", key=self.root_key)
+        self.assertEqual(chan.status, 0)  # (another connection, same address)
+        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 0)
         for _ in range(5):
-            self.failureResultOf(
-                gate.login(signed, None, IConchUser), UnauthorizedLogin
-            )
+            self.failureResultOf(probe(new_key()), UnauthorizedLogin)
         self.assertTrue(self.throttle.is_refused("127.0.6.7"))
+        chan, _, _ = self.connect(command=b"stats", key=self.root_key)
+        self.assertFalse(chan.opened.called)
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -486,53 +501,78 @@ class Silent(Protocol):
 
 
 class PendingTests(AdminSSHTestCase):
-    def silent(self, source: str = "127.0.6.7") -> tuple[Silent, iosim.IOPump]:
+    def silent(self, source: str = "127.0.6.7") -> Silent | None:
+        """A connection that never speaks, or None if the factory refused it."""
+        peer = IPv4Address("TCP", source, 40000)
+        server = self.factory.buildProtocol(peer)
+        if server is None:
+            return None
         client = Silent()
-        pump = self.plug(client, source)
+        pump = iosim.connect(
+            server,
+            iosim.FakeTransport(server, isServer=True, peerAddress=peer),
+            client,
+            iosim.FakeTransport(client, isServer=False),
+            greet=True,
+        )
         pump.flush()
-        return client, pump
+        client.pump = pump
+        return client
 
     def test_a_silent_connection_is_dropped_after_the_grace_time(self) -> None:
         """No version, no key exchange: conch's login timeout never starts; ours."""
-        client, pump = self.silent()
+        client = self.silent()
         self.assertTrue(client.received.startswith(b"SSH-2.0-"))
-        self.assertEqual(self.factory.pending["127.0.6.7"], 1)
+        self.assertEqual(self.factory.unauthenticated.count("127.0.6.7"), 1)
         self.clock.advance(self.factory.login_grace - 1)
-        pump.flush()
+        client.pump.flush()
         self.assertFalse(client.lost)
         self.clock.advance(1)
-        pump.flush()
+        client.pump.flush()
         self.assertTrue(client.lost)
-        self.assertEqual(self.factory.pending, {})
+        self.assertEqual(len(self.factory.unauthenticated), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertTrue(self.logged("admin connection from 127.0.6.7:40000 dropped"))
 
     def test_unauthenticated_connections_are_capped_per_address(self) -> None:
-        held = [self.silent() for _ in range(self.factory.max_pending)]
-        self.assertFalse(any(client.lost for client, _ in held))
-        refused, _ = self.silent()
-        self.assertTrue(refused.lost)
-        self.assertEqual(refused.received, b"")
+        """Past --max-pending-logins from one address, no protocol is even built:
+        Twisted closes the socket at once, so it holds no descriptor."""
+        per_address = self.pool.limits.max_pending_logins
+        held = [self.silent() for _ in range(per_address)]
+        self.assertFalse(any(client.lost for client in held))
+        self.assertIsNone(self.silent())
         self.assertTrue(self.logged("admin connection from 127.0.6.7:40000 refused"))
-        other, _ = self.silent(source="127.0.6.8")
-        self.assertFalse(other.lost)
+        self.assertIsNotNone(self.silent(source="127.0.6.8"))
         # One hangs up: its place is free again.
-        client, pump = held[0]
-        client.transport.loseConnection()
-        pump.flush()
+        held[0].transport.loseConnection()
+        held[0].pump.flush()
         self.assertEqual(
-            self.factory.pending["127.0.6.7"], self.factory.max_pending - 1
+            self.factory.unauthenticated.count("127.0.6.7"), per_address - 1
         )
-        again, _ = self.silent()
-        self.assertFalse(again.lost)
+        self.assertIsNotNone(self.silent())
+
+    def test_unauthenticated_connections_are_capped_in_all(self) -> None:
+        """--max-unauthenticated bounds them from all addresses together, and a
+        connection that logged in no longer counts."""
+        self.pool.limits = attrs.evolve(self.pool.limits, max_unauthenticated=5)
+        self.factory = self.make_factory()
+        held = [self.silent(f"127.0.7.{n}") for n in range(5)]
+        self.assertTrue(all(held))
+        self.assertIsNone(self.silent("127.0.7.99"))
+        self.assertTrue(self.logged("5 connections not logged in"))
+        held[0].transport.loseConnection()
+        held[0].pump.flush()
+        chan, _, _ = self.connect(command=b"stats", key=self.root_key)
+        self.assertEqual(chan.status, 0)
+        self.assertEqual(len(self.factory.unauthenticated), 4)
 
     def test_a_logged_in_connection_no_longer_counts_and_is_not_timed_out(
         self,
     ) -> None:
         chan, _, pump = self.connect(key=self.root_key)
         self.assertTrue(chan.opened.called)
-        self.assertEqual(self.factory.pending, {})
-        for _ in range(self.factory.max_pending):
+        self.assertEqual(len(self.factory.unauthenticated), 0)
+        for _ in range(self.pool.limits.max_pending_logins):
             self.silent()
         self.clock.advance(self.factory.login_grace + 1)
         pump.flush()
@@ -541,70 +581,107 @@ class PendingTests(AdminSSHTestCase):
         self.assertIn(b"alice\n", chan.output)
         self.assertFalse(chan.ended.called)
 
-    def test_parallel_password_guesses_count_before_their_results(self) -> None:
+
+class PasswordCheckTests(AdminSSHTestCase):
+    """Password checks are slow on purpose: how many run, and for whom."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.checks: list[Deferred] = []
+
+        def slow(f, *args) -> Deferred:
+            self.checks.append(Deferred())
+            return self.checks[-1]
+
+        self.factory = self.make_factory(defer_to_thread=slow)
+        self.logins = self.factory.logins
+
+    def guess(self, host: str, password: bytes = b"guess") -> Deferred:
+        gate = _LoginGate(self.logins, host, f"{host}:1")
+        return gate.login(UsernamePassword(b"root", password), None, IConchUser)
+
+    def test_parallel_guesses_from_one_address_count_before_their_results(
+        self,
+    ) -> None:
         """Five guesses sent at once get five checks; the sixth is refused unchecked.
 
         The checks are shared by every connection from the address, and the
         five failures then refuse the address as five in a row would.
         """
-        checks: list[Deferred] = []
-
-        def slow(f, *args) -> Deferred:
-            checks.append(Deferred())
-            return checks[-1]
-
-        factory = self.make_factory(defer_to_thread=slow)
-        gates = [
-            _ThrottledPortal(
-                factory.portal, self.throttle, "127.0.6.7", "x", factory.in_flight
-            )
-            for _ in range(6)
-        ]
-        guess = UsernamePassword(b"root", b"guess")
-        results = [gate.login(guess, None, IConchUser) for gate in gates]
-        self.assertEqual(len(checks), self.throttle.max_failures)
+        self.logins.password_checks = 10  # this test is about one address
+        results = [self.guess("127.0.6.7") for _ in range(6)]
+        self.assertEqual(len(self.checks), self.throttle.max_failures)
         self.failureResultOf(results[-1], UnauthorizedLogin)
-        other = _ThrottledPortal(
-            factory.portal, self.throttle, "127.0.6.8", "y", factory.in_flight
-        )
-        other.login(guess, None, IConchUser)
-        self.assertEqual(len(checks), 6)
-        for check in checks[:5]:
+        self.guess("127.0.6.8")
+        self.assertEqual(len(self.checks), 6)
+        for check in self.checks[:5]:
             check.callback(False)
         for result in results[:5]:
             self.failureResultOf(result, UnauthorizedLogin)
-        self.assertEqual(factory.in_flight, {"127.0.6.8": 1})
+        self.assertEqual(self.logins.running, {"127.0.6.8": 1})
         self.assertTrue(self.throttle.is_refused("127.0.6.7"))
 
-    def test_in_flight_checks_plus_recent_failures_are_the_budget(self) -> None:
-        checks: list[Deferred] = []
-        factory = self.make_factory(
-            defer_to_thread=lambda f, *a: checks.append(Deferred()) or checks[-1]
-        )
-        gate = _ThrottledPortal(
-            factory.portal, self.throttle, "127.0.6.7", "x", factory.in_flight
-        )
+    def test_running_checks_plus_recent_failures_are_the_allowance(self) -> None:
         for _ in range(3):
             self.throttle.failed("127.0.6.7")
-        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 3)
-        right = UsernamePassword(b"root", PASSWORD.encode())
-        first = gate.login(right, None, IConchUser)
-        second = gate.login(right, None, IConchUser)
-        self.failureResultOf(gate.login(right, None, IConchUser), UnauthorizedLogin)
-        self.assertEqual(len(checks), 2)
-        checks[0].callback(True)
+        right = PASSWORD.encode()
+        first = self.guess("127.0.6.7", right)
+        second = self.guess("127.0.6.7", right)
+        self.failureResultOf(self.guess("127.0.6.7", right), UnauthorizedLogin)
+        self.assertEqual(len(self.checks), 2)
+        self.checks[0].callback(True)
         self.successResultOf(first)
-        self.assertEqual(factory.in_flight["127.0.6.7"], 1)
-        # A success frees its slot without counting as a failure.
-        third = gate.login(right, None, IConchUser)
-        self.assertEqual(len(checks), 3)
-        checks[1].callback(True)
-        checks[2].callback(True)
+        self.assertEqual(self.logins.running["127.0.6.7"], 1)
+        # A success frees its slot, and forgets the address's failures.
+        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 0)
+        third = self.guess("127.0.6.7", right)
+        self.assertEqual(len(self.checks), 3)
+        self.checks[1].callback(True)
+        self.checks[2].callback(True)
         self.successResultOf(second)
         self.successResultOf(third)
-        self.assertEqual(factory.in_flight, {})
-        self.clock.advance(self.throttle.window)
-        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 0)
+        self.assertEqual(self.logins.running, {})
+
+    def test_at_most_two_password_checks_run_and_keys_still_get_in(self) -> None:
+        """200 guesses from 40 addresses: two are checked at once, the rest are
+        refused unchecked, and root's key login meanwhile is not held up."""
+        results = [self.guess(f"127.0.8.{n % 40}") for n in range(200)]
+        self.assertEqual(len(self.checks), 2)
+        self.assertEqual(sum(1 for r in results if r.called), 198)
+        self.assertTrue(self.logged("2 password checks running"))
+        chan, _, _ = self.connect(command=b"stats", key=self.root_key)
+        self.assertEqual(chan.status, 0)
+        self.checks[0].callback(False)
+        self.guess("127.0.8.99")
+        self.assertEqual(len(self.checks), 3)
+        for check in self.checks[1:]:
+            check.callback(False)
+        for result in results:
+            self.failureResultOf(result, UnauthorizedLogin)
+
+    def test_failures_from_all_addresses_pause_password_checks(self) -> None:
+        """--login-budget failures from anywhere in the window pause password
+        checks (1 s, then doubling while over budget); keys are not paused,
+        and once the window has passed, checks run again."""
+        budget = self.logins.budget
+        for n in range(budget.limit):
+            self.guess(f"127.0.9.{n}")
+            self.checks[-1].callback(False)
+        self.assertEqual(budget.paused(), 1.0)
+        checked = len(self.checks)
+        self.failureResultOf(self.guess("127.0.9.200", PASSWORD.encode()))
+        self.assertEqual(len(self.checks), checked)
+        self.assertTrue(self.logged("password checks paused for 1 s"))
+        chan, _, _ = self.connect(command=b"stats", key=self.root_key)
+        self.assertEqual(chan.status, 0)
+        self.clock.advance(1)
+        self.guess("127.0.9.201")
+        self.checks[-1].callback(False)
+        self.assertEqual(budget.paused(), 2.0)
+        self.clock.advance(budget.window)
+        right = self.guess("127.0.9.202", PASSWORD.encode())
+        self.checks[-1].callback(True)
+        self.successResultOf(right)
 
 
 class DroppedConnectionTests(AdminSSHTestCase):

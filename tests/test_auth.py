@@ -1,4 +1,4 @@
-"""Secrets as kept by the server, and the login throttle."""
+"""Secrets as kept by the server, the login throttle and the failure budget."""
 
 import base64
 
@@ -6,7 +6,13 @@ import pytest
 import scramp
 from twisted.internet.task import Clock
 
-from partypool.room.auth import AuthFailed, ChatVerifier, LoginThrottle, RootPassword
+from partypool.room.auth import (
+    AuthFailed,
+    ChatVerifier,
+    FailureBudget,
+    LoginThrottle,
+    RootPassword,
+)
 
 
 def test_verifier_never_shows_the_passkey():
@@ -122,49 +128,69 @@ def test_a_clock_stepped_back_does_not_stretch_a_refusal():
     assert not throttle.is_refused("192.0.2.3")
 
 
-def _guess(throttle: LoginThrottle, hosts: list[str], tries: int) -> int:
-    """Each host guesses ``tries`` times; return how many guesses were checked."""
-    checked = 0
-    for _ in range(tries):
-        for host in hosts:
-            if not throttle.is_refused(host):
-                checked += 1
-                throttle.failed(host)
-    return checked
-
-
-def test_a_hundred_addresses_get_the_server_wide_budget_not_five_each():
-    """100 addresses × 5 guesses: 50 are checked, then every login pauses,
-    first 5 s, doubling while the budget stays spent, at most the penalty;
-    after a quiet window the pause starts small again."""
+def test_a_login_trusts_its_group_for_a_day():
+    """`trusted` (what lets a group through a pause of the failure budget)
+    covers the /64 that logged in, for 24 hours."""
     clock = Clock()
     throttle = LoginThrottle(clock)
-    hosts = [f"198.51.100.{i}" for i in range(1, 101)]
-    assert _guess(throttle, hosts, 5) == 50
-    assert throttle.refused_for("203.0.113.1") == 5  # a newcomer waits too
-    pauses = []
-    for _ in range(3):
-        clock.advance(throttle.refused_for("203.0.113.1"))
-        assert _guess(throttle, hosts[-1:], 1) == 1  # one more: paused again
-        pauses.append(throttle.refused_for("203.0.113.1"))
-    assert pauses == [10, 20, 40]
-    clock.advance(40)  # 75 s in: only the failure at 35 s is in the window
-    assert _guess(throttle, hosts, 5) == 49
-    assert throttle.refused_for("203.0.113.1") == 60  # 80, capped
-    clock.advance(60 + 61)  # the pause ends, then a quiet window
-    assert _guess(throttle, hosts, 1) == 50
-    assert throttle.refused_for("203.0.113.1") == 5
-
-
-def test_addresses_that_logged_in_get_through_a_pause():
-    """A group that logged in within a day is not held by the server-wide
-    pause (its own failures still count); others are."""
-    clock = Clock()
-    throttle = LoginThrottle(clock, max_total=10)
     throttle.succeeded("2001:db8::1")
-    _guess(throttle, [f"198.51.100.{i}" for i in range(10)], 1)
-    assert throttle.is_refused("203.0.113.1")
-    assert not throttle.is_refused("2001:db8::2")  # same /64
+    assert throttle.trusted("2001:db8::2")
+    assert not throttle.trusted("2001:db8:0:1::1")
+    assert not throttle.trusted("192.0.2.1")
     clock.advance(24 * 3600)
-    _guess(throttle, [f"198.51.100.{i}" for i in range(10)], 1)
-    assert throttle.is_refused("2001:db8::2")  # trust runs out
+    assert not throttle.trusted("2001:db8::2")
+
+
+def test_a_login_forgets_the_address_failures():
+    """A client offering several keys fails with the first ones each time."""
+    clock = Clock()
+    throttle = LoginThrottle(clock)
+    for _ in range(3):
+        for _ in range(4):
+            throttle.failed("127.0.0.2")
+        throttle.succeeded("127.0.0.2")
+    assert throttle.recent_failures("127.0.0.2") == 0
+    assert not throttle.is_refused("127.0.0.2")
+
+
+def test_budget_pauses_once_spent_and_doubles_while_over():
+    """20 failures in ten minutes, from anywhere: a 1 s pause, then 2, 4 … 60."""
+    clock = Clock()
+    budget = FailureBudget(clock, limit=20, window=600, max_backoff=60)
+    for _ in range(19):
+        budget.failed()
+    assert budget.paused() == 0
+    budget.failed()
+    assert budget.paused() == 1
+    pauses = []
+    for _ in range(8):
+        clock.advance(budget.paused())
+        assert budget.paused() == 0
+        budget.failed()
+        pauses.append(budget.paused())
+    assert pauses == [2, 4, 8, 16, 32, 60, 60, 60]
+
+
+def test_budget_refills_as_the_window_slides():
+    clock = Clock()
+    budget = FailureBudget(clock, limit=3, window=10, max_backoff=60)
+    for _ in range(3):
+        budget.failed()
+    assert budget.paused() == 1
+    clock.advance(11)
+    budget.failed()
+    assert budget.paused() == 0 and budget.backoff == 0
+    budget.failed()
+    budget.failed()
+    assert budget.paused() == 1  # over again: the pause starts over at 1 s
+
+
+def test_budget_pause_survives_no_clock_step():
+    """Stepping the clock back an hour must not make a pause last an hour."""
+    clock = Clock()
+    clock.advance(10_000)
+    budget = FailureBudget(clock, limit=2, window=60, max_backoff=60)
+    budget.failed()
+    budget.failed()
+    clock.rightNow -= 3600
+    assert budget.paused() == 1

@@ -4,9 +4,12 @@ log formats, certificate reload, and the systemd unit files."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from partypool import logs, tap
+from partypool import logs, sighup, tap
 from partypool.config import config_path
 from partypool.sd_notify import Readiness, notify, watchdog_interval
 from partypool.service import CertificateReload, Listener, StoreService
@@ -133,6 +136,43 @@ def test_reload_takes_new_certificate_and_keeps_old_on_error(tmp_path):
     assert any(e.get("log_level") == LogLevel.error for e in errors)
 
 
+def test_importing_tap_makes_sighup_harmless():
+    """twistd imports tap while parsing options, long before the services start."""
+    code = (
+        "import os, signal, partypool.tap, partypool.sighup as s\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"
+        "print('alive', s.take_pending(), s.take_pending())"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (run.returncode, run.stdout) == (0, "alive True False\n"), run.stderr
+
+
+def test_a_sighup_while_starting_reloads_once_running(monkeypatch):
+    """A SIGHUP remembered while starting is acted on when the reactor runs."""
+    queued = []
+    reactor = RunningReactor()
+    reactor.callFromThread = lambda f, *args: queued.append(f)
+    reloader = CertificateReload(None, reactor)
+    monkeypatch.setattr(reloader, "reload", lambda: queued.append("reload") or "")
+    previous = signal.signal(signal.SIGHUP, sighup._remember)
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)  # the default action would end pytest
+        reloader.privilegedStartService()
+        assert signal.getsignal(signal.SIGHUP) == reloader._hangup
+        assert not sighup._pending
+        assert len(queued) == 1
+        queued.pop()()
+        assert queued == ["reload"]
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_reload_without_tls_says_so():
     with pytest.raises(ConfigError, match="TLS is off"):
         CertificateReload(None, RunningReactor()).reload()
@@ -175,8 +215,8 @@ SAMPLES = {
     "max-pending": (4096, 4096),
     "max-pending-logins": (3, 3),
     "max-unauthenticated": (40, 40),
+    "login-budget": (7, 7),
     "login-failures": (3, 3),
-    "login-failures-total": (25, 25),
     "login-window": (30, 30.0),
     "login-penalty": (120, 120.0),
     "write-rate": (5000, 5000.0),
@@ -332,7 +372,8 @@ def test_json_lines_for_log_shippers():
 
 
 def test_log_format_chooses_twistds_logger(tmp_path, monkeypatch):
-    """--log-format sets twistd's own --logger; it refuses to fight --logfile."""
+    """--log-format sets twistd's own --logger, text included (to clean its lines);
+    an operator's --logger wins over text, and journal and json refuse --logfile."""
     from twisted.scripts.twistd import ServerOptions
 
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
@@ -342,7 +383,12 @@ def test_log_format_chooses_twistds_logger(tmp_path, monkeypatch):
     assert options["logger"] is logs.journal_observer
     options = ServerOptions()
     options.parseOptions(["-n", *common])
-    assert options["logger"] is None
+    assert options["logger"] is logs.text_observer
+    options = ServerOptions()
+    options.parseOptions(
+        ["-n", "--logger", "twisted.logger.jsonFileLogObserver", *common]
+    )
+    assert options["logger"] is not logs.text_observer  # the operator's own wins
     with pytest.raises(usage.UsageError, match="drop twistd's --logger, --logfile"):
         ServerOptions().parseOptions(
             ["--logfile", "x.log", *common, "--log-format", "json"]

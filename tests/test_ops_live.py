@@ -202,6 +202,71 @@ def test_sighup_reloads_certificate_for_new_connections_only(tmp_path):
             server.process.kill()
 
 
+def hangup_handled(pid: int) -> bool:
+    """Whether the process catches or ignores SIGHUP (from /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [
+        line.split()[1]
+        for line in status.splitlines()
+        if line[:6] in ("SigCgt", "SigIgn")
+    ]
+    return any(int(mask, 16) & (1 << (signal.SIGHUP - 1)) for mask in masks)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_sighup_at_every_moment_of_start_and_stop_is_harmless(tmp_path):
+    """SIGHUP as soon as twistd has loaded Party Pool (its handler shows in
+    /proc), after every line logged while starting, while running, and while
+    stopping: the server starts, reloads the certificate once running, and
+    exits 0 on SIGTERM."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    secret = tmp_path / "secret"
+    secret.write_text(PASSKEY)
+    secret.chmod(0o600)
+    command = twistd_command(
+        data_dir,
+        "--passkey-file",
+        str(secret),
+        "--root-password-file",
+        str(secret),
+        "--chat",
+        "tcp:0:interface=127.0.0.1",
+        "--admin",
+        "tcp:0:interface=127.0.0.1",
+    )
+    server = spawn(command, data_dir, PASSKEY, server_env(), tmp_path)
+    try:
+        pid = server.process.pid
+        deadline = time.monotonic() + 30
+        while not hangup_handled(pid) and time.monotonic() < deadline:
+            assert server.process.poll() is None
+            time.sleep(0.002)
+        server.signal(signal.SIGHUP)
+        for _ in range(100):  # start-up logs about twenty lines
+            line = server._queue.get(timeout=30)
+            assert line is not None, "\n".join(server.lines)
+            server.lines.append(line)
+            server.signal(signal.SIGHUP)
+            if "admin port listening" in line:
+                break
+        server.wait_for("TLS certificate reloaded")
+        for _ in range(3):
+            server.signal(signal.SIGHUP)
+            time.sleep(0.05)
+        server.process.send_signal(signal.SIGTERM)
+        for _ in range(10):
+            if server.process.poll() is not None:
+                break
+            server.signal(signal.SIGHUP)
+            time.sleep(0.02)
+        assert server.process.wait(timeout=20) == 0, server.output()
+        assert "SIGHUP while starting: reloading the certificate" in server.output()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+
+
 def test_sigterm_during_chat_says_bye_keeps_requests_and_exits_0(tmp_path):
     """SIGTERM mid-chat: BYE to all, the request just stored survives, exit 0 soon."""
     server = start_server(tmp_path / "data", "--allow-same-ip")

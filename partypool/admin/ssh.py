@@ -11,14 +11,35 @@ module has its own realm, avatar and session:
   status 0 (success) or 1 (failure).
 
 Login: the root password (PBKDF2 hash, checked in a thread) and/or the keys in
-``<data-dir>/authorized_keys``; user ``root`` only.  Each failure counts
-against the client address in a `LoginThrottle`; a refused address gets no
-further checks for a while, and checks still running count as failures.
-Until it has logged in, a connection counts against its address and must
-finish in time: the chat port's policy (``--max-pending-logins``,
-``--login-timeout``) applies here too.  The realm learns
-the login method and address through the cred "mind", so every root command
-is logged with both.
+``<data-dir>/authorized_keys``, read again at every key login as sshd does, so
+a key added while the server runs works at once; user ``root`` only.  The
+realm learns the login method and address through the cred "mind", so every
+root command is logged with both.
+
+Anyone can reach the port, so everything before login is bounded:
+
+- Algorithms: only modern ones (`KEY_EXCHANGES`, `CIPHERS`, `MACS`,
+  `USER_KEY_ALGORITHMS`), and no compression: it starts right after key
+  exchange, before login, and conch inflates without a bound.
+- Connections: until root has logged in, a connection counts against its
+  address and against the port's total (`Unauthenticated`: the chat port's
+  ``--max-pending-logins`` per address, ``--max-unauthenticated`` in all);
+  past either it is closed at once, unanswered.  It must log in within
+  ``--login-timeout`` seconds of connecting (OpenSSH's LoginGraceTime).
+- Attempts: each failure, a refused unsigned key probe included, counts
+  against the address in a `LoginThrottle`; a refused address gets no checks
+  for a while, and checks still running count as failures.  Password checks,
+  slow on purpose, also have a budget for all addresses together
+  (`FailureBudget`, ``--login-budget``) and at most `PASSWORD_CHECKS` run at
+  once; past either, a password is refused unchecked (from an address that
+  logged in within a day, not for the budget: `LoginThrottle.trusted`).  Key
+  logins are never paused for other addresses' failures.
+- "An address" is an address group for every rule here, as on the chat
+  port: an IPv6 /64 (`partypool.room.addresses`).
+
+A normal login and logout log three lines (login, each command, logout);
+conch's own chatter stays at debug and info level, where `partypool.logs`
+drops it, and a client's goodbye is not an error.
 
 `make_admin_factory` builds the factory and binds nothing; tap.py binds it.
 """
@@ -26,24 +47,28 @@ is logged with both.
 from __future__ import annotations
 
 import collections
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.conch import avatar
-from twisted.conch.checkers import InMemorySSHKeyDB, SSHPublicKeyChecker
+from twisted.conch.checkers import IAuthorizedKeysDB
+from twisted.conch.error import ValidPublicKey
 from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
 from twisted.conch.ssh import connection, factory, keys, session, transport, userauth
+from twisted.conch.ssh.common import getNS
 from twisted.cred import credentials, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python import components
@@ -53,13 +78,44 @@ from zope.interface import implementer
 from partypool.admin.commands import AdminCommands, Operator, Result
 from partypool.admin.shell import AdminShell
 from partypool.identity import ssh_fingerprint
-from partypool.room.auth import LoginThrottle, RootPassword
-from partypool.room.pool import PartyPool, host_and_peer
+from partypool.room.addresses import address_group
+from partypool.room.auth import FailureBudget, LoginThrottle, RootPassword
+from partypool.room.pool import PartyPool, Unauthenticated, host_and_peer
 from partypool.tls import ConfigError, check_private, write_private
 
 log = Logger(namespace="partypool.admin")
 
 ROOT = b"root"
+
+# What the port offers, most preferred first, each cut to what conch supports.
+# Left out on purpose: CBC ciphers and 3DES, SHA-1 and MD5 MACs, SHA-1 key
+# exchanges, group exchange (it needs a moduli file; curve25519 does the job)
+# and compression.  Without CBC or an EtM MAC, the Terrapin prefix truncation
+# (CVE-2023-48795) has nothing to work on, though conch lacks strict kex.
+KEY_EXCHANGES = (
+    b"mlkem768x25519-sha256",
+    b"curve25519-sha256",
+    b"curve25519-sha256@libssh.org",
+    b"ecdh-sha2-nistp256",
+    b"ecdh-sha2-nistp384",
+    b"ecdh-sha2-nistp521",
+)
+CIPHERS = (b"aes256-ctr", b"aes192-ctr", b"aes128-ctr")
+MACS = (b"hmac-sha2-512", b"hmac-sha2-256")
+# The signatures root's key may log in with (no ssh-rsa: SHA-1; no DSA).
+USER_KEY_ALGORITHMS = (
+    b"ssh-ed25519",
+    b"sk-ssh-ed25519@openssh.com",
+    b"ecdsa-sha2-nistp256",
+    b"ecdsa-sha2-nistp384",
+    b"ecdsa-sha2-nistp521",
+    b"sk-ecdsa-sha2-nistp256@openssh.com",
+    b"rsa-sha2-512",
+    b"rsa-sha2-256",
+)
+# Password checks running at once, for all connections together: each keeps a
+# core busy for the length of the hash, and the chat needs the other.
+PASSWORD_CHECKS = 2
 
 
 # -- keys -----------------------------------------------------------------------
@@ -90,27 +146,64 @@ def ensure_host_key(path: Path) -> keys.Key:
         raise ConfigError(f"cannot read the SSH host key {path}: {e}") from None
 
 
-def load_authorized_keys(path: Path) -> list[keys.Key]:
-    """Public keys from an OpenSSH ``authorized_keys`` file (missing file: none).
+def read_authorized_keys(path: Path) -> tuple[list[keys.Key], list[str]]:
+    """The public keys in an OpenSSH ``authorized_keys`` file, and its bad lines.
 
-    Blank lines and ``#`` comments are skipped; key options (``from=…``) are
-    not supported and say so.  Any bad line stops start-up with its number.
+    A missing file has none.  Blank lines and ``#`` comments are skipped; key
+    options (``from=…``) are not supported and say so.  A bad line is named
+    by its number only: its text might be a pasted private key.
     """
-    if not path.exists():
-        return []
-    found = []
-    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], []
+    found, problems = [], []
+    for number, raw in enumerate(data.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith(b"#"):
             continue
         try:
             found.append(keys.Key.fromString(line))
-        except (keys.BadKeyError, ValueError, IndexError) as e:
-            raise ConfigError(
+        except (keys.BadKeyError, ValueError, IndexError, struct.error):
+            problems.append(
                 f"{path} line {number}: not a public key in OpenSSH format "
-                f"(type base64 [comment]; options are not supported): {e}"
-            ) from None
+                "(type base64 [comment]; options are not supported)"
+            )
+    return found, problems
+
+
+def load_authorized_keys(path: Path) -> list[keys.Key]:
+    """`read_authorized_keys` at start-up: a bad line stops it, with its number."""
+    found, problems = read_authorized_keys(path)
+    if problems:
+        raise ConfigError(problems[0])
     return found
+
+
+@implementer(IAuthorizedKeysDB)
+@attrs.define
+class AuthorizedKeys:
+    """Root's keys, read from ``authorized_keys`` at every key login (as sshd).
+
+    A key added or removed while the server runs counts from the next login,
+    with no reload or restart.  A bad line is logged and skipped, so a typo
+    does not lock root out of the other keys (at start-up it stops the server
+    instead: `load_authorized_keys`).
+    """
+
+    path: Path
+
+    def getAuthorizedKeys(self, avatar_id: bytes) -> list[keys.Key]:  # noqa: N802
+        if avatar_id != ROOT:
+            return []
+        try:
+            found, problems = read_authorized_keys(self.path)
+        except OSError as e:
+            log.error("cannot read root's keys: {error}", error=e)
+            return []
+        for problem in problems:
+            log.warn("{problem}: skipped", problem=problem)
+        return found
 
 
 # -- login ----------------------------------------------------------------------
@@ -140,6 +233,38 @@ class RootPasswordChecker:
         )
 
 
+@implementer(ICredentialsChecker)
+@attrs.define
+class RootKeyChecker:
+    """User ``root`` with one of its keys; "would this key do?" answered truly.
+
+    conch's ``SSHPublicKeyChecker`` answers that unsigned probe with yes for
+    any key at all, so OpenSSH signs with every key it has (asking for each
+    passphrase) before it hears no.  Here only root's keys get a yes
+    (``ValidPublicKey``); a stranger's key fails at once, as with sshd.
+    """
+
+    keys: IAuthorizedKeysDB
+    credentialInterfaces = (credentials.ISSHPrivateKey,)  # noqa: N815
+
+    def requestAvatarId(self, creds: credentials.ISSHPrivateKey) -> Deferred[bytes]:  # noqa: N802
+        try:
+            key = keys.Key.fromString(creds.blob)
+        except (keys.BadKeyError, ValueError, IndexError, struct.error):
+            return defer.fail(UnauthorizedLogin("malformed public key"))
+        if key not in self.keys.getAuthorizedKeys(creds.username):
+            return defer.fail(UnauthorizedLogin("key not authorized"))
+        if not creds.signature:
+            return defer.fail(ValidPublicKey())
+        try:
+            good = key.verify(creds.signature, creds.sigData)
+        except Exception:  # a malformed signature, of any kind, is a bad one
+            good = False
+        if not good:
+            return defer.fail(UnauthorizedLogin("bad signature"))
+        return defer.succeed(creds.username)
+
+
 def _login_method(creds: object) -> str:
     if credentials.ISSHPrivateKey.providedBy(creds):
         return "key " + ssh_fingerprint(keys.Key.fromString(creds.blob))
@@ -147,71 +272,123 @@ def _login_method(creds: object) -> str:
 
 
 @attrs.define
-class _ThrottledPortal:
-    """The factory's portal, seen from one connection.
+class AdminLogins:
+    """What every connection to the admin port shares about logging in.
 
-    It refuses a throttled address before any check, counts failed attempts
-    (not OpenSSH's unsigned "would this key do?" probes), and passes the
-    login method and address to the realm as the mind.
-
-    Checks still running (the password hash takes a while, in a thread) count
-    against the address like failures, from every connection at once through
-    the shared ``in_flight``: ``max_failures`` guesses sent in parallel get
-    ``max_failures`` checks, not one each before the first result is in.
+    ``running`` counts the checks in progress per address group; ``passwords``
+    the password checks in progress from all addresses.
     """
 
     portal: portal.Portal
     throttle: LoginThrottle
+    budget: FailureBudget
+    password_checks: int = PASSWORD_CHECKS
+    running: collections.Counter[str] = attrs.Factory(collections.Counter)
+    passwords: int = 0
+
+
+@attrs.define
+class _LoginGate:
+    """The admin port's portal, seen from one connection.
+
+    Before any check it refuses an address the throttle refuses, or whose
+    checks still running plus recent failures use up its allowance (so
+    guesses sent in parallel get no more checks than guesses sent one by
+    one); a password, also while the budget of all addresses is spent or
+    `PASSWORD_CHECKS` are running.  It counts every failed attempt (unsigned
+    key probes too: a probe is how a stranger's key is tried), forgets an
+    address's failures when it logs in, and passes the login method and
+    address to the realm as the mind.
+    """
+
+    logins: AdminLogins
     host: str
     peer: str
-    in_flight: collections.Counter[str] = attrs.Factory(collections.Counter)
 
     def listCredentialsInterfaces(self) -> list:  # noqa: N802
-        return self.portal.listCredentialsInterfaces()
-
-    def _refused(self) -> bool:
-        if self.throttle.is_refused(self.host):
-            return True
-        busy = self.in_flight[self.host] + self.throttle.recent_failures(self.host)
-        return busy >= self.throttle.max_failures
+        return self.logins.portal.listCredentialsInterfaces()
 
     def login(self, creds: object, mind: object, *interfaces: object) -> Deferred:
+        logins, host = self.logins, self.host
+        password = credentials.IUsernamePassword.providedBy(creds)
+        why = self._refusal(password)
+        if why is not None:
+            log.warn("admin login refused from {peer}: {why}", peer=self.peer, why=why)
+            return defer.fail(UnauthorizedLogin(why))
         method = _login_method(creds)
-        if self._refused():
-            log.warn("admin login refused from {peer}: throttled", peer=self.peer)
-            return defer.fail(UnauthorizedLogin("too many failures"))
-        probe = credentials.ISSHPrivateKey.providedBy(creds) and not creds.signature
-        if not probe:
-            self.in_flight[self.host] += 1
-        d = self.portal.login(creds, Operator(method, self.peer), *interfaces)
+        group = address_group(host)  # as the throttle counts
+        logins.running[group] += 1
+        logins.passwords += password
+        d = logins.portal.login(creds, Operator(method, self.peer), *interfaces)
 
-        def checked(result: object) -> object:
-            if not probe:
-                self.in_flight[self.host] -= 1
-                if self.in_flight[self.host] <= 0:
-                    del self.in_flight[self.host]
+        def finished(result: object) -> object:
+            logins.running[group] -= 1
+            if logins.running[group] <= 0:
+                del logins.running[group]
+            logins.passwords -= password
+            return result
+
+        def succeeded(result: object) -> object:
+            logins.throttle.succeeded(host)
             return result
 
         def failed(reason: Failure) -> Failure:
-            if not probe and reason.check(UnauthorizedLogin):
-                self.throttle.failed(self.host)
-                log.warn(
-                    "admin login failed from {peer}: user {user!r}, {method}",
-                    peer=self.peer,
-                    user=creds.username,
-                    method=method,
-                )
+            # ValidPublicKey: "that key would do", the answer to a good probe.
+            if reason.check(UnauthorizedLogin) and not reason.check(ValidPublicKey):
+                self._failed(creds.username, method, password)
             return reason
 
-        return d.addBoth(checked).addErrback(failed)
+        return d.addBoth(finished).addCallbacks(succeeded, failed)
+
+    def refuse(self, user: bytes, what: str) -> Deferred:
+        """An attempt no checker will see (``what`` was wrong with it): a failure."""
+        why = self._refusal(password=False)
+        if why is None:
+            self._failed(user, what, password=False)
+        else:
+            log.warn("admin login refused from {peer}: {why}", peer=self.peer, why=why)
+        return defer.fail(UnauthorizedLogin(what))
+
+    def _refusal(self, password: bool) -> str | None:
+        logins, host = self.logins, self.host
+        throttle, budget = logins.throttle, logins.budget
+        if throttle.is_refused(host):
+            return "throttled"
+        if (
+            logins.running[address_group(host)] + throttle.recent_failures(host)
+            >= throttle.max_failures
+        ):
+            return "throttled"
+        if not password:
+            return None
+        if (pause := budget.paused()) and not throttle.trusted(host):
+            return (
+                f"password checks paused for {pause:.0f} s: {budget.limit} failures "
+                f"from all addresses in {budget.window:g} s"
+            )
+        if logins.passwords >= logins.password_checks:
+            return f"{logins.passwords} password checks running"
+        return None
+
+    def _failed(self, user: bytes, method: str, password: bool) -> None:
+        self.logins.throttle.failed(self.host)
+        if password:
+            self.logins.budget.failed()
+        log.warn(
+            "admin login failed from {peer}: user {user!r}, {method}",
+            peer=self.peer,
+            user=user,
+            method=method,
+        )
 
 
 class AdminUserAuth(userauth.SSHUserAuthServer):
-    """conch's userauth service with the per-connection `_ThrottledPortal`.
+    """conch's userauth service with a per-connection `_LoginGate` as portal.
 
     It also takes the pool's clock (for the login timeout and the pause after
-    a wrong password) and allows two minutes to log in, as OpenSSH's
-    LoginGraceTime does, instead of conch's ten hours.
+    a wrong password), allows two minutes to log in, as OpenSSH's
+    LoginGraceTime does, instead of conch's ten hours, and checks public keys
+    before conch sees them.
     """
 
     loginTimeout = 120  # noqa: N815
@@ -220,79 +397,114 @@ class AdminUserAuth(userauth.SSHUserAuthServer):
         self.clock = self.transport.factory.clock
         super().serviceStarted()
         host, peer = host_and_peer(self.transport.transport.getPeer())
-        admin = self.transport.factory
-        self.portal = _ThrottledPortal(
-            admin.portal, admin.throttle, host, peer, admin.in_flight
-        )
+        self.portal = _LoginGate(self.transport.factory.logins, host, peer)
+
+    def auth_publickey(self, packet: bytes) -> Deferred:
+        """conch's, for well-formed keys signing with `USER_KEY_ALGORITHMS` only.
+
+        conch logs an algorithm it cannot use by its name as the client sent
+        it, at error level: a newline in the name made a forged log entry.
+        Such a request is refused here first, its name logged nowhere, and
+        counts as a failed attempt.
+        """
+        try:
+            algorithm, blob = getNS(packet[1:], 2)[:2]
+            key = keys.Key.fromString(blob)
+        except (keys.BadKeyError, ValueError, IndexError, struct.error):
+            return self.portal.refuse(self.user, "malformed public key")
+        except UnsupportedAlgorithm:
+            return self.portal.refuse(self.user, "unsupported public key")
+        if (
+            algorithm not in USER_KEY_ALGORITHMS
+            or algorithm not in key.supportedSignatureAlgorithms()
+        ):
+            return self.portal.refuse(self.user, "key algorithm not accepted")
+        return super().auth_publickey(packet)
+
+
+def _supported(wanted: tuple[bytes, ...], available: list[bytes]) -> list[bytes]:
+    return [name for name in wanted if name in available]
 
 
 class AdminServerTransport(transport.SSHServerTransport):
-    """conch's server transport with a per-address cap and a login grace time.
+    """conch's server transport with modern algorithms only and a login grace time.
 
-    From TCP connect until root has logged in, a connection counts against its
-    address (at most ``factory.max_pending``; more are closed unanswered) and
-    has ``factory.login_grace`` seconds on the pool's clock to finish (like
-    OpenSSH's LoginGraceTime), so clients that never send a version or never
-    finish key exchange do not stay: conch's own timeout starts only with
-    userauth.
+    The factory admits it (`AdminFactory.buildProtocol`); from then until root
+    has logged in it counts as unauthenticated, and it has
+    ``factory.login_grace`` seconds on the pool's clock to finish, so clients
+    that never send a version or never finish key exchange do not stay:
+    conch's own timeout starts only with userauth.
     """
 
-    _host: str | None = None
+    supportedKeyExchanges = _supported(  # noqa: N815
+        KEY_EXCHANGES, transport.SSHServerTransport.supportedKeyExchanges
+    )
+    supportedCiphers = _supported(
+        CIPHERS, transport.SSHServerTransport.supportedCiphers
+    )  # noqa: N815
+    supportedMACs = _supported(MACS, transport.SSHServerTransport.supportedMACs)  # noqa: N815
+    supportedCompressions = [b"none"]  # noqa: N815
+
+    host: str | None = None  # while unauthenticated
+    peer = ""
     _grace: IDelayedCall | None = None
-    _refused = False
+
+    def admitted(self, host: str, peer: str) -> None:
+        self.host, self.peer = host, peer
 
     def connectionMade(self) -> None:  # noqa: N802
         admin = self.factory
-        host, peer = host_and_peer(self.transport.getPeer())
-        if admin.pending[host] >= admin.max_pending:
-            log.warn(
-                "admin connection from {peer} refused: {count} logins pending",
-                peer=peer,
-                count=admin.pending[host],
-            )
-            self._refused = True
-            self.transport.abortConnection()
-            return
-        self._host = host
-        admin.pending[host] += 1
-        self._grace = admin.clock.callLater(admin.login_grace, self._grace_over, peer)
+        self._grace = admin.clock.callLater(admin.login_grace, self._grace_over)
         super().connectionMade()
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if not self._refused:
-            super().dataReceived(data)
+    def sendExtInfo(self, extensions: list[tuple[bytes, bytes]]) -> None:  # noqa: N802
+        # conch names its host key algorithms as server-sig-algs, which
+        # clients read as the signatures accepted from users (RFC 8308 3.1):
+        # an RSA user key would then fall back to SHA-1, which OpenSSH refuses.
+        accepted = b",".join(USER_KEY_ALGORITHMS)
+        super().sendExtInfo(
+            [
+                (name, accepted if name == b"server-sig-algs" else value)
+                for name, value in extensions
+            ]
+        )
+
+    def receiveError(self, reasonCode: int, description: bytes) -> None:  # noqa: N802
+        """The client said why it is leaving: after a session, "disconnected by
+        user" (conch logs every goodbye as an error; it is normal)."""
+        if reasonCode != transport.DISCONNECT_BY_APPLICATION:
+            log.info(
+                "admin connection from {peer} closed by the client: {description}",
+                peer=self.peer,
+                description=description.decode("utf-8", "replace"),
+            )
 
     def setService(self, service: object) -> None:  # noqa: N802
         # userauth sets the avatar just before it starts ssh-connection.
         if getattr(self, "avatar", None) is not None:
-            self._end_pending()
+            self._end_unauthenticated()
         super().setService(service)
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
-        self._end_pending()
-        if not self._refused:
-            super().connectionLost(reason)
+        self._end_unauthenticated()
+        super().connectionLost(reason)
 
-    def _grace_over(self, peer: str) -> None:
+    def _grace_over(self) -> None:
         self._grace = None
         log.warn(
             "admin connection from {peer} dropped: no login in {grace:g} s",
-            peer=peer,
+            peer=self.peer,
             grace=self.factory.login_grace,
         )
-        self._end_pending()
+        self._end_unauthenticated()
         self.transport.abortConnection()
 
-    def _end_pending(self) -> None:
+    def _end_unauthenticated(self) -> None:
         grace, self._grace = self._grace, None
         if grace is not None and grace.active():
             grace.cancel()
-        host, self._host = self._host, None
-        if host is not None:
-            pending = self.factory.pending
-            pending[host] -= 1
-            if pending[host] <= 0:
-                del pending[host]
+        self.host = None
+        self.factory.unauthenticated.release(self)
 
 
 # -- realm, avatar, session -------------------------------------------------------
@@ -484,33 +696,46 @@ def _encode(text: str, newline: bytes) -> bytes:
 
 
 class AdminFactory(factory.SSHFactory):
-    """An SSH server factory with its own key dicts (conch's are class-level)."""
+    """An SSH server factory with its own key dicts (conch's are class-level).
+
+    It admits a connection only while `Unauthenticated` has room for it;
+    otherwise Twisted closes the socket at once, before a byte is sent.
+    """
 
     protocol = AdminServerTransport
     services = {
         b"ssh-userauth": AdminUserAuth,
         b"ssh-connection": connection.SSHConnection,
     }
+    noisy = False  # "admin port listening on …" says it
 
     def __init__(
         self,
         host_key: keys.Key,
-        realm_portal: portal.Portal,
-        throttle: LoginThrottle,
+        logins: AdminLogins,
+        unauthenticated: Unauthenticated,
         clock: IReactorTime,
-        max_pending: int,
         login_grace: float,
     ) -> None:
         self.clock = clock
-        self.max_pending = max_pending
         self.login_grace = login_grace
         self.publicKeys = {host_key.sshType(): host_key.public()}
         self.privateKeys = {host_key.sshType(): host_key}
-        self.portal = realm_portal
-        self.throttle = throttle
-        # Per address: connections not yet logged in, checks still running.
-        self.pending: collections.Counter[str] = collections.Counter()
-        self.in_flight: collections.Counter[str] = collections.Counter()
+        self.logins = logins
+        self.portal = logins.portal
+        self.unauthenticated = unauthenticated
+
+    def buildProtocol(self, addr: IAddress) -> AdminServerTransport | None:  # noqa: N802
+        host, peer = host_and_peer(addr)
+        protocol = super().buildProtocol(addr)
+        refusal = self.unauthenticated.admit(host, protocol)
+        if refusal is not None:
+            log.warn(
+                "admin connection from {peer} refused: {why}", peer=peer, why=refusal
+            )
+            return None
+        protocol.admitted(host, peer)
+        return protocol
 
 
 def make_admin_factory(
@@ -518,7 +743,7 @@ def make_admin_factory(
     *,
     host_key: keys.Key,
     root_password: RootPassword | None,
-    authorized_keys: list[keys.Key],
+    authorized_keys: IAuthorizedKeysDB | None,
     manhole: bool = False,
     reload_tls: Callable[[], str] | None = None,
     throttle: LoginThrottle | None = None,
@@ -526,26 +751,27 @@ def make_admin_factory(
 ) -> AdminFactory | None:
     """The admin port's factory, or None when root could not log in at all.
 
-    ``reload_tls`` (``CertificateReload.reload``) adds the ``reload-tls``
-    command; ``manhole`` the ``manhole`` command.
+    ``authorized_keys`` is where root's keys come from at each login (an
+    `AuthorizedKeys` file).  ``reload_tls`` (``CertificateReload.reload``)
+    adds the ``reload-tls`` command; ``manhole`` the ``manhole`` command.
     """
     checkers: list[ICredentialsChecker] = []
     if root_password is not None:
         checkers.append(RootPasswordChecker(root_password, defer_to_thread))
-    if authorized_keys:
-        checkers.append(
-            SSHPublicKeyChecker(InMemorySSHKeyDB({ROOT: list(authorized_keys)}))
-        )
+    if authorized_keys is not None:
+        checkers.append(RootKeyChecker(authorized_keys))
     if not checkers:
         return None
-    realm_portal = portal.Portal(AdminRealm(pool, manhole, reload_tls), checkers)
-    throttle = throttle or pool.new_throttle()
     limits = pool.limits
+    logins = AdminLogins(
+        portal.Portal(AdminRealm(pool, manhole, reload_tls), checkers),
+        throttle or pool.new_throttle(),
+        pool.new_budget(),
+    )
     return AdminFactory(
         host_key,
-        realm_portal,
-        throttle,
+        logins,
+        pool.new_unauthenticated(),
         pool.clock,
-        max_pending=limits.max_pending_logins,
         login_grace=limits.login_timeout,
     )

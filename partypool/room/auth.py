@@ -18,7 +18,6 @@ import scramp
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from twisted.logger import Logger
 
 from partypool.room.addresses import address_group
 from partypool.room.clock import SteadyClock, steady
@@ -28,7 +27,6 @@ SCRAM_USERNAME = "chat"
 ROOT_USERNAME = "root"  # the SCRAM username of a root login on the chat port
 DEFAULT_ITERATIONS = 390_000
 _mechanism = scramp.ScramMechanism(SCRAM_MECHANISM)
-log = Logger(namespace="partypool.room.auth")
 
 
 class AuthFailed(Exception):
@@ -149,10 +147,7 @@ def _kdf(salt: bytes, iterations: int) -> PBKDF2HMAC:
     )
 
 
-# The server-wide pause after --login-failures-total failures: this long at
-# first, doubling while the failures go on, at most the per-address penalty.
-FIRST_PAUSE = 5.0
-# An address group that logged in is let through a server-wide pause this long.
+# A group that logged in gets through pauses of the `FailureBudget` this long.
 TRUSTED_FOR = 24 * 3600.0
 
 
@@ -161,12 +156,10 @@ class LoginThrottle:
     """Guessing limits for one port, by address group (`address_group`).
 
     One group is refused for ``penalty`` s after ``max_failures`` failed logins
-    in ``window`` s.  Across all groups, ``max_total`` failures in ``window`` s
-    pause every login for a while (first `FIRST_PAUSE` s, doubling each time
-    the budget is spent again, at most ``penalty``), so a hundred addresses
-    guessing five times each are not all checked.  Groups that have logged in
-    recently (`TRUSTED_FOR`) are let through such a pause, so regular users are
-    not locked out by someone else's attack.
+    in ``window`` s.  A group that logs in has its failures forgotten, and is
+    `trusted` for `TRUSTED_FOR`: a pause of the port's `FailureBudget` (when
+    everyone's failures spent it) lets it through, so regular users are not
+    locked out by someone else's attack.
 
     Keyed by client addresses, so it is pruned and capped: at most
     ``max_tracked`` groups are remembered in each table, the oldest forgotten
@@ -178,31 +171,20 @@ class LoginThrottle:
     max_failures: int = 5
     window: float = 60.0
     penalty: float = 60.0
-    max_total: int = 50
     max_tracked: int = 10_000
     _failures: dict[str, collections.deque[float]] = attrs.Factory(dict)
     _refused_until: dict[str, float] = attrs.Factory(dict)
     _trusted: dict[str, float] = attrs.Factory(dict)  # group -> last login
-    _everyone: collections.deque[float] = attrs.field(init=False)
-    _paused_until: float = float("-inf")
-    _pause: float = 0.0
-
-    def __attrs_post_init__(self) -> None:
-        self._everyone = collections.deque(maxlen=self.max_total)
-
-    def refused_for(self, host: str) -> float:
-        """Seconds before ``host`` may try to log in again; 0 if it may now."""
-        group, now = address_group(host), self.clock.seconds()
-        until = self._refused_until.get(group)
-        if until is not None and until <= now:
-            del self._refused_until[group]
-            until = None
-        if self._paused_until > now and not self._is_trusted(group, now):
-            until = max(until or now, self._paused_until)
-        return 0.0 if until is None else until - now
 
     def is_refused(self, host: str) -> bool:
-        return self.refused_for(host) > 0
+        group = address_group(host)
+        until = self._refused_until.get(group)
+        if until is None:
+            return False
+        if self.clock.seconds() < until:
+            return True
+        del self._refused_until[group]
+        return False
 
     def recent_failures(self, host: str) -> int:
         """Failures from ``host``'s group counted now (within ``window``, since
@@ -224,44 +206,70 @@ class LoginThrottle:
             times.clear()
         else:
             self._failures[group] = times  # re-inserted: newest last
-        self._count_everywhere(now)
         self._prune(now)
 
     def succeeded(self, host: str) -> None:
-        """``host`` logged in: its group gets through a server-wide pause."""
+        """``host`` logged in: its group's failures so far are forgotten, and
+        the group is `trusted` for a while.
+
+        An SSH client offers each of its keys in turn, and each refused one
+        counts; without this, a few logins a minute would lock root out.
+        """
         group, now = address_group(host), self.clock.seconds()
+        self._failures.pop(group, None)
         self._trusted.pop(group, None)
         self._trusted[group] = now  # newest last
         _trim(self._trusted, self.max_tracked, lambda t: t <= now - TRUSTED_FOR)
 
-    def _is_trusted(self, group: str, now: float) -> bool:
-        since = self._trusted.get(group)
-        return since is not None and now - since < TRUSTED_FOR
-
-    def _count_everywhere(self, now: float) -> None:
-        """Pause every login once ``max_total`` failures fall within ``window``."""
-        everyone = self._everyone
-        everyone.append(now)
-        spent = len(everyone) == self.max_total and everyone[0] > now - self.window
-        if not spent or self._paused_until > now:
-            return
-        if now - self._paused_until > self.window:  # quiet since the last pause
-            self._pause = FIRST_PAUSE
-        else:
-            self._pause = self._pause * 2
-        self._pause = min(self._pause, max(self.penalty, FIRST_PAUSE))
-        self._paused_until = now + self._pause
-        log.warn(
-            "{count} failed logins within {window:g} s from all addresses: "
-            "logins paused for {pause:g} s",
-            count=self.max_total,
-            window=self.window,
-            pause=self._pause,
-        )
+    def trusted(self, host: str) -> bool:
+        """Whether ``host``'s group logged in within `TRUSTED_FOR`."""
+        since = self._trusted.get(address_group(host))
+        return since is not None and self.clock.seconds() - since < TRUSTED_FOR
 
     def _prune(self, now: float) -> None:
         _trim(self._failures, self.max_tracked, lambda t: t[-1] <= now - self.window)
         _trim(self._refused_until, self.max_tracked, lambda until: until <= now)
+
+
+@attrs.define
+class FailureBudget:
+    """Failed logins from all addresses together, with a growing pause.
+
+    Per-address throttling lets 100 addresses guess 5 times each; this bounds
+    the total.  Once ``limit`` failures fall within ``window`` seconds, checks
+    pause for ``backoff`` seconds, starting at 1 s and doubling with each
+    further failure while over the limit, up to ``max_backoff``; a failure
+    when the budget has room again starts the pause over at 1 s.  Each port
+    has its own (`PartyPool.new_budget`).
+    """
+
+    clock: SteadyClock = attrs.field(converter=steady)
+    limit: int = 20
+    window: float = 60.0
+    max_backoff: float = 60.0
+    backoff: float = attrs.field(default=0.0, init=False)
+    _times: collections.deque[float] = attrs.field(init=False)
+    _paused_until: float = attrs.field(default=0.0, init=False)
+
+    @_times.default
+    def _bounded(self) -> collections.deque[float]:
+        return collections.deque(maxlen=self.limit)
+
+    def paused(self) -> float:
+        """Seconds until checks may run again (0: they may run now).
+
+        Never more than the backoff, even if the clock was stepped back.
+        """
+        return min(self.backoff, max(0.0, self._paused_until - self.clock.seconds()))
+
+    def failed(self) -> None:
+        now = self.clock.seconds()
+        self._times.append(now)
+        if len(self._times) < self.limit or self._times[0] <= now - self.window:
+            self.backoff = 0.0
+            return
+        self.backoff = min(max(1.0, 2 * self.backoff), self.max_backoff)
+        self._paused_until = now + self.backoff
 
 
 def _trim(table: dict, cap: int, expired: Callable[[object], bool]) -> None:

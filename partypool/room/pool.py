@@ -10,7 +10,6 @@ from explicit keyword arguments so tests need no command-line options.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ipaddress
 from collections.abc import Callable, Iterable
@@ -23,7 +22,7 @@ from twisted.logger import Logger
 
 from partypool.room import room as events
 from partypool.room.addresses import address_group
-from partypool.room.auth import ChatVerifier, LoginThrottle
+from partypool.room.auth import ChatVerifier, FailureBudget, LoginThrottle
 from partypool.room.clock import SteadyClock
 from partypool.room.gather import Gatherer
 from partypool.room.mutes import Mutes
@@ -53,9 +52,9 @@ class Limits:
     max_pending_logins: int = 10
     max_unauthenticated: int = 100
     login_failures: int = 5
-    login_failures_total: int = 50
     login_window: float = 60.0
     login_penalty: float = 60.0
+    login_budget: int = 20
     write_rate: float = 10_000.0
     max_hold: float = 0.1
 
@@ -90,52 +89,56 @@ def host_and_peer(address: IAddress) -> tuple[str, str]:
     return host, f"{host}:{address.port}"
 
 
-# A connection closed to make room for a newer one (`Unauthenticated`).
+# Why a connection is closed to make room for a newer one (`Unauthenticated`).
 MAKE_ROOM = "too many logins in progress"
 
 
 @attrs.define(eq=False)
 class Unauthenticated:
-    """Connections on every port that have not logged in yet, by address group.
+    """One port's connections that have not logged in yet, per address and in all.
 
-    What bounds the descriptors strangers can hold.  An address group
-    (`address_group`: an IPv6 /64) may have ``per_address`` logins in
-    progress, plus one refused connection held only until it can read why
-    (a TLS peer still in its handshake); any more are closed at once.  The
-    server holds at most ``total``: past that, the oldest connection of the
-    group holding the most is closed (``BYE`` `MAKE_ROOM`) to make room, so
-    silent connections from a few addresses cannot keep everyone else out.
+    A flood of connections that never log in must not use up the process's
+    file descriptors.  Past ``per_address`` from one address group
+    (`address_group`: an IPv6 /64), a new connection is refused and closed at
+    once.  Past ``total`` in all, with ``make_room`` the oldest connection of
+    the group holding the most is closed (``disconnect(MAKE_ROOM)``) to let
+    the new one in, so silent connections from a few addresses cannot keep
+    everyone else out; without it, the new one is refused.  Each port has its
+    own count (`PartyPool.new_unauthenticated`; the chat doors share
+    ``PartyPool.unauthenticated``), so a flood on the chat port cannot lock
+    root out of the admin port.
+
+    A door may also count, per group, one connection it has refused but
+    cannot tell why yet (a TLS peer still in its handshake): ``refused``.
     """
 
-    per_address: int = 10
-    total: int = 100
+    per_address: int
+    total: int
+    make_room: bool = False
     _groups: dict[str, dict[Connection, bool]] = attrs.Factory(dict)  # -> refused?
     _group_of: dict[Connection, str] = attrs.Factory(dict)
 
-    def has_room(self, host: str) -> bool:
-        """Whether ``host``'s group may start one more login."""
-        held = self._groups.get(address_group(host), {})
-        return sum(not refused for refused in held.values()) < self.per_address
-
-    def add(self, host: str, connection: Connection, refused: bool = False) -> bool:
-        """Count ``connection``, making room if the server holds ``total``;
-        False (close it at once) if its group has no room for it."""
+    def admit(
+        self, host: str, connection: Connection, refused: bool = False
+    ) -> str | None:
+        """Count ``connection`` from ``host``; or, counting nothing, say why not."""
         group = address_group(host)
         held = self._groups.get(group, {})
-        room = not any(held.values()) if refused else self.has_room(host)
-        if not room:
-            return False
-        while len(self._group_of) >= self.total:
-            victim = next(iter(max(self._groups.values(), key=len)))
-            log.info("closing an unauthenticated connection to make room")
-            self.discard(victim)
-            victim.disconnect(MAKE_ROOM)
+        if refused and any(held.values()):
+            return "a refused connection from it is waiting already"
+        pending = sum(not r for r in held.values())
+        if not refused and pending >= self.per_address:
+            return f"{pending} connections from it not logged in"
+        if len(self) >= self.total:
+            if not self.make_room:
+                return f"{len(self)} connections not logged in"
+            self._make_room()
         self._groups.setdefault(group, {})[connection] = refused
         self._group_of[connection] = group
-        return True
+        return None
 
-    def discard(self, connection: Connection) -> None:
-        """``connection`` logged in or closed; nothing if it was not counted."""
+    def release(self, connection: Connection) -> None:
+        """``connection`` logged in or went away; nothing if it was not counted."""
         group = self._group_of.pop(connection, None)
         if group is None:
             return
@@ -145,11 +148,17 @@ class Unauthenticated:
             del self._groups[group]
 
     def count(self, host: str) -> int:
-        """Connections counted for ``host``'s group."""
+        """Connections counted for ``host``'s address group."""
         return len(self._groups.get(address_group(host), {}))
 
     def __len__(self) -> int:
         return len(self._group_of)
+
+    def _make_room(self) -> None:
+        victim = next(iter(max(self._groups.values(), key=len)))
+        log.info("closing a connection not logged in yet: {why}", why=MAKE_ROOM)
+        self.release(victim)
+        victim.disconnect(MAKE_ROOM)
 
 
 @attrs.define(eq=False)
@@ -176,12 +185,12 @@ class PartyPool:
     root_verifier: ChatVerifier | None = None
     root_commands: Callable[[str], RootCommands] | None = None
     started: float = attrs.field(init=False)
-    throttle: LoginThrottle = attrs.field(init=False)
+    throttle: LoginThrottle = attrs.field(init=False)  # the chat doors'
+    budget: FailureBudget = attrs.field(init=False)  # the chat doors'
     mutes: Mutes = attrs.field(init=False)
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
-    unauthenticated: Unauthenticated = attrs.field(init=False)  # every door's
-    pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
+    unauthenticated: Unauthenticated = attrs.field(init=False)  # the chat doors'
     countdown: Countdown | None = None
     _steady: SteadyClock = attrs.field(init=False)
 
@@ -189,13 +198,12 @@ class PartyPool:
         self._steady = SteadyClock(self.clock)
         self.started = self.now()
         self.throttle = self.new_throttle()
+        self.budget = self.new_budget()
         self.mutes = Mutes(self._steady)
         self.gatherer = Gatherer(
             self._steady, self.limits.write_rate, self.limits.max_hold
         )
-        self.unauthenticated = Unauthenticated(
-            self.limits.max_pending_logins, self.limits.max_unauthenticated
-        )
+        self.unauthenticated = self.new_unauthenticated(make_room=True)
 
     def now(self) -> float:
         """Seconds for measuring time: limits, deadlines, uptime.
@@ -213,7 +221,25 @@ class PartyPool:
             max_failures=limits.login_failures,
             window=limits.login_window,
             penalty=limits.login_penalty,
-            max_total=limits.login_failures_total,
+        )
+
+    def new_budget(self) -> FailureBudget:
+        """A budget of failed logins from all addresses, with the operator's
+        policy (each port has its own)."""
+        limits = self.limits
+        return FailureBudget(
+            self._steady,
+            limit=limits.login_budget,
+            window=limits.login_window,
+            max_backoff=limits.login_penalty,
+        )
+
+    def new_unauthenticated(self, make_room: bool = False) -> Unauthenticated:
+        """A count of a port's connections not logged in yet, with the operator's
+        caps (``--max-pending-logins`` per address, ``--max-unauthenticated``)."""
+        limits = self.limits
+        return Unauthenticated(
+            limits.max_pending_logins, limits.max_unauthenticated, make_room
         )
 
     def schedule_shutdown(self, seconds: int, message: str) -> None:
