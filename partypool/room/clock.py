@@ -13,7 +13,7 @@ countdown) waits an hour longer.  Two defences, one per layer:
   longer move it, so timers fire on time.
 - `SteadyClock` wraps whatever `IReactorTime` the core is given (the reactor,
   a test's ``task.Clock``) so that ``seconds()`` never decreases: a step back
-  counts as no time passing.  Every limit in ``partypool.room`` reads time
+  counts as (almost) no time passing.  Every limit in ``partypool.room`` reads time
   through one (`steady` converts), so none can see a negative elapsed time.
 
 Wall-clock dates for people (a request's time, ``list-conn``) are not read
@@ -33,9 +33,11 @@ from zope.interface import implementer
 class SteadyClock:
     """An `IReactorTime` whose ``seconds()`` never go back.
 
-    Forward, it follows the wrapped clock; a step back is absorbed (no time
-    passes until the wrapped clock moves on).  Calls are scheduled on the
-    wrapped clock, with their delays, which are relative and so unaffected.
+    Forward, it follows the wrapped clock; a step back is absorbed: the time
+    between the last reading before the step and the first after it counts
+    as none (readings come with every line and timer, so that is short), and
+    from there it moves on with the wrapped clock.  Calls are scheduled on
+    the wrapped clock, with their delays, which are relative.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
