@@ -49,7 +49,7 @@ from partypool.service import (
     StoreService,
 )
 from partypool.tls import ConfigError, ServerTLS, check_private, ensure_self_signed
-from partypool.wire import scrub
+from partypool.wire import PROTOCOL_VERSION, format_line, scrub
 
 log = Logger(namespace="partypool.tap")
 
@@ -131,6 +131,13 @@ class Options(usage.Options):
         ["max-line", None, 4096, "Longest line in bytes.", _positive(int)],
         ["max-text", None, 2000, "Longest message in characters.", _positive(int)],
         ["max-request", None, 1000, "Longest request in characters.", _positive(int)],
+        [
+            "max-requests-per-day",
+            None,
+            20,
+            "Requests a user (by name or address) may store in 24 hours.",
+            _positive(int),
+        ],
         ["login-timeout", None, 30.0, "Seconds to log in.", _positive(float)],
         ["idle-ping", None, 60.0, "Seconds of silence before PING.", _positive(float)],
         ["rate", None, 5.0, "Lines per second per client.", _positive(float)],
@@ -228,6 +235,9 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--max-line must be at least 512, or no one can log in"
             )
+        hello = format_line("HELLO", PROTOCOL_VERSION, self["server-name"])
+        if len(hello) > self["max-line"]:  # no server line passes --max-line
+            raise usage.UsageError("--server-name is too long for --max-line")
         self["passkey"] = self._secret("passkey", "PARTYPOOL_PASSKEY")
         if not self["passkey"]:
             raise usage.UsageError(

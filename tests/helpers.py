@@ -17,6 +17,7 @@ from partypool.doors.chat import ChatFactory, ChatProtocol
 from partypool.room.auth import ChatVerifier
 from partypool.room.pool import Limits, PartyPool, make_server
 from partypool.room.room import Event
+from partypool.room.store import TooManyRequests
 
 PASSKEY = "unit test passkey"
 VERIFIER = ChatVerifier.from_passkey(PASSKEY, 4096)
@@ -31,9 +32,13 @@ class FakeStore:
         self.requests: list[tuple[str, str, str]] = []
         self.failing = False
 
-    def add_request(self, name: str, address: str, text: str) -> defer.Deferred:
+    def add_request(
+        self, name: str, address: str, text: str, *, per_day: int
+    ) -> defer.Deferred:
         if self.failing:
             return defer.fail(OSError("disk full"))
+        if len(self.requests) >= per_day:  # tests use one user per store
+            return defer.fail(TooManyRequests())
         self.requests.append((name, address, text))
         return defer.succeed(len(self.requests))
 

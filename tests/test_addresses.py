@@ -42,6 +42,7 @@ def test_ipv6_peers_are_grouped_by_their_64(host, group):
         ("2001:db8::/48", "2001:db8::/48"),  # wider stays wider
         ("::ffff:10.0.0.0/104", "10.0.0.0/8"),  # as connections are named
         ("::ffff:192.0.2.9", "192.0.2.9/32"),
+        ("[2001:db8::9]", "2001:db8::/64"),  # brackets, as admins type them
         (" 192.0.2.0/24 ", "192.0.2.0/24"),
     ],
 )
@@ -50,10 +51,22 @@ def test_ban_network_accepts_addresses_and_cidrs(text, network):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "example.com", "10.0.0.0/33", "2001:db8::/129", "1.2.3", "::/x"]
+    ("text", "why"),
+    [
+        ("", "not an IP address"),
+        ("example.com", "not an IP address"),
+        ("1.2.3", "not an IP address"),
+        ("10.0.0.0/33", "not an IP address or network"),
+        ("2001:db8::/129", "not an IP address or network"),
+        ("::/x", "not an IP address or network"),
+        ("224.0.0.1", "never the address of a client"),
+        ("0.0.0.0", "never the address of a client"),
+        ("ff02::/16", "holds no client addresses"),
+        ("239.0.0.0/8", "holds no client addresses"),
+    ],
 )
-def test_ban_network_refuses_what_can_never_match(text):
-    with pytest.raises(ValueError, match="not an IP address or network"):
+def test_ban_network_refuses_what_can_never_match(text, why):
+    with pytest.raises(ValueError, match=why):
         ban_network(text)
 
 

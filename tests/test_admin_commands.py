@@ -18,7 +18,7 @@ from twisted.trial import unittest
 
 from partypool.admin.commands import AdminCommands, Operator, Result
 from partypool.room.auth import ChatVerifier
-from partypool.room.pool import make_server
+from partypool.room.pool import SHUTDOWN_CANCELLED, make_server
 from partypool.room.room import Event
 from partypool.room.store import Store
 from partypool.tls import ConfigError
@@ -279,7 +279,9 @@ class CommandsTests(unittest.TestCase):
     def test_close_server_cancel(self) -> None:
         self.run_sync("close-server -t 30")
         result = self.run_sync("close-server --cancel")
-        self.assertEqual((result.status, result.output), (0, "shutdown cancelled"))
+        self.assertEqual(
+            (result.status, result.output), (0, "shutdown cancelled; everyone was told")
+        )
         self.assertFalse(self.clock.getDelayedCalls())
         self.assertEqual(self.run_sync("close-server --cancel").status, 1)
         self.assertEqual(self.stopped, [])
@@ -310,7 +312,7 @@ class CommandsTests(unittest.TestCase):
         empty = yield self.commands.run("requests")
         self.assertEqual(empty.output, "no requests")
         for text in ("first", "second", "third"):
-            yield self.store.add_request("alice", "127.0.5.1", text)
+            yield self.store.add_request("alice", "127.0.5.1", text, per_day=20)
         result = yield self.commands.run("requests -n 2")
         lines = result.output.splitlines()
         self.assertEqual(len(lines), 2)
@@ -374,10 +376,10 @@ class CommandsTests(unittest.TestCase):
         self.assertIsNotNone(self.pool.room.admission_error("127.0.9.9"))
 
     def test_ban_refuses_what_is_no_address_or_network(self) -> None:
-        for text in ("10.0.0.0/33", "example.com", "2001:db8::/x"):
+        for text in ("10.0.0.0/33", "example.com", "2001:db8::/x", "ff00::/8"):
             result = self.run_sync(f"ban -ip {text}")
             self.assertEqual(result.status, 1)
-            self.assertIn("not an IP address or network", result.output)
+            self.assertRegex(result.output, "not an IP address|no client addresses")
         self.assertEqual(len(self.pool.room.banned_hosts), 0)
 
     @inlineCallbacks
@@ -469,3 +471,128 @@ class CommandsTests(unittest.TestCase):
                 self.assertTrue(reason.startswith(line.split()[0] + ": "), reason)
                 self.assertTrue(usage.startswith("usage: " + line.split()[0]), usage)
         self.assertEqual(self.pool.mutes.active(), [])
+
+
+class AdminHardeningTests(unittest.TestCase):
+    """Issue 12: addresses in any spelling, the cancel announced, hints on
+    unquoted text, and notices that fit the line limit."""
+
+    setUp = CommandsTests.setUp
+    connect = CommandsTests.connect
+    run_sync = CommandsTests.run_sync
+
+    # -- addresses -------------------------------------------------------------
+
+    def test_remove_and_send_find_connections_in_any_spelling(self) -> None:
+        for spelling in (
+            "::ffff:127.0.5.1",
+            "0:0:0:0:0:ffff:7f00:501",
+            "[::ffff:127.0.5.1]",
+        ):
+            with self.subTest(spelling=spelling):
+                result = self.run_sync(f"send -ip {spelling} hi")
+                self.assertEqual((result.status, result.output), (0, "sent to 1 user"))
+        self.assertEqual(self.alice.lines, ["NOTICE hi"] * 3)
+        result = self.run_sync("remove -ip ::FFFF:127.0.5.1")
+        self.assertEqual((result.status, result.output), (0, "removed 1 connection"))
+
+    def test_send_to_two_addresses_that_both_reach_someone_exits_zero(self) -> None:
+        result = self.run_sync('send -ip ::ffff:127.0.5.1 127.0.5.2 "to all three"')
+        self.assertEqual((result.status, result.output), (0, "sent to 3 users"))
+
+    def test_ipv6_addresses_in_full_or_with_a_zone_match_the_compressed_form(
+        self,
+    ) -> None:
+        dave = self.connect("2001:db8::7", 4004, "dave")
+        for spelling in ("2001:DB8:0:0:0:0:0:7", "2001:db8::7%eth0", "[2001:db8::7]"):
+            with self.subTest(spelling=spelling):
+                self.assertEqual(self.run_sync(f"send -ip {spelling} x").status, 0)
+        self.assertEqual(len(dave.lines), 3)
+
+    @inlineCallbacks
+    def test_ban_in_another_spelling_is_stored_normalised_and_matches(self) -> Deferred:
+        result = yield self.commands.run("ban -ip ::ffff:127.0.5.2")
+        self.assertEqual(result.output, "banned ip 127.0.5.2; kicked 2")
+        self.assertIsNotNone(self.pool.room.admission_error("127.0.5.2"))
+        bans = yield self.store.bans()
+        self.assertEqual([b.value for b in bans], ["127.0.5.2"])
+        result = yield self.commands.run("unban -ip 0:0::ffff:7f00:502")
+        self.assertEqual((result.status, result.output), (0, "unbanned ip 127.0.5.2"))
+
+    @inlineCallbacks
+    def test_an_address_that_can_never_match_is_refused(self) -> Deferred:
+        for command in ("ban -ip", "unban -ip", "remove -ip", "send -ip"):
+            for address in ("0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"):
+                line = f"{command} {address}" + (" hi" if command == "send -ip" else "")
+                result = yield self.commands.run(line)
+                self.assertEqual(result.status, 1, line)
+                self.assertIn("never the address of a client", result.output)
+            for address in ("alice", "127.1", "10.0.0.0/8", "::1::2"):
+                result = yield self.commands.run(f"{command} {address} x")
+                self.assertEqual(result.status, 1)
+        self.assertEqual((yield self.store.bans()), [])
+
+    # -- close-server --cancel ----------------------------------------------
+
+    def test_cancelling_a_shutdown_tells_everyone(self) -> None:
+        self.run_sync('close-server -t 120 -m "maintenance"')
+        self.assertEqual(self.alice.lines, ["SHUTDOWN 120 maintenance"])
+        self.assertEqual(self.run_sync("close-server --cancel").status, 0)
+        for member in (self.alice, self.bob, self.carol):
+            self.assertEqual(member.lines[-1], f"NOTICE {SHUTDOWN_CANCELLED}")
+        self.clock.advance(200)
+        self.assertEqual(self.stopped, [])
+
+    def test_rescheduling_a_shutdown_announces_only_the_new_one(self) -> None:
+        self.run_sync("close-server -t 120")
+        self.run_sync("close-server -t 30")
+        self.assertEqual(
+            self.alice.lines,
+            ["SHUTDOWN 120 server closing", "SHUTDOWN 30 server closing"],
+        )
+
+    # -- unquoted text ---------------------------------------------------------
+
+    def test_unquoted_messages_get_the_quotes_hint(self) -> None:
+        for line in (
+            "close-server -t 5 -m Maint now",
+            "close-server -m Maint now -t 5",
+            "close-server -m back soon",
+            "send -ip 127.0.5.1 hello world",
+            "send -all hello world",
+            "send -u bob hello world",
+        ):
+            with self.subTest(line=line):
+                result = self.run_sync(line)
+                self.assertEqual(result.status, 1)
+                self.assertIn("in quotes", result.output.splitlines()[0])
+        self.assertIsNone(self.pool.countdown)
+        self.assertFalse(self.alice.lines)
+
+    # -- notice text -----------------------------------------------------------
+
+    def test_notices_that_render_as_nothing_are_empty(self) -> None:
+        for line in (
+            'send -all "\u3164"',
+            "send -u bob '\u200b'",
+            'close-server -m "\u2800"',
+        ):
+            with self.subTest(line=line):
+                result = self.run_sync(line)
+                self.assertEqual(result.status, 1)
+                self.assertIn("the message is empty", result.output)
+        self.assertFalse(self.alice.lines)
+
+    def test_notices_and_shutdown_messages_must_fit_the_line_limit(self) -> None:
+        max_line = self.pool.limits.max_line
+        for line in (
+            f'send -all "{"n" * max_line}"',
+            f'close-server -m "{"c" * 4000}"',
+        ):
+            with self.subTest(line=line[:20]):
+                result = self.run_sync(line)
+                self.assertEqual(result.status, 1)
+                self.assertIn("the message is too long", result.output)
+        self.assertFalse(self.alice.lines)
+        self.assertIsNone(self.pool.countdown)
+        self.assertEqual(self.run_sync(f'send -all "{"n" * 3900}"').status, 0)

@@ -3,6 +3,8 @@ state, verb and error code of protocol v1, the timers, framing and limits."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -259,12 +261,12 @@ def test_overlong_line_is_skipped_and_session_goes_on(pool):
 def test_line_at_exact_limit_is_accepted():
     pool = make_pool(limits=unit_limits(max_line=512))
     alice = named(pool, "alice", "127.0.0.2")
-    bob = named(pool, "bob", "127.0.0.3")
     alice.received()
-    alice.protocol.dataReceived(b"SAY " + b"a" * 507 + b"\n")  # 512 bytes with \n
-    alice.protocol.dataReceived(b"SAY " + b"b" * 508 + b"\n")  # 513
-    assert bob.received() == ["CHAT alice " + "a" * 507]
-    assert alice.received()[0].startswith("ERR line-too-long")
+    alice.protocol.dataReceived(b"PING " + b"a" * 506 + b"\n")  # 512 bytes with \n
+    alice.protocol.dataReceived(b"PING " + b"b" * 507 + b"\n")  # 513
+    received = alice.received()
+    assert received[0] == "PONG " + "a" * 506
+    assert received[1].startswith("ERR line-too-long")
 
 
 def test_line_dribbled_one_byte_at_a_time(pool):
@@ -510,3 +512,138 @@ def test_parallel_logins_cannot_outrun_the_throttle(pool):
         peer.send("AUTH-RESPONSE " + _b64(client.get_client_final()))
         outcomes.append(peer.received()[0].split(" ")[1])
     assert outcomes == ["auth-failed"] * 5 + ["auth-throttled"] * 5
+
+
+# -- issue 12 ------------------------------------------------------------------
+
+# A 24-letter name of four-byte letters (CJK Extension B), 96 bytes; NFKC
+# keeps them (it would turn mathematical bold letters into ASCII).
+WIDE_NAME = "".join(chr(0x20000 + i) for i in range(24))
+
+
+@pytest.mark.parametrize("line", ["ſay hello", "ſAY hello", "quıt", "pıng", "onlıne"])
+def test_verbs_in_other_alphabets_are_unknown_commands(pool, line):
+    """``ſay`` is not SAY (Unicode upper-cases ſ to S); ``quıt`` does not quit."""
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    bob.send(line)
+    assert bob.received()[0].startswith("ERR unknown-command ")
+    bob.send("PING still-here")
+    assert bob.received() == ["PONG still-here"]
+    assert alice.received() == []
+
+
+@pytest.mark.parametrize(
+    "mechanism", ["ſcram-sha-256", "SCRAM-ſHA-256", "scram-sha-256"]
+)
+def test_sasl_mechanism_names_match_in_ascii_only(pool, mechanism):
+    peer = connect(pool)
+    peer.received()
+    peer.send(f"AUTH {mechanism} biwsbj1jaGF0LHI9YWJj")  # n,,n=chat,r=abc
+    first = peer.received()[0]
+    if mechanism.isascii():
+        assert first.startswith("AUTH-CHALLENGE ")
+    else:
+        assert first == "ERR auth-failed wrong passkey or bad login"
+
+
+def test_a_client_nonce_too_long_to_repeat_fails_the_login(pool):
+    """The challenge repeats the client's nonce, base64 makes it a third
+    longer: a long one would make the server send a line over the limit."""
+    peer = connect(pool)
+    peer.received()
+    client_first = "n,,n=chat,r=" + "x" * 3030
+    peer.send("AUTH SCRAM-SHA-256 " + base64.b64encode(client_first.encode()).decode())
+    lines = peer.received()
+    assert lines == ["ERR auth-failed wrong passkey or bad login", "BYE auth-failed"]
+
+
+def test_say_is_refused_if_its_relayed_line_would_pass_the_limit(pool):
+    """The issue's case: a 96-byte name plus a SAY that fits the limit relays
+    a longer CHAT line; HISTORY adds more.  The SAY is refused whole."""
+    wide = named(pool, WIDE_NAME, "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    wide.received()
+    wide.send("SAY " + "a" * 4090)  # 4096 bytes with CRLF: a legal line
+    assert wide.received()[0].startswith("ERR text-too-long ")
+    assert bob.received() == []
+    budget = 4096 - len(f"HISTORY {2**63 - 1} 0000-00-00T00:00:00.000Z CHAT ")
+    budget -= len(WIDE_NAME.encode()) + len(" \r\n")
+    wide.send("SAY " + "é" * (budget // 2))
+    assert wide.received() == []
+    [chat] = bob.received()
+    assert len(chat.encode()) + 2 <= 4096
+
+
+def test_request_is_refused_if_root_could_not_be_told_it_in_one_line():
+    """``REQUESTED <id> <name> <text>`` to root must fit the limit too."""
+    store = FakeStore()
+    pool = make_pool(store=store, limits=unit_limits(max_line=512))
+    wide = named(pool, WIDE_NAME, "127.0.0.2")
+    wide.send("REQUEST " + "r" * 400)
+    assert wide.received()[0].startswith("ERR text-too-long ")
+    assert store.requests == []
+
+
+def test_online_with_many_wide_names_is_split_within_the_limit():
+    """The issue's 47 names of four-byte letters: ONLINE-PART lines, then
+    ONLINE with the total, every name once."""
+    pool = make_pool(max_clients=50, allow_same_ip=True)
+    peers = [named(pool, chr(0x20100 + i) + WIDE_NAME[1:], "::1") for i in range(47)]
+    peers[0].received()
+    peers[0].send("ONLINE")
+    lines = peers[0].received()
+    assert len(lines) > 1
+    assert all(len(line.encode()) + 2 <= 4096 for line in lines)
+    assert lines[-1].startswith("ONLINE 47 ")
+    names = [n for line in lines[:-1] for n in line.split(" ")[1:]]
+    names += lines[-1].split(" ")[2:]
+    assert sorted(names) == sorted(pool.room.names()) and len(names) == 47
+
+
+def test_requests_per_day_are_limited_with_a_clear_error():
+    store = FakeStore()
+    pool = make_pool(store=store, limits=unit_limits(max_requests_per_day=2))
+    alice = named(pool, "alice", "127.0.0.2")
+    alice.send("REQUEST one", "REQUEST two", "REQUEST three")
+    assert alice.received() == [
+        "OK REQUEST 1",
+        "OK REQUEST 2",
+        "ERR request-failed at most 2 requests a day; not stored, try again later",
+    ]
+    assert len(store.requests) == 2
+
+
+@pytest.mark.parametrize("blank", ["\u3164", "\u200b", "\u3164 \u200b", "\u2800"])
+def test_invisible_text_is_empty_in_say_request_and_quit(pool, blank):
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    bob.send(f"SAY {blank}", f"REQUEST {blank}")
+    assert [line.split(" ")[:2] for line in bob.received()] == [
+        ["ERR", "bad-syntax"],
+        ["ERR", "bad-syntax"],
+    ]
+    bob.send(f"QUIT {blank}")
+    assert alice.received() == ["LEFT bob quit"]
+
+
+def test_bidi_controls_never_reach_others(pool):
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.received()
+    bob.send("SAY \u200fabc\u202edef\u2067\u061c", "QUIT bye\u200e\u202e")
+    assert alice.received() == ["CHAT bob abcdef", "LEFT bob quit: bye"]
+
+
+@pytest.mark.parametrize("name", ["\u0410lice", "\u0430dmin", "r\u043e\u043et", "-"])
+def test_nick_refuses_the_issues_lookalike_and_blank_names(pool, name):
+    named(pool, "Alice", "127.0.0.2")
+    bob = connect(pool, host="127.0.0.3")
+    bob.received()
+    assert bob.login()[0].startswith("AUTH-OK ")
+    bob.send(f"NICK {name}")
+    assert bob.received()[0].startswith("ERR nick-invalid ")
+    bob.send("NICK \u0405\u0441\u043e\u0440\u0435")  # whole-script Cyrillic, alone
+    assert bob.received() == ["OK NICK \u0405\u0441\u043e\u0440\u0435"]

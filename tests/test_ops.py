@@ -206,6 +206,7 @@ SAMPLES = {
     "max-line": (512, 512),
     "max-text": (300, 300),
     "max-request": (400, 400),
+    "max-requests-per-day": (7, 7),
     "login-timeout": (2.5, 2.5),
     "idle-ping": (9, 9.0),
     "rate": (1.5, 1.5),

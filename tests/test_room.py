@@ -164,6 +164,94 @@ def test_banned_networks_refuse_every_address_in_them():
         assert room.admission_error(host) is None, host
 
 
+# -- issue 12: look-alike names ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u0410lice",  # Cyrillic А + Latin lice
+        "Al\u0456ce",  # Cyrillic і
+        "\u0391lice",  # Greek Α
+        "\u0430dmin",  # the issue's аdmin
+        "r\u043e\u043et",  # the issue's rооt
+        "paypa\u04cf",  # Cyrillic palochka
+        "abc\u65e5",  # Latin + Han
+        "a1\u0661",  # two kinds of digits
+    ],
+)
+def test_names_that_mix_scripts_are_refused(name):
+    room = Room()
+    with pytest.raises(WireError) as e:
+        room.join(FakeMember("127.0.0.2"), name)
+    assert e.value.code == "nick-invalid"
+
+
+@pytest.mark.parametrize(
+    "name", ["Zoë", "Алиса", "名前", "日本語かな", "ωμέγα", "x_1.y-2", "ΑΒΓ"]
+)
+def test_single_script_names_are_welcome(name):
+    room = Room()
+    assert room.join(FakeMember("127.0.0.2"), name) == name
+
+
+@pytest.mark.parametrize(
+    "present, lookalike",
+    [
+        ("scope", "\u0455\u0441\u043e\u0440\u0435"),  # all Cyrillic ѕсоре
+        ("Alice", "A\u217cice"),  # ⅼ ROMAN NUMERAL FIFTY (NFKC: l)
+        ("lan", "Ian"),  # capital I and small l
+        ("Ian", "lan"),
+        ("bob", "B0B"),  # digit zero and letter O, and case
+        ("Alice", "ALlCE"),  # small l among capitals, like ALICE's I
+        ("corn", "com"),  # rn and m
+        ("\u0441\u043e\u0440\u0435", "cope"),  # the other way round
+    ],
+)
+def test_a_name_that_looks_like_a_present_one_is_taken(present, lookalike):
+    room = Room(allow_same_ip=True)
+    room.join(FakeMember("127.0.0.2"), present)
+    with pytest.raises(WireError) as e:
+        room.join(FakeMember("127.0.0.2"), lookalike)
+    assert e.value.code == "nick-taken"
+    assert present in e.value.text
+
+
+def test_a_lookalike_name_is_free_again_once_its_twin_leaves():
+    room = Room(allow_same_ip=True)
+    scope = FakeMember("127.0.0.2")
+    room.join(scope, "scope")
+    room.leave(scope, "quit")
+    assert room.join(FakeMember("127.0.0.2"), "\u0455\u0441\u043e\u0440\u0435")
+    assert room.names() == ["\u0455\u0441\u043e\u0440\u0435"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "adrnin",  # rn for m
+        "r00t",  # zeros for o
+        "ROOT",
+        "\u0455\u0435\u0433\u0475\u0435\u0433".replace("\u0475", "v"),  # mixed anyway
+        "PartyPooI",  # capital I for l
+        "5erver".replace("5", "s"),
+    ],
+)
+def test_names_that_look_reserved_are_refused(name):
+    room = Room()
+    with pytest.raises(WireError) as e:
+        room.join(FakeMember("127.0.0.2"), name)
+    assert e.value.code == "nick-invalid"
+
+
+def test_a_lookalike_of_a_banned_name_is_banned():
+    room = Room()
+    room.banned_names.add("mallory")
+    with pytest.raises(WireError) as e:
+        room.join(FakeMember("127.0.0.2"), "MaIlory")  # capital I for l
+    assert e.value.code == "banned"
+
+
 def test_an_event_is_encoded_once_per_dialect():
     """A door with its own dialect formats an event once, however many
     members it reaches; another dialect gets its own form."""

@@ -1,5 +1,6 @@
 """The SQLite store, for real: schema, requests, bans, durability settings."""
 
+import datetime
 import os
 import shutil
 import sqlite3
@@ -9,7 +10,20 @@ from pathlib import Path
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from partypool.room.store import Store, load_bans, migrate
+from partypool.room.store import (
+    REQUEST_WINDOW,
+    Store,
+    TooManyRequests,
+    load_bans,
+    migrate,
+    utc_now,
+)
+
+SCHEMA = Path(__file__).parent.parent / "partypool" / "room" / "schema"
+# The newest schema version: the number of the last file in schema/.
+SCHEMA_VERSION = max(
+    int(f.name.split("-", 1)[0]) for f in SCHEMA.iterdir() if f.suffix == ".sql"
+)
 
 
 class StoreTests(unittest.TestCase):
@@ -22,8 +36,10 @@ class StoreTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_requests_get_increasing_ids_and_come_back_newest_first(self):
-        first = yield self.store.add_request("alice", "127.0.0.2", "more cake")
-        second = yield self.store.add_request("bob", "::1", "less noise")
+        first = yield self.store.add_request(
+            "alice", "127.0.0.2", "more cake", per_day=20
+        )
+        second = yield self.store.add_request("bob", "::1", "less noise", per_day=20)
         self.assertLess(first, second)
         recent = yield self.store.recent_requests(10)
         self.assertEqual([r.name for r in recent], ["bob", "alice"])
@@ -53,11 +69,76 @@ class StoreTests(unittest.TestCase):
         connection = sqlite3.connect(self.path)
         self.addCleanup(connection.close)
         self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone(), ("wal",))
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (1,))
+        version = connection.execute("PRAGMA user_version").fetchone()
+        self.assertEqual(version, (SCHEMA_VERSION,))
         self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
 
     def test_migrate_twice_is_harmless(self):
         migrate(self.store.path)
         connection = sqlite3.connect(self.path)
         self.addCleanup(connection.close)
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (1,))
+        version = connection.execute("PRAGMA user_version").fetchone()
+        self.assertEqual(version, (SCHEMA_VERSION,))
+
+
+class RequestLimitTests(unittest.TestCase):
+    """--max-requests-per-day, counted in the database (issue 12)."""
+
+    def setUp(self):
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        self.path = Path(directory) / "partypool.sqlite3"
+        self.store = self.open()
+
+    def open(self) -> Store:
+        store = Store(self.path)
+        self.addCleanup(store.close)
+        return store
+
+    @defer.inlineCallbacks
+    def test_the_limit_holds_per_name_and_per_address(self):
+        for text in ("one", "two"):
+            yield self.store.add_request("alice", "127.0.0.2", text, per_day=2)
+        # The same name from elsewhere, in another case or width, is refused…
+        for name, address in (("alice", "127.0.0.3"), ("ＡＬＩＣＥ", "::1")):
+            with self.assertRaises(TooManyRequests):
+                yield self.store.add_request(name, address, "three", per_day=2)
+        # …and so is the same address under a new name.
+        with self.assertRaises(TooManyRequests):
+            yield self.store.add_request("mallory", "127.0.0.2", "three", per_day=2)
+        yield self.store.add_request("bob", "127.0.0.4", "mine", per_day=2)
+        self.assertEqual(len((yield self.store.recent_requests(10))), 3)
+
+    @defer.inlineCallbacks
+    def test_a_restart_keeps_the_count(self):
+        yield self.store.add_request("alice", "127.0.0.2", "one", per_day=1)
+        again = self.open()  # a second server process on the same file
+        with self.assertRaises(TooManyRequests):
+            yield again.add_request("alice", "127.0.0.9", "two", per_day=1)
+
+    @defer.inlineCallbacks
+    def test_requests_older_than_a_day_do_not_count(self):
+        yield self.store.add_request("alice", "127.0.0.2", "old", per_day=1)
+        connection = sqlite3.connect(self.path)
+        yesterday = utc_now(REQUEST_WINDOW + datetime.timedelta(seconds=1))
+        connection.execute("UPDATE requests SET created_at = ?", (yesterday,))
+        connection.commit()
+        connection.close()
+        yield self.store.add_request("alice", "127.0.0.2", "new", per_day=1)
+
+    def test_a_version_1_database_is_migrated_with_its_requests(self):
+        old = Path(tempfile.mkdtemp()) / "old.sqlite3"
+        self.addCleanup(shutil.rmtree, old.parent)
+        connection = sqlite3.connect(old)
+        connection.executescript(
+            (SCHEMA / "001-initial.sql").read_text()
+            + "PRAGMA user_version = 1;"
+            + "INSERT INTO requests (created_at, name, address, text)"
+            + " VALUES ('2026-01-01T00:00:00+00:00', 'Bob', '::1', 'hi');"
+        )
+        connection.close()
+        migrate(old)
+        connection = sqlite3.connect(old)
+        self.addCleanup(connection.close)
+        rows = connection.execute("SELECT name, name_key, text FROM requests")
+        self.assertEqual(rows.fetchall(), [("Bob", "bob", "hi")])

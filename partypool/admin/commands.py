@@ -12,7 +12,6 @@ Every command is logged with who ran it: the login method (``password`` or
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import shlex
 import time
@@ -27,10 +26,19 @@ from twisted.python.failure import Failure
 
 from partypool.room import room as events
 from partypool.room.addresses import Network, ban_network, in_network, network_text
-from partypool.room.pool import PartyPool
+from partypool.room.pool import PartyPool, normal_address
 from partypool.room.store import Ban, Request
 from partypool.tls import ConfigError
-from partypool.wire import WireError, check_name, name_key, scrub
+from partypool.wire import (
+    HISTORY_HEAD,
+    NAME_MAX,
+    WireError,
+    check_fits,
+    check_name,
+    name_key,
+    scrub,
+    visible_text,
+)
 
 log = Logger(namespace="partypool.admin")
 
@@ -38,6 +46,10 @@ REMOVED = "removed by admin"
 BANNED = "banned by admin"
 DEFAULT_CLOSE_MESSAGE = "server closing"
 DEFAULT_REQUESTS = 20
+_QUOTES = "put the message in quotes"
+# The widest name, in bytes: a close-server message is also the reason in
+# "LEFT <name> <message>".
+_WIDEST_NAME = "x" * (NAME_MAX * 4)
 _USAGE_WIDTH = 28  # the usage column of `list`
 
 
@@ -242,13 +254,12 @@ class AdminCommands:
     def _send(self, args: list[str]) -> Result:
         if len(args) < 2 or args[0] not in ("-all", "-ip", "-u"):
             raise UsageError("expected -all, -ip or -u, then the message")
-        option, targets, text = args[0], args[1:-1], scrub(args[-1]).strip()
-        if not text:
-            raise UsageError("the message is empty")
+        option, targets = args[0], args[1:-1]
+        text = self._message(args[-1], *HISTORY_HEAD, "NOTICE")
         event, room = events.notice(text), self.pool.room
         if option == "-all":
             if targets:
-                raise UsageError("put the message in quotes")
+                raise UsageError(_QUOTES)
             return Result(f"sent to {_count(room.announce(event), 'user')}")
         if option == "-u":
             if len(targets) != 1:
@@ -262,7 +273,7 @@ class AdminCommands:
             raise UsageError("give at least one address, then the message")
         members, missing = [], []
         # Each address once, however often or however spelled (::1, 0::1).
-        for address in dict.fromkeys(_address(a) for a in targets):
+        for address in dict.fromkeys(_address(a, hint=_QUOTES) for a in targets):
             found = room.by_host(address)
             members.extend(found)
             if not found:
@@ -276,17 +287,31 @@ class AdminCommands:
     def _close_server(self, args: list[str]) -> Result:
         if args == ["--cancel"]:
             if self.pool.cancel_shutdown():
-                return Result("shutdown cancelled")
+                return Result("shutdown cancelled; everyone was told")
             return Result("no shutdown is pending", 1)
-        options = _options(args, {"-t", "-m"})
+        options = _options(args, {"-t", "-m"}, text="-m")
         seconds = _number(options.get("-t", "0"), "-t", minimum=0)
-        message = scrub(options.get("-m", DEFAULT_CLOSE_MESSAGE)).strip()
-        if not message:
-            raise UsageError("the message is empty")
+        # Sent as "SHUTDOWN <seconds> <message>", then "BYE <message>", and
+        # each leaving user's "LEFT <name> <message>" (the longest).
+        message = self._message(
+            options.get("-m", DEFAULT_CLOSE_MESSAGE), "LEFT", _WIDEST_NAME
+        )
         self.pool.schedule_shutdown(seconds, message)
         if seconds:
             return Result(f"server closing in {seconds} s: {message}")
         return Result(f"server closing now: {message}")
+
+    def _message(self, text: str, *head: str) -> str:
+        """Free text for users, as the chat port takes it (`visible_text`),
+        short enough to be relayed as ``<head…> <text>`` in one line."""
+        message = visible_text(text)
+        if not message:
+            raise UsageError("the message is empty")
+        try:
+            check_fits(message, self.pool.limits.max_line, *head)
+        except WireError as e:
+            raise UsageError(f"the message is too long: {e.text}") from None
+        return message
 
     def _requests(self, args: list[str]) -> Deferred[Result]:
         options = _options(args, {"-n"})
@@ -465,18 +490,17 @@ def _ban_target(args: list[str]) -> tuple[str, str, Network | None]:
         return "name", _name_key(args[1]), None
     try:
         network = ban_network(args[1])
-    except ValueError:
-        raise UsageError(
-            f"not an IP address or network: {scrub(args[1])[:60]}"
-        ) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     return "ip", network_text(network), network
 
 
-def _address(text: str) -> str:
+def _address(text: str, hint: str = "") -> str:
+    """An address in the form connections are named by (`normal_address`)."""
     try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise UsageError(f"not an IP address: {scrub(text)[:60]}") from None
+        return normal_address(text)
+    except ValueError as e:
+        raise UsageError(f"{e} ({hint})" if hint else str(e)) from None
 
 
 def _name_key(name: str) -> str:
@@ -491,17 +515,28 @@ def _checked_name(name: str) -> str:
         raise UsageError(e.text) from None
 
 
-def _options(args: list[str], allowed: set[str]) -> dict[str, str]:
-    """``-x value`` pairs, each option at most once."""
+def _options(
+    args: list[str], allowed: set[str], text: str | None = None
+) -> dict[str, str]:
+    """``-x value`` pairs, each option at most once.
+
+    ``text`` is the option whose value is free text: a word after its value
+    is most likely the rest of an unquoted message, and is said to be.
+    """
     options: dict[str, str] = {}
-    if len(args) % 2:
-        raise UsageError(f"{args[-1]} needs a value")
-    for flag, value in zip(args[::2], args[1::2], strict=True):
+    previous = None
+    for index in range(0, len(args), 2):
+        flag = args[index]
         if flag not in allowed:
+            if text is not None and previous == text:
+                raise UsageError(f'{_QUOTES}: {text} "{scrub(options[text])[:40]} …"')
             raise UsageError(f"unknown option {scrub(flag)[:40]}")
         if flag in options:
             raise UsageError(f"{flag} given twice")
-        options[flag] = value
+        if index + 1 == len(args):
+            raise UsageError(f"{flag} needs a value")
+        options[flag] = args[index + 1]
+        previous = flag
     return options
 
 

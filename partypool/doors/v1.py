@@ -40,10 +40,13 @@ from partypool.room.session import (
 from partypool.wire import (
     PROTOCOL_VERSION,
     WireError,
+    ascii_upper,
     error_line,
     format_line,
+    online_lines,
     parse_line,
     scrub,
+    split_to_fit,
 )
 
 if TYPE_CHECKING:
@@ -170,7 +173,7 @@ class V1Dialect:
 
     def handle_AUTH(self, argument: str) -> None:  # noqa: N802
         mechanism, _, payload = argument.partition(" ")
-        if mechanism.upper() != SCRAM_MECHANISM:
+        if ascii_upper(mechanism) != SCRAM_MECHANISM:
             return self.session.login_failed("unsupported mechanism")
         self._login_step(self.session.scram_first, payload, "AUTH-CHALLENGE")
 
@@ -185,8 +188,12 @@ class V1Dialect:
         except AuthFailed as e:
             return self.session.login_failed(str(e))
         answer = step(message)
-        if answer is not None:
-            self._reply(verb, b64encode_text(answer))
+        if answer is None:
+            return
+        line = format_line(verb, b64encode_text(answer))
+        if len(line) > self.pool.limits.max_line:  # the challenge repeats the nonce
+            return self.session.login_failed("client-first-message too long")
+        self._outlet.write(line)
 
     def handle_NICK(self, argument: str) -> None:  # noqa: N802
         name = self.session.join(argument)
@@ -206,16 +213,24 @@ class V1Dialect:
         self.session.admin(argument, self._admin_answer)
 
     def _admin_answer(self, result: Result) -> None:
-        """``ADMIN-OUT`` per line of output, then ``ADMIN-END <status>``."""
+        """``ADMIN-OUT`` per line of output (a line too long for one goes on
+        in the next), then ``ADMIN-END <status>``."""
         lines = result.output.split("\n") if result.output else []
+        pieces = (
+            piece
+            for line in lines
+            for piece in split_to_fit(
+                scrub(line), self.pool.limits.max_line, "ADMIN-OUT"
+            )
+        )
         self._outlet.write(
-            b"".join(format_line("ADMIN-OUT", scrub(line)) for line in lines)
+            b"".join(format_line("ADMIN-OUT", piece) for piece in pieces)
             + format_line("ADMIN-END", str(result.status))
         )
 
     def handle_ONLINE(self, argument: str) -> None:  # noqa: N802
         names = self.session.names()
-        self._reply("ONLINE", str(len(names)), *names)
+        self._outlet.write(b"".join(online_lines(names, self.pool.limits.max_line)))
 
     def handle_IP(self, argument: str) -> None:  # noqa: N802
         self._reply("IP", self.session.host)

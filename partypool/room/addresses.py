@@ -1,14 +1,13 @@
-"""Client addresses as the per-address rules see them: groups and banned networks.
+"""Client addresses as the rules see them: one spelling, groups, banned networks.
 
 One IPv6 subscriber usually holds a whole /64 (SLAAC, privacy addresses), so
 rules that count or refuse "an address" — the login throttle, the cap on
-logins in progress, one session per address, bans — count an IPv6 peer by
-its /64, and an IPv4 peer by its own address.  `address_group` names that
-unit; `BanList` matches a peer against banned networks (single addresses and
-CIDRs such as ``2001:db8::/64`` or ``203.0.113.0/24``).
-
-Hosts here are already in the form connections are named by
-(`partypool.room.pool.host_and_peer`: IPv4-mapped IPv6 as plain IPv4).
+logins in progress, one session per address, bans, mutes — count an IPv6
+peer by its /64, and an IPv4 peer by its own address.  `normal_address` is
+the one spelling of an address (connections are named by it, and what the
+administrator types is read by it); `address_group` names the unit the
+rules count; `BanList` matches a peer against banned networks (single
+addresses and CIDRs such as ``2001:db8::/64`` or ``203.0.113.0/24``).
 """
 
 from __future__ import annotations
@@ -18,9 +17,39 @@ import ipaddress
 
 import attrs
 
+from partypool.wire import scrub
+
 IPV6_GROUP_PREFIX = 64
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def normal_address(text: str) -> str:
+    """The one spelling of an IP address that rules compare: raise ValueError
+    for text that names no address a client could connect from.
+
+    Every rule keyed by address (bans, one session per address, throttles,
+    the admin commands' ``-ip``) goes through here, for connections and for
+    what the administrator types alike: an IPv4 client of a dual-stack
+    listener (``::ffff:a.b.c.d``) is its IPv4 address, IPv6 is in its
+    compressed lower-case form (``0:0::1`` is ``::1``), a zone id
+    (``fe80::1%eth0``) is dropped (it names our interface, not the peer),
+    and ``[…]`` brackets are allowed.  The unspecified address, multicast
+    and the IPv4 broadcast address can never be a peer, so they are refused.
+    """
+    try:
+        address = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        raise ValueError(f"not an IP address: {scrub(text)[:60]}") from None
+    if address.version == 6:
+        address = address.ipv4_mapped or ipaddress.IPv6Address(address.packed)
+    if (
+        address.is_unspecified
+        or address.is_multicast
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    ):
+        raise ValueError(f"{address} is never the address of a client")
+    return str(address)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -40,15 +69,25 @@ def address_group(host: str) -> str:
 def ban_network(text: str) -> Network:
     """The network a ``ban -ip`` value covers, or ValueError saying why not.
 
-    An address or a CIDR; host bits are cleared (``10.1.2.3/8`` is
-    ``10.0.0.0/8``).  IPv6 is banned by /64 at the least, as it is counted;
-    IPv4-mapped IPv6 (``::ffff:10.0.0.0/104``) becomes the IPv4 network, as
-    connections are named.
+    An address (`normal_address`: the form connections are named by) or a
+    CIDR; host bits are cleared (``10.1.2.3/8`` is ``10.0.0.0/8``).  IPv6 is
+    banned by /64 at the least, as it is counted; IPv4-mapped IPv6
+    (``::ffff:10.0.0.0/104``) becomes the IPv4 network, as connections are
+    named.  A network of no client addresses (multicast) can never match,
+    so it is refused.
     """
-    try:
-        network = ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError:
-        raise ValueError(f"not an IP address or network: {text}") from None
+    text = text.strip()
+    if "/" not in text:
+        network = ipaddress.ip_network(normal_address(text))
+    else:
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"not an IP address or network: {scrub(text)[:60]}"
+            ) from None
+        if network.is_multicast:
+            raise ValueError(f"{network} holds no client addresses")
     if network.version == 6:
         mapped = network.network_address.ipv4_mapped
         if mapped is not None and network.prefixlen >= 96:

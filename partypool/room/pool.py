@@ -11,7 +11,6 @@ from explicit keyword arguments so tests need no command-line options.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -21,7 +20,7 @@ from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from partypool.room import room as events
-from partypool.room.addresses import address_group
+from partypool.room.addresses import address_group, normal_address
 from partypool.room.auth import ChatVerifier, FailureBudget, LoginThrottle
 from partypool.room.clock import SteadyClock
 from partypool.room.gather import Gatherer
@@ -33,6 +32,8 @@ log = Logger(namespace="partypool.room.pool")
 
 # Seconds-left marks at which a pending shutdown is announced again.
 COUNTDOWN_MARKS = (60, 30, 10, 5, 3, 2, 1)
+# The NOTICE everyone gets when the administrator cancels a pending shutdown.
+SHUTDOWN_CANCELLED = "the shutdown is cancelled: the server stays up"
 
 
 @attrs.frozen
@@ -42,6 +43,7 @@ class Limits:
     max_line: int = 4096
     max_text: int = 2000
     max_request: int = 1000
+    max_requests_per_day: int = 20
     login_timeout: float = 30.0
     idle_ping: float = 60.0
     rate: float = 5.0
@@ -74,18 +76,15 @@ class RootCommands(Protocol):
 def host_and_peer(address: IAddress) -> tuple[str, str]:
     """The host as the server sees it, and ``host:port`` for the administrator.
 
-    Every front door names its connections this way, whatever the transport.
-    An IPv4 client of a dual-stack listener (``::ffff:a.b.c.d``) is named by
-    its IPv4 address, so bans, one-session-per-address and throttling treat
-    it the same on every listener.
+    Every front door names its connections this way, whatever the transport,
+    with the host in `normal_address` form (an address that is no IP, such
+    as a test's, is kept as it is).
     """
     host = getattr(address, "host", None)
     if host is None:
         return str(address), str(address)
     with contextlib.suppress(ValueError):
-        mapped = ipaddress.ip_address(host.partition("%")[0])
-        if mapped.version == 6 and mapped.ipv4_mapped is not None:
-            host = str(mapped.ipv4_mapped)
+        host = normal_address(host)
     return host, f"{host}:{address.port}"
 
 
@@ -244,7 +243,7 @@ class PartyPool:
 
     def schedule_shutdown(self, seconds: int, message: str) -> None:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
-        self.cancel_shutdown()
+        self._stop_countdown()
         self.countdown = Countdown(self.now() + seconds, message, None)
         log.info("shutdown in {seconds} s: {message}", seconds=seconds, message=message)
         self._announce(seconds)
@@ -264,11 +263,18 @@ class PartyPool:
         )
 
     def cancel_shutdown(self) -> bool:
+        """Stop a pending shutdown and tell everyone (`SHUTDOWN_CANCELLED`)."""
+        if not self._stop_countdown():
+            return False
+        log.info("shutdown cancelled")
+        self.room.broadcast(events.notice(SHUTDOWN_CANCELLED))
+        return True
+
+    def _stop_countdown(self) -> bool:
         if self.countdown is None:
             return False
         self.countdown.call.cancel()
         self.countdown = None
-        log.info("shutdown cancelled")
         return True
 
     def close_everyone(self, reason: str) -> None:

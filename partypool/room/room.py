@@ -17,11 +17,13 @@ from typing import Protocol
 import attrs
 from twisted.logger import Logger
 
+from partypool.room import names as lookalikes
 from partypool.room.addresses import BanList, address_group
-from partypool.wire import WireError, check_name, format_line, name_key
+from partypool.wire import RESERVED_NAMES, WireError, check_name, format_line, name_key
 
 log = Logger(namespace="partypool.room.room")
 
+_RESERVED_SKELETONS = frozenset().union(*map(lookalikes.skeletons, RESERVED_NAMES))
 ROOT_NAME = "root"  # the one name a root session may take, and only it
 
 
@@ -133,6 +135,7 @@ class Room:
     history: Recorder | None = None
     root: Member | None = None  # the root session, while in the room
     _members: dict[str, Member] = attrs.Factory(dict)
+    _skeletons: dict[str, Member] = attrs.Factory(dict)  # names.skeletons -> member
     _groups: collections.Counter[str] = attrs.Factory(collections.Counter)
     _everyone: tuple[Member, ...] = ()
 
@@ -151,12 +154,27 @@ class Room:
         return None
 
     def join(self, member: Member, requested: str) -> str:
-        """Admit ``member`` under a checked name, announce it, and return the name."""
+        """Admit ``member`` under a checked name, announce it, and return the name.
+
+        Besides the syntax (`check_name`), a name is refused if it mixes
+        scripts, or looks like (has a TR39 skeleton of) a reserved name, a
+        banned name or the name of someone here.
+        """
         name = check_name(requested)
-        key = name_key(name)
+        lookalikes.check_script(name)
+        key, skeletons = name_key(name), lookalikes.skeletons(name)
+        if skeletons & _RESERVED_SKELETONS:
+            raise WireError("nick-invalid", f"{name} looks like a reserved name")
         if key in self._members:
             raise WireError("nick-taken", f"the name {name} is taken")
-        if key in self.banned_names:
+        twins = [self._skeletons[s] for s in skeletons if s in self._skeletons]
+        if twins:
+            raise WireError(
+                "nick-taken", f"the name {name} looks too much like {twins[0].name}"
+            )
+        if key in self.banned_names or any(
+            skeletons & lookalikes.skeletons(banned) for banned in self.banned_names
+        ):
             raise WireError("banned", f"the name {name} is banned")
         refusal = self.admission_error(member.host)
         if refusal is not None:
@@ -176,6 +194,7 @@ class Room:
     def _enter(self, member: Member, name: str) -> str:
         member.name = name
         self._members[name_key(name)] = member
+        self._skeletons.update(dict.fromkeys(lookalikes.skeletons(name), member))
         self._everyone = tuple(self._members.values())
         self.stats.peak = max(self.stats.peak, len(self._members))
         self.broadcast(joined(name), but=member)
@@ -187,6 +206,8 @@ class Room:
         if key is None or self._members.get(key) is not member:
             return False
         del self._members[key]
+        for skeleton in lookalikes.skeletons(member.name):
+            del self._skeletons[skeleton]
         if member is self.root:
             self.root = None
         else:

@@ -44,7 +44,17 @@ from partypool.room import room as events
 from partypool.room.auth import ROOT_USERNAME, AuthFailed, ScramExchange
 from partypool.room.pool import PartyPool, RootCommands
 from partypool.room.room import Event
-from partypool.wire import WireError, clean_text, scrub
+from partypool.room.store import TooManyRequests
+from partypool.wire import (
+    HISTORY_HEAD,
+    ID_MAX,
+    WireError,
+    check_fits,
+    clean_text,
+    scrub,
+    split_to_fit,
+    visible_text,
+)
 
 if TYPE_CHECKING:
     from partypool.admin.commands import Result
@@ -476,7 +486,9 @@ class Session:
     def say(self, text: str) -> None:
         """Say ``text`` to the room (scrubbed and checked here)."""
         self._check_not_muted()
-        text = clean_text(text, self.pool.limits.max_text)
+        limits = self.pool.limits
+        text = clean_text(text, limits.max_text)
+        check_fits(text, limits.max_line, *HISTORY_HEAD, "CHAT", self.name)
         if self.pool.log_messages:
             self.log.info("<{name}> {text}", name=self.name, text=text)
         self.pool.room.say(self, text)
@@ -487,7 +499,9 @@ class Session:
         Never kept, and logged only with ``--log-messages``.
         """
         self._check_not_muted()
-        text = clean_text(text, self.pool.limits.max_text)
+        limits = self.pool.limits
+        text = clean_text(text, limits.max_text)
+        check_fits(text, limits.max_line, "PRIVATE", self.name)
         member = self.pool.room.by_name(target)
         if member is None:
             raise WireError("no-such-user", f"no user named {scrub(target)[:40]}")
@@ -516,8 +530,12 @@ class Session:
     def request(self, text: str) -> Deferred[int]:
         """File a request for the operator: fires with its id once stored,
         or fails with ``WireError("request-failed")``."""
-        text = clean_text(text, self.pool.limits.max_request)
-        d = self.pool.store.add_request(self.name, self.host, text)
+        limits = self.pool.limits
+        text = clean_text(text, limits.max_request)
+        check_fits(text, limits.max_line, "REQUESTED", ID_MAX, self.name)
+        d = self.pool.store.add_request(
+            self.name, self.host, text, per_day=limits.max_requests_per_day
+        )
         d.addCallbacks(self._request_stored, self._request_failed, (text,))
         return d
 
@@ -530,8 +548,16 @@ class Session:
         return request_id
 
     def _request_failed(self, failure: Failure) -> None:
-        self.log.failure("storing a request from {name}", failure, name=self.name)
-        raise WireError("request-failed", "the request was not stored")
+        """``request-failed`` either way: clients expect this code, and only
+        this one, to answer a request after later lines (docs/protocol.md)."""
+        if failure.check(TooManyRequests):
+            self.log.info("request refused from {name}: daily limit", name=self.name)
+            per_day = self.pool.limits.max_requests_per_day
+            text = f"at most {per_day} requests a day; not stored, try again later"
+        else:
+            self.log.failure("storing a request from {name}", failure, name=self.name)
+            text = "the request was not stored"
+        raise WireError("request-failed", text)
 
     def admin(self, line: str, answer: Callable[[Result], None]) -> None:
         """Run root's command ``line`` with the admin port's executor, and
@@ -566,5 +592,8 @@ class Session:
 
     def quit(self, reason: str = "") -> None:
         """Leave at the peer's wish; the others see the reason (scrubbed, cut short)."""
-        reason = scrub(reason).strip()[:QUIT_REASON_MAX]
+        reason = visible_text(reason)[:QUIT_REASON_MAX]
+        if self.name is not None:  # others get "LEFT <name> quit: <reason>"
+            max_line = self.pool.limits.max_line
+            reason = split_to_fit(reason, max_line, "LEFT", self.name, "quit:")[0]
         self.goodbye("quit", left=f"quit: {reason}" if reason else "quit")

@@ -18,6 +18,8 @@ import attrs
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 
+from partypool.wire import name_key
+
 
 @attrs.frozen
 class Request:
@@ -28,6 +30,10 @@ class Request:
     text: str
 
 
+class TooManyRequests(Exception):
+    """A user (by name or by address) has stored its requests for the day."""
+
+
 @attrs.frozen
 class Ban:
     kind: str  # "ip" or "name"
@@ -36,8 +42,14 @@ class Ban:
     reason: str
 
 
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+def utc_now(ago: datetime.timedelta = datetime.timedelta(0)) -> str:
+    """UTC now (or ``ago`` before now) as the database keeps times."""
+    moment = datetime.datetime.now(datetime.UTC) - ago
+    return moment.isoformat(timespec="seconds")
+
+
+#: The window ``--max-requests-per-day`` counts over.
+REQUEST_WINDOW = datetime.timedelta(days=1)
 
 
 def _configure(connection: sqlite3.Connection) -> None:
@@ -97,14 +109,34 @@ class Store:
             cp_openfun=_configure,
         )
 
-    def add_request(self, name: str, address: str, text: str) -> Deferred[int]:
-        """Store a request; fires with its id once committed."""
+    def add_request(
+        self, name: str, address: str, text: str, *, per_day: int
+    ) -> Deferred[int]:
+        """Store a request; fires with its id once committed.
+
+        Fails with `TooManyRequests` if ``per_day`` requests were stored in
+        the last 24 hours under the same name (compared as `name_key`
+        compares, so a change of case is the same user) or from ``address``
+        (counted and inserted in one transaction, so parallel requests
+        cannot pass the limit together).
+        """
+
+        key = name_key(name)
 
         def insert(cursor: sqlite3.Cursor) -> int:
+            since = utc_now(REQUEST_WINDOW)
+            (count,) = cursor.execute(
+                "SELECT count(*) FROM requests WHERE id IN ("
+                " SELECT id FROM requests WHERE name_key = ? AND created_at > ?"
+                " UNION SELECT id FROM requests WHERE address = ? AND created_at > ?)",
+                (key, since, address, since),
+            ).fetchone()
+            if count >= per_day:
+                raise TooManyRequests(count)
             cursor.execute(
-                "INSERT INTO requests (created_at, name, address, text)"
-                " VALUES (?, ?, ?, ?)",
-                (utc_now(), name, address, text),
+                "INSERT INTO requests (created_at, name, name_key, address, text)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (utc_now(), name, key, address, text),
             )
             return cursor.lastrowid
 
