@@ -37,8 +37,9 @@ from partypool.doors.chat import ChatFactory
 from partypool.identity import default_data_dir, ssh_fingerprint
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
 from partypool.room.clock import steady_reactor
+from partypool.room.history import DAY, HistoryService
 from partypool.room.pool import Limits, make_server
-from partypool.room.store import Store, load_bans
+from partypool.room.store import Store, load_bans, load_history
 from partypool.sd_notify import Readiness
 from partypool.service import (
     CertificateReload,
@@ -88,6 +89,19 @@ def _positive(kind: type) -> object:
     return convert
 
 
+def _not_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number, not {text}") from None
+    if value < 0:
+        raise ValueError(f"must be 0 or more, not {text}")
+    return value
+
+
+_not_negative.coerceDoc = "0 or more."
+
+
 def _log_format(text: str) -> str:
     if text not in LOG_OBSERVERS:
         raise ValueError(f"must be one of {', '.join(LOG_OBSERVERS)}, not {text}")
@@ -111,7 +125,11 @@ class Options(usage.Options):
         ["no-tls", None, "Serve plain TCP (loopback, tests, or behind a TLS proxy)."],
         ["no-admin", None, "Do not open the SSH admin port."],
         ["allow-same-ip", None, "Allow more than one session per IP address."],
-        ["log-messages", None, "Log the text of chat messages (off by default)."],
+        [
+            "log-messages",
+            None,
+            "Log the text of chat and private messages (off by default).",
+        ],
         ["manhole", None, "Offer root a Python shell in the server (`manhole`)."],
     ]
     optParameters = [
@@ -187,6 +205,14 @@ class Options(usage.Options):
             None,
             0.1,
             "Longest a room event is held, in seconds.",
+            _positive(float),
+        ],
+        ["history", None, 200, "Room messages kept for late joiners.", _not_negative],
+        [
+            "history-days",
+            None,
+            7.0,
+            "Days a kept message is kept at most.",
             _positive(float),
         ],
         [
@@ -342,6 +368,13 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         stop_server=reactor.stop,
         bans=load_bans(store.path),
         root_verifier=root_verifier,
+        history=options["history"],
+        history_days=options["history-days"],
+        history_kept=load_history(
+            store.path,
+            options["history"],
+            reactor.seconds() - options["history-days"] * DAY,
+        ),
     )
     factory = ChatFactory(pool)
     if tls is None:
@@ -359,6 +392,10 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     top = StopInOrder()
     StopOnSigterm(reactor).setServiceParent(top)
     StoreService(store).setServiceParent(top)
+    if pool.history is None:
+        log.info("room history off (--history 0)")
+    else:  # stops before the store closes: the last write finishes first
+        HistoryService(pool.history, reactor).setServiceParent(top)
     certificates.setServiceParent(top)
     chat = endpoints.serverFromString(reactor, options["chat"])
     Listener("chat port", chat, factory).setServiceParent(top)

@@ -30,6 +30,7 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, str]] = []
+        self.history: list = []  # partypool.room.history.Entry
         self.failing = False
 
     def add_request(
@@ -41,6 +42,19 @@ class FakeStore:
             return defer.fail(TooManyRequests())
         self.requests.append((name, address, text))
         return defer.succeed(len(self.requests))
+
+    def add_history(self, entries: list) -> defer.Deferred:
+        self.history.extend(entries)
+        return defer.succeed(None)
+
+    def prune_history(self, before: float, first_kept: int) -> defer.Deferred:
+        kept = [e for e in self.history if e.at >= before and e.id >= first_kept]
+        gone, self.history = len(self.history) - len(kept), kept
+        return defer.succeed(gone)
+
+    def clear_history(self) -> defer.Deferred:
+        gone, self.history = len(self.history), []
+        return defer.succeed(gone)
 
 
 def unit_limits(**changes: object) -> Limits:
@@ -63,6 +77,7 @@ def make_pool(clock: Clock | None = None, *, root: bool = False, **kwargs) -> Pa
         root_verifier=ROOT_VERIFIER if root else None,
         **kwargs,
     )
+    pool.defer_to_thread = defer.maybeDeferred  # no threads in unit tests
     if root:
         pool.root_commands = lambda peer: AdminCommands(
             pool, Operator("password (chat port)", peer)

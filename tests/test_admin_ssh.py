@@ -166,6 +166,7 @@ class AdminSSHTestCase(unittest.TestCase):
             clock=self.clock,
             server_name="test",
             stop_server=lambda: self.stopped.append(True),
+            history=0,  # no store to keep it in
         )
         self.alice = FakeMember("127.0.5.1", 4001, since=0.0)
         self.pool.connections.add(self.alice)

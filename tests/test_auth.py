@@ -194,3 +194,9 @@ def test_budget_pause_survives_no_clock_step():
     budget.failed()
     clock.rightNow -= 3600
     assert budget.paused() == 1
+
+
+def test_a_verifier_tells_whether_a_secret_is_its_own():
+    verifier = ChatVerifier.from_passkey("right", 4096)
+    assert verifier.matches("right")
+    assert not verifier.matches("wrong") and not verifier.matches("right ")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from partypool.bench import run
 from partypool.bench.run import OURS, REFERENCE, Result, targets
 from partypool.tls import ensure_self_signed
 from tests.conftest import STARTUP_TIMEOUT, server_env
@@ -130,3 +131,10 @@ def test_reference_server_broadcasts_to_the_others(tmp_path: Path, tls: bool) ->
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_servers_run_this_source_tree() -> None:
+    """The bench puts this tree first on the servers' and workers' path, so
+    it measures the code being edited, not an installed copy."""
+    assert (run.REPO / "partypool" / "__init__.py").is_file()
+    assert Path(run.__file__).resolve() == run.REPO / "partypool" / "bench" / "run.py"

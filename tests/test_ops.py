@@ -222,6 +222,8 @@ SAMPLES = {
     "login-penalty": (120, 120.0),
     "write-rate": (5000, 5000.0),
     "max-hold": (0.25, 0.25),
+    "history": (0, 0),
+    "history-days": (1.5, 1.5),
     "kdf-iterations": (5000, 5000),
     "log-format": ("json", "json"),
 }

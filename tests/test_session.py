@@ -17,7 +17,7 @@ from partypool.doors.v1 import V1Dialect
 from partypool.room.room import Event
 from partypool.room.session import CLOSE_GRACE, Session
 from partypool.wire import WireError
-from tests.helpers import PASSKEY, _b64, _unb64, make_pool, unit_limits
+from tests.helpers import PASSKEY, ROOT_PASSWORD, _b64, _unb64, make_pool, unit_limits
 
 log = Logger(namespace="tests.session")
 
@@ -223,3 +223,43 @@ def test_a_member_closed_mid_broadcast_gets_nothing_after_its_bye():
         "LEFT carol removed by admin",
     ]
     assert carol_out.lines()[-1] == "BYE removed by admin"
+
+
+def test_a_door_may_log_in_with_the_secret_itself():
+    """For IRC's PASS and SASL PLAIN: the right secret logs in (as root with
+    the root password), a wrong one fails like a wrong SCRAM proof and counts
+    in the same throttle, and a throttled address is refused before any check."""
+    pool = make_pool(root=True)
+    door = RecordingDoor()
+    session = Session(
+        pool, "127.0.0.6", "127.0.0.6:1", door, handshaking=False, log=log
+    )
+    session.start()
+    done = session.login_secret("chat", PASSKEY)
+    assert done.result is True and session.state == "naming" and not session.is_root
+    assert session.join("dora") == "dora"
+
+    root = Session(pool, "127.0.0.7", "127.0.0.7:1", door, handshaking=False, log=log)
+    root.start()
+    assert root.login_secret("root", ROOT_PASSWORD).result is True and root.is_root
+
+    for username, secret in (("chat", "wrong"), ("root", PASSKEY), ("admin", PASSKEY)):
+        wrong_door = RecordingDoor()
+        wrong = Session(
+            pool, "127.0.0.8", "127.0.0.8:1", wrong_door, handshaking=False, log=log
+        )
+        wrong.start()
+        assert wrong.login_secret(username, secret).result is False
+        assert wrong_door.said[-1] == ("goodbye", "auth-failed", "auth-failed")
+        wrong.lost()
+    assert pool.throttle.recent_failures("127.0.0.8") == 3
+    for _ in range(2):
+        pool.throttle.failed("127.0.0.8")
+    refused_door = RecordingDoor()
+    refused = Session(
+        pool, "127.0.0.8", "127.0.0.8:2", refused_door, handshaking=False, log=log
+    )
+    refused.start()
+    pool.defer_to_thread = None  # never reached
+    assert refused.login_secret("chat", PASSKEY).result is False
+    assert refused_door.said[-1] == ("goodbye", "auth-throttled", "auth-throttled")

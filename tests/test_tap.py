@@ -6,6 +6,7 @@ import pytest
 from twisted.python import usage
 
 from partypool import identity, tap
+from partypool.room.history import HistoryService
 from partypool.service import Farewell, Listener, StopOnSigterm, StoreService
 
 
@@ -93,3 +94,44 @@ def test_server_name_is_scrubbed(tmp_path, monkeypatch):
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
     options = parse(tmp_path, "--server-name", "pool\r\nBYE x\x1b[2J")
     assert options["server-name"] == "poolBYE x[2J"
+
+
+def test_history_options_and_service(tmp_path, monkeypatch):
+    """--history 0 turns the history off (no pruning service); the history
+    service sits right after the store, so it stops (and writes) first."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    for bad, message in (
+        (["--history", "-1"], "0 or more"),
+        (["--history-days", "0"], "greater than zero"),
+    ):
+        with pytest.raises(usage.UsageError, match=message):
+            parse(tmp_path, *bad)
+    service = tap.makeService(parse(tmp_path, "--no-admin", "--history", "5"))
+    children = list(service)
+    assert isinstance(children[2], HistoryService)
+    assert children[2].history.keep == 5 and children[2].history.days == 7
+    children[1].store.close()
+    service = tap.makeService(parse(tmp_path, "--no-admin", "--history", "0"))
+    assert not [c for c in service if isinstance(c, HistoryService)]
+    assert children[-1].pool.history is not None
+    assert list(service)[-1].pool.history is None
+    list(service)[1].store.close()
+
+
+def test_root_verifier_on_the_chat_port_only_with_a_root_password(
+    tmp_path, monkeypatch
+):
+    """The chat port takes root logins when a root password is set, admin
+    port or not; the password itself is dropped after start-up."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    monkeypatch.setenv("PARTYPOOL_ROOT_PASSWORD", "root secret")
+    options = parse(tmp_path, "--no-admin")
+    service = tap.makeService(options)
+    pool = list(service)[-1].pool
+    assert pool.root_verifier is not None and pool.root_commands is not None
+    assert options["root-password"] is None
+    list(service)[1].store.close()
+    monkeypatch.delenv("PARTYPOOL_ROOT_PASSWORD")
+    service = tap.makeService(parse(tmp_path, "--no-admin"))
+    assert list(service)[-1].pool.root_verifier is None
+    list(service)[1].store.close()

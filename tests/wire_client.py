@@ -93,8 +93,8 @@ class WireClient:
             ):
                 raise ProtocolError(f"wanted {prefix!r}, got {line!r}")
 
-    def login(self, passkey: str) -> None:
-        client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", passkey)
+    def login(self, passkey: str, username: str = "chat") -> None:
+        client = scramp.ScramClient(["SCRAM-SHA-256"], username, passkey)
         first = base64.b64encode(client.get_client_first().encode()).decode()
         self.send(f"AUTH SCRAM-SHA-256 {first}")
         challenge = self.expect("AUTH-CHALLENGE ").split(" ", 1)[1]

@@ -50,6 +50,7 @@ _QUOTES = "put the message in quotes"
 # The widest name, in bytes: a close-server message is also the reason in
 # "LEFT <name> <message>".
 _WIDEST_NAME = "x" * (NAME_MAX * 4)
+DEFAULT_HISTORY = 20
 _USAGE_WIDTH = 28  # the usage column of `list`
 
 
@@ -149,6 +150,12 @@ class AdminCommands:
             ),
             "unmute": _Command("unmute -u <name>", "lift a mute", self._unmute),
             "mutes": _Command("mutes", "list the mutes", self._mutes),
+            "history": _Command(
+                "history [-n <count>]", "the room's kept messages", self._history
+            ),
+            "clear-history": _Command(
+                "clear-history", "erase the kept messages", self._clear_history
+            ),
             "stats": _Command("stats", "uptime, users and traffic", self._stats),
             "exit": _Command("exit", "log out (Ctrl-D too)", self._exit),
         }
@@ -403,6 +410,27 @@ class AdminCommands:
             hosts = " ".join(sorted(mute.hosts)) or "-"
             lines.append(f"{mute.name}  {hosts}  {left}")
         return Result("\n".join(lines) or "no mutes")
+
+    def _history(self, args: list[str]) -> Result:
+        options = _options(args, {"-n"})
+        count = _number(options.get("-n", str(DEFAULT_HISTORY)), "-n", minimum=1)
+        history = self.pool.history
+        if history is None:
+            return Result("no history is kept (--history 0)")
+        lines = [
+            f"#{e.id}  {e.time}  {' '.join((e.event.verb, *e.event.parts))}"
+            for e in history.recent(count)
+        ]
+        return Result("\n".join(lines) or "no messages kept")
+
+    def _clear_history(self, args: list[str]) -> Deferred[Result]:
+        _no_arguments(args)
+        history = self.pool.history
+        if history is None:
+            return defer.succeed(Result("no history is kept (--history 0)"))
+        return history.clear().addCallback(
+            lambda count: Result(f"history cleared: {_count(count, 'message')} erased")
+        )
 
     def _stats(self, args: list[str]) -> Result:
         _no_arguments(args)

@@ -48,7 +48,7 @@ import attrs
 
 from partypool.tls import ensure_self_signed
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the source tree the servers run
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 HOST = "127.0.0.1"
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")

@@ -228,6 +228,21 @@ class V1Dialect:
             + format_line("ADMIN-END", str(result.status))
         )
 
+    def handle_HISTORY(self, argument: str) -> None:  # noqa: N802
+        count = None
+        if argument:
+            if not argument.isascii() or not argument.isdigit():
+                raise WireError("bad-syntax", "usage: HISTORY [count]")
+            count = int(argument)  # a line is too short for int()'s digit limit
+        entries = self.session.history(count)
+        self._outlet.write(
+            b"".join(
+                format_line("HISTORY", str(e.id), e.time, e.event.verb, *e.event.parts)
+                for e in entries
+            )
+            + format_line("HISTORY-END", str(len(entries)))
+        )
+
     def handle_ONLINE(self, argument: str) -> None:  # noqa: N802
         names = self.session.names()
         self._outlet.write(b"".join(online_lines(names, self.pool.limits.max_line)))

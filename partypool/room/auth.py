@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import hmac
 import os
 from collections.abc import Callable
 
@@ -48,6 +49,15 @@ class ChatVerifier:
         cls, passkey: str, iterations: int = DEFAULT_ITERATIONS
     ) -> ChatVerifier:
         return cls(*_mechanism.make_auth_info(passkey, iteration_count=iterations))
+
+    def matches(self, secret: str) -> bool:
+        """Whether ``secret`` is the one this verifier was made from (for a
+        door whose login sends the secret itself, such as IRC's SASL PLAIN).
+        Slow on purpose, like the PBKDF2 it runs: call it off the reactor."""
+        _, stored_key, _, _ = _mechanism.make_auth_info(
+            secret, iteration_count=self.iterations, salt=self.salt
+        )
+        return hmac.compare_digest(stored_key, self.stored_key)
 
     def exchange(self) -> ScramExchange:
         return ScramExchange(self)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
+from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -24,6 +25,7 @@ from partypool.room.addresses import address_group, normal_address
 from partypool.room.auth import ChatVerifier, FailureBudget, LoginThrottle
 from partypool.room.clock import SteadyClock
 from partypool.room.gather import Gatherer
+from partypool.room.history import Entry, History
 from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
@@ -183,10 +185,13 @@ class PartyPool:
     # root logins there), and what runs root's commands, given the peer.
     root_verifier: ChatVerifier | None = None
     root_commands: Callable[[str], RootCommands] | None = None
+    # Runs a slow check (a password's PBKDF2) off the reactor.
+    defer_to_thread: Callable[..., Deferred] = threads.deferToThread
     started: float = attrs.field(init=False)
     throttle: LoginThrottle = attrs.field(init=False)  # the chat doors'
     budget: FailureBudget = attrs.field(init=False)  # the chat doors'
     mutes: Mutes = attrs.field(init=False)
+    history: History | None = None  # None: the room keeps no history
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
     unauthenticated: Unauthenticated = attrs.field(init=False)  # the chat doors'
@@ -296,14 +301,25 @@ def make_server(
     stop_server: Callable[[], object] = lambda: None,
     bans: Iterable[Ban] = (),
     root_verifier: ChatVerifier | None = None,
+    history: int = 200,
+    history_days: float = 7.0,
+    history_kept: tuple[Iterable[Entry], int] = ((), 0),
 ) -> PartyPool:
-    """Build the core, with ``bans`` (from the store) in force."""
+    """Build the core, with ``bans`` (from the store) in force.
+
+    The room keeps its last ``history`` messages (0: none) for
+    ``history_days`` days; ``history_kept`` is what the store kept before,
+    and the last id it gave (`partypool.room.store.load_history`).
+    """
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
     for ban in bans:
         if ban.kind == "ip":
             room.banned_hosts.add(ban.value)
         else:
             room.banned_names.add(ban.value)
+    if history:
+        entries, last_id = history_kept
+        room.history = History(store, clock, history, history_days, entries, last_id)
     return PartyPool(
         room=room,
         verifier=verifier,
@@ -314,4 +330,5 @@ def make_server(
         log_messages=log_messages,
         stop_server=stop_server,
         root_verifier=root_verifier,
+        history=room.history,
     )

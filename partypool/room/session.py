@@ -2,20 +2,23 @@
 
 A `Session` holds every rule a front door shares: admission and the count of
 connections not logged in yet (`~partypool.room.pool.Unauthenticated`), the
-login throttle and failure budget, the SCRAM-SHA-256 exchange, the rate limit
-and flood cut-off, the login and keepalive timers, room membership, and the
-goodbye that ends it.  Every per-address rule counts an address group (an
-IPv6 /64); every elapsed time is read from the pool's steady clock
-(`PartyPool.now`), which a wall-clock step cannot turn negative.  However a
-session ends, its timers stop then, so the goodbye is the last thing said.
-It is the room `~partypool.room.room.Member` once named, and the
+login throttle and failure budget, the SCRAM-SHA-256 exchange (for chat, or
+for root with the root password), the rate limit and flood cut-off, the
+login and keepalive timers, room membership, mutes, private messages, root's
+commands, and the goodbye that ends it.  Every per-address rule counts an
+address group (an IPv6 /64); every elapsed time is read from the pool's
+steady clock (`PartyPool.now`), which a wall-clock step cannot turn
+negative.  However a session ends, its timers stop then, so the goodbye is
+the last thing said.  It is the room `~partypool.room.room.Member` once
+named, and the
 `~partypool.room.pool.Connection` in ``pool.connections`` from the start.
 
 It knows no wire.  A door drives it with plain calls — `Session.start`,
 `Session.admit_line` for each line received, `Session.scram_first` /
-`Session.scram_final`, `Session.join`, `Session.say`, `Session.private`,
-`Session.names`, `Session.request`, `Session.admin`, `Session.quit`, and
-the carrier's `Session.handshake_done`,
+`Session.scram_final` (or `Session.login_secret`), `Session.join`,
+`Session.say`, `Session.private`, `Session.names`, `Session.history`,
+`Session.request`, `Session.admin`, `Session.quit`, and the carrier's
+`Session.handshake_done`,
 `Session.too_slow` and `Session.lost` — and a refusal it may answer comes
 back as a `~partypool.wire.WireError` (one error code; the door words it).
 What the session must say on its own (room events, a keepalive ping, an
@@ -41,7 +44,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from partypool.room import room as events
-from partypool.room.auth import ROOT_USERNAME, AuthFailed, ScramExchange
+from partypool.room.auth import (
+    ROOT_USERNAME,
+    SCRAM_USERNAME,
+    AuthFailed,
+    ScramExchange,
+)
+from partypool.room.history import DEFAULT_COUNT as DEFAULT_HISTORY
+from partypool.room.history import Entry
 from partypool.room.pool import PartyPool, RootCommands
 from partypool.room.room import Event
 from partypool.room.store import TooManyRequests
@@ -408,17 +418,23 @@ class Session:
             server_first = self._exchange.first(client_first)
         except AuthFailed as e:
             return self.login_failed(str(e))
-        if self._held_refusal is not None and self._exchange.username != ROOT_USERNAME:
-            refusal = self.pool.room.admission_error(self.host)  # still?
-            if refusal is not None:
-                self.log.info(
-                    "refused {peer}: {code}", peer=self.peer, code=refusal.code
-                )
-                self.goodbye(refusal.code, error=refusal)
-                return None
-        self._held_refusal = None
+        if self._refused_as(self._exchange.username):
+            return None
         self.state = CHALLENGE
         return server_first
+
+    def _refused_as(self, username: str) -> bool:
+        """Tell a connection that `start` let in only in case it was root, now
+        that it says who it is, that it is still refused (and end it)."""
+        held, self._held_refusal = self._held_refusal, None
+        if held is None or username == ROOT_USERNAME:
+            return False
+        refusal = self.pool.room.admission_error(self.host)  # still?
+        if refusal is None:
+            return False
+        self.log.info("refused {peer}: {code}", peer=self.peer, code=refusal.code)
+        self.goodbye(refusal.code, error=refusal)
+        return True
 
     def scram_final(self, client_final: str) -> str | None:
         """Finish the login: the server-final-message (the peer checks the
@@ -430,7 +446,40 @@ class Session:
             server_final = self._exchange.final(client_final)
         except AuthFailed as e:
             return self.login_failed(str(e))
-        self.is_root = self._exchange.username == ROOT_USERNAME
+        self._logged_in(self._exchange.username)
+        return server_final
+
+    def login_secret(self, username: str, secret: str) -> Deferred[bool]:
+        """Log in with the secret itself, for a door whose login sends it
+        (IRC's ``PASS`` and SASL PLAIN); ``username`` as in SCRAM (``chat``
+        or ``root``).  The check runs off the reactor; fires True once
+        logged in, False if the login failed and the session has ended.
+        """
+        if self._throttled():
+            return defer.succeed(False)
+        pool = self.pool
+        verifiers = {SCRAM_USERNAME: pool.verifier, ROOT_USERNAME: pool.root_verifier}
+        verifier = verifiers.get(username)
+        if verifier is None:
+            self.login_failed("unknown user")
+            return defer.succeed(False)
+        if self._refused_as(username):
+            return defer.succeed(False)
+        self.state = CHALLENGE
+
+        def checked(matches: bool) -> bool:
+            if self.closed:
+                return False
+            if not matches:
+                self.login_failed("wrong secret")
+                return False
+            self._logged_in(username)
+            return True
+
+        return pool.defer_to_thread(verifier.matches, secret).addCallback(checked)
+
+    def _logged_in(self, username: str) -> None:
+        self.is_root = username == ROOT_USERNAME
         self._exchange = None
         self.state = NAMING
         self.pool.throttle.succeeded(self.host)
@@ -439,7 +488,6 @@ class Session:
             self.log.warn("root logged in on the chat port from {peer}", peer=self.peer)
         else:
             self.log.info("login ok from {peer}", peer=self.peer)
-        return server_final
 
     def login_failed(self, why: str) -> None:
         """Count a failed login against the address and end the session (a
@@ -522,6 +570,15 @@ class Session:
         if math.isinf(remaining):
             raise WireError("muted", "you are muted until the administrator lifts it")
         raise WireError("muted", f"you are muted for another {math.ceil(remaining)} s")
+
+    def history(self, count: int | None = None) -> list[Entry]:
+        """The room's latest messages, oldest first: ``count`` of them (a
+        default without), never more than the server keeps."""
+        history = self.pool.history
+        if history is None:
+            return []
+        wanted = DEFAULT_HISTORY if count is None else count
+        return history.recent(min(wanted, history.keep))
 
     def names(self) -> list[str]:
         """Who is in the room, sorted as names compare."""

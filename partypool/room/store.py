@@ -1,4 +1,5 @@
-"""Durable data in SQLite: users' requests and the administrator's bans.
+"""Durable data in SQLite: users' requests, the administrator's bans, and the
+room's history (`partypool.room.history`).
 
 The schema is a sequence of numbered SQL files in ``schema/``, applied in
 order at start-up and recorded in ``PRAGMA user_version``.  Every write is
@@ -18,6 +19,8 @@ import attrs
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 
+from partypool.room.history import Entry
+from partypool.room.room import Event
 from partypool.wire import name_key
 
 
@@ -55,6 +58,7 @@ REQUEST_WINDOW = datetime.timedelta(days=1)
 def _configure(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA secure_delete=ON")  # an erased message is gone
 
 
 def _schema_files() -> list[tuple[int, str]]:
@@ -92,6 +96,38 @@ def load_bans(path: Path) -> list[Ban]:
 
 
 _SELECT_BANS = "SELECT kind, value, created_at, reason FROM bans ORDER BY created_at"
+
+
+def load_history(path: Path, keep: int, since: float) -> tuple[list[Entry], int]:
+    """The last ``keep`` history entries said at or after ``since``, oldest
+    first, and the last id ever given (start-up only, before any client)."""
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute(
+            "SELECT id, at, verb, name, text FROM history WHERE at >= ?"
+            " ORDER BY id DESC LIMIT ?",
+            (since, keep),
+        ).fetchall()
+        last = connection.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'history'"
+        ).fetchone()
+    finally:
+        connection.close()
+    entries = [
+        Entry(id, at, _event(verb, name, text)) for id, at, verb, name, text in rows
+    ]
+    entries.reverse()
+    return entries, last[0] if last else 0
+
+
+def _event(verb: str, name: str | None, text: str) -> Event:
+    return Event(verb, (name, text) if verb == "CHAT" else (text,))
+
+
+def _row(entry: Entry) -> tuple[int, float, str, str | None, str]:
+    event = entry.event
+    name = event.parts[0] if event.verb == "CHAT" else None
+    return entry.id, entry.at, event.verb, name, event.parts[-1]
 
 
 class Store:
@@ -170,6 +206,37 @@ class Store:
         return self._pool.runQuery(_SELECT_BANS).addCallback(
             lambda rows: [Ban(*row) for row in rows]
         )
+
+    def add_history(self, entries: list[Entry]) -> Deferred[None]:
+        """Write ``entries`` in one transaction (`partypool.room.history` calls
+        it one batch at a time, so rows land in the order they were said)."""
+
+        def insert(cursor: sqlite3.Cursor) -> None:
+            cursor.executemany(
+                "INSERT INTO history (id, at, verb, name, text) VALUES (?, ?, ?, ?, ?)",
+                [_row(entry) for entry in entries],
+            )
+
+        return self._pool.runInteraction(insert)
+
+    def prune_history(self, before: float, first_kept: int) -> Deferred[int]:
+        """Delete entries said before ``before`` or older than id ``first_kept``;
+        fires with how many went."""
+
+        def delete(cursor: sqlite3.Cursor) -> int:
+            cursor.execute(
+                "DELETE FROM history WHERE at < ? OR id < ?", (before, first_kept)
+            )
+            return cursor.rowcount
+
+        return self._pool.runInteraction(delete)
+
+    def clear_history(self) -> Deferred[int]:
+        def delete(cursor: sqlite3.Cursor) -> int:
+            cursor.execute("DELETE FROM history")
+            return cursor.rowcount
+
+        return self._pool.runInteraction(delete)
 
     def close(self) -> None:
         self._pool.close()

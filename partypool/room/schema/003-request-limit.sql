@@ -1,4 +1,4 @@
--- Version 2: requests per user per day (--max-requests-per-day) are counted
+-- Version 3: requests per user per day (--max-requests-per-day) are counted
 -- by name key and by address, so the count survives a restart.
 ALTER TABLE requests ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
 -- Rows from before: SQLite's lower() folds ASCII only, close enough for the

@@ -1,0 +1,316 @@
+"""The room's history: kept in memory, written behind in order, read by
+HISTORY and the admin commands, pruned on a timer, and kept by SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from partypool.admin.commands import AdminCommands, Operator
+from partypool.room import room as events
+from partypool.room.history import DAY, Entry, History, HistoryService
+from partypool.room.store import Store, load_history, migrate
+from tests.helpers import FakeStore, connect, make_pool
+
+NOW = 1_764_467_404.123  # 2025-11-30T01:50:04.123Z
+
+
+class SlowStore(FakeStore):
+    """A store whose writes finish when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[list[Entry], defer.Deferred]] = []
+
+    def add_history(self, entries: list[Entry]) -> defer.Deferred:
+        d = defer.Deferred()
+        self.writes.append(([e.id for e in entries], d))
+        return d
+
+
+def clock_at(seconds: float = NOW) -> Clock:
+    clock = Clock()
+    clock.advance(seconds)
+    return clock
+
+
+def said(history: History, count: int = 100) -> list[str]:
+    return [" ".join(e.event.parts) for e in history.recent(count)]
+
+
+def test_entries_are_written_behind_in_order_in_batches():
+    """The room never waits: the first message starts a write; what is said
+    while it is under way goes, in order, in the next one."""
+    store = SlowStore()
+    history = History(store, clock_at(), keep=10, days=7)
+    history.record(events.chat("alice", "one"))
+    history.record(events.chat("bob", "two"))
+    history.record(events.notice("three"))
+    assert said(history) == ["alice one", "bob two", "three"]  # readable at once
+    assert [ids for ids, _ in store.writes] == [[1]]
+    flushed = history.flush()
+    store.writes[0][1].callback(None)
+    assert [ids for ids, _ in store.writes] == [[1], [2, 3]]
+    assert not flushed.called
+    store.writes[1][1].callback(None)
+    assert flushed.called
+
+
+def test_a_failed_write_is_logged_and_the_next_one_goes_on():
+    store = SlowStore()
+    history = History(store, clock_at(), keep=10, days=7)
+    history.record(events.chat("alice", "one"))
+    history.record(events.chat("alice", "two"))
+    store.writes[0][1].errback(OSError("disk full"))
+    assert [ids for ids, _ in store.writes] == [[1], [2]]
+    assert said(history) == ["alice one", "alice two"]
+
+
+def test_recent_keeps_the_last_n_and_forgets_the_expired():
+    clock = clock_at()
+    history = History(FakeStore(), clock, keep=3, days=1)
+    for i in range(5):
+        history.record(events.chat("alice", str(i)))
+        clock.advance(DAY / 4)
+    assert said(history) == ["alice 2", "alice 3", "alice 4"]
+    assert said(history, 2) == ["alice 3", "alice 4"]
+    assert [e.id for e in history.recent(3)] == [3, 4, 5]
+    clock.advance(DAY / 2)  # message 2 is now older than a day
+    assert said(history) == ["alice 3", "alice 4"]
+
+
+def test_entry_time_is_rfc3339_utc_with_milliseconds():
+    assert Entry(1, NOW, events.notice("x")).time == "2025-11-30T01:50:04.123Z"
+
+
+def test_no_history_kept_with_zero():
+    store = FakeStore()
+    history = History(store, clock_at(), keep=0, days=7)
+    history.record(events.chat("alice", "hello"))
+    assert history.recent(10) == [] and store.history == []
+
+
+def test_prune_forgets_expired_and_surplus_and_never_fails():
+    """Pruning drops what expired in memory and asks the store to delete
+    rows by age and beyond the last N; a store failure is logged, not raised
+    (a TimerService stops for good on a failure)."""
+    clock = clock_at()
+    store = FakeStore()
+    history = History(store, clock, keep=2, days=1)
+    for i in range(4):
+        history.record(events.chat("alice", str(i)))
+    clock.advance(DAY + 1)
+    history.record(events.chat("alice", "late"))
+    pruned = history.prune()
+    assert pruned.called
+    assert said(history) == ["alice late"]
+    assert [e.id for e in store.history] == [5]
+    store.prune_history = lambda before, first_kept: defer.fail(OSError("locked"))
+    result = history.prune()
+    assert result.called and result.result is None
+
+
+def test_the_service_prunes_on_a_timer_and_waits_for_the_last_write():
+    clock = clock_at()
+    store = SlowStore()
+    history = History(store, clock, keep=10, days=1)
+    service = HistoryService(history, clock)
+    service.startService()
+    history.record(events.chat("alice", "bye"))
+    stopped = []
+    service.stopService().addCallback(stopped.append)
+    assert stopped == []
+    store.writes[0][1].callback(None)
+    assert stopped == [None]
+    assert clock.getDelayedCalls() == []
+
+
+# -- HISTORY on the chat port -------------------------------------------------
+
+
+def named(pool, name: str, host: str):
+    peer = connect(pool, host=host)
+    peer.received()
+    peer.join(name)
+    return peer
+
+
+def test_a_late_joiner_reads_what_was_said_before():
+    """CHAT and NOTICE to all are kept; a private message, a notice to one
+    user, joins and leaves are not."""
+    clock = clock_at()
+    pool = make_pool(clock, root=True)
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    alice.send("SAY hello everyone", "MSG bob a secret")
+    clock.advance(1.5)
+    commands = AdminCommands(pool, Operator("key", "127.0.0.1:1"))
+    commands.run('send -all "server news"')
+    commands.run('send -u bob "just for bob"')
+    bob.send("QUIT")
+    carol = named(pool, "carol", "127.0.0.4")
+    carol.send("HISTORY")
+    assert carol.received() == [
+        "HISTORY 1 2025-11-30T01:50:04.123Z CHAT alice hello everyone",
+        "HISTORY 2 2025-11-30T01:50:05.623Z NOTICE server news",
+        "HISTORY-END 2",
+    ]
+    carol.send("HISTORY 1")
+    assert carol.received() == [
+        "HISTORY 2 2025-11-30T01:50:05.623Z NOTICE server news",
+        "HISTORY-END 1",
+    ]
+    carol.send("history 0")
+    assert carol.received() == ["HISTORY-END 0"]
+
+
+def test_history_count_defaults_to_50_and_never_exceeds_what_is_kept():
+    pool = make_pool(history=60)
+    alice = named(pool, "alice", "127.0.0.2")
+    for i in range(70):
+        pool.room.say(alice.protocol.session, f"line {i}")
+    alice.send("HISTORY")
+    lines = alice.received()
+    assert lines[0].endswith("CHAT alice line 20") and lines[-1] == "HISTORY-END 50"
+    alice.send("HISTORY 99999999999999999999")
+    lines = alice.received()
+    assert lines[0].endswith("CHAT alice line 10") and lines[-1] == "HISTORY-END 60"
+
+
+@pytest.mark.parametrize("argument", ["-1", "ten", "1 2", "١٢", "²"])
+def test_history_count_must_be_a_whole_number(argument):
+    pool = make_pool()
+    alice = named(pool, "alice", "127.0.0.2")
+    alice.send(f"HISTORY {argument}")
+    assert alice.received() == ["ERR bad-syntax usage: HISTORY [count]"]
+
+
+def test_history_needs_a_name_and_is_empty_when_off():
+    pool = make_pool(history=0)
+    peer = connect(pool)
+    peer.received()
+    peer.login()
+    peer.send("HISTORY")
+    assert peer.received()[0].startswith("ERR nick-required ")
+    peer.send("NICK alice", "SAY not kept", "HISTORY")
+    assert peer.received() == ["OK NICK alice", "HISTORY-END 0"]
+
+
+# -- the admin commands -------------------------------------------------------
+
+
+def test_admin_history_and_clear_history():
+    clock = clock_at()
+    pool = make_pool(clock)
+    alice = named(pool, "alice", "127.0.0.2")
+    alice.send("SAY one", "SAY two")
+    commands = AdminCommands(pool, Operator("key", "127.0.0.1:1"))
+
+    def run(line: str):
+        result = commands.run(line)
+        assert result.called
+        return result.result
+
+    assert run("history -n 1").output == "#2  2025-11-30T01:50:04.123Z  CHAT alice two"
+    assert run("history").output.count("\n") == 1
+    assert run("history -n 0").status == 1
+    assert run("clear-history").output == "history cleared: 2 messages erased"
+    assert run("history").output == "no messages kept"
+    alice.send("SAY three", "HISTORY")
+    assert alice.received() == [
+        "HISTORY 3 2025-11-30T01:50:04.123Z CHAT alice three",  # ids go on
+        "HISTORY-END 1",
+    ]
+    off = AdminCommands(make_pool(history=0), Operator("key", "127.0.0.1:1"))
+    assert off.run("history").result.output == "no history is kept (--history 0)"
+
+
+# -- SQLite -------------------------------------------------------------------
+
+
+class StoreHistoryTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp() + ".sqlite3")
+        self.store = Store(self.path)
+        self.addCleanup(self.store.close)
+
+    @defer.inlineCallbacks
+    def test_kept_across_a_restart_oldest_first_within_the_limits(self):
+        entries = [
+            Entry(1, NOW - 3 * DAY, events.chat("alice", "old")),
+            Entry(2, NOW - 10, events.notice("news")),
+            Entry(3, NOW - 5, events.chat("bob", "hi there")),
+            Entry(4, NOW, events.chat("carol", "last")),
+        ]
+        yield self.store.add_history(entries[:2])
+        yield self.store.add_history(entries[2:])
+        kept, last_id = load_history(self.path, 2, NOW - DAY)
+        self.assertEqual(kept, entries[2:])
+        self.assertEqual(last_id, 4)
+        kept, _ = load_history(self.path, 200, NOW - DAY)
+        self.assertEqual([e.event for e in kept], [e.event for e in entries[1:]])
+        pool = make_pool(clock_at(), history_kept=(kept, last_id))
+        alice = named(pool, "alice", "127.0.0.2")
+        alice.send("HISTORY 1")
+        self.assertEqual(
+            alice.received(),
+            ["HISTORY 4 2025-11-30T01:50:04.123Z CHAT carol last", "HISTORY-END 1"],
+        )
+
+    @defer.inlineCallbacks
+    def test_prune_by_age_and_count_and_clear_keeps_ids_increasing(self):
+        yield self.store.add_history(
+            [Entry(i, NOW - 10 + i, events.chat("a", str(i))) for i in range(1, 6)]
+        )
+        gone = yield self.store.prune_history(NOW - 8, 3)  # ids 1, 2 too old
+        self.assertEqual(gone, 2)
+        gone = yield self.store.prune_history(NOW - 100, 5)
+        self.assertEqual(gone, 2)
+        cleared = yield self.store.clear_history()
+        self.assertEqual(cleared, 1)
+        self.assertEqual(load_history(self.path, 10, 0), ([], 5))
+
+
+class ErasedTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_clear_history_leaves_no_trace_in_the_database_file(self):
+        """Deleted rows are zeroed (secure_delete), not left in free pages."""
+        path = Path(self.mktemp() + ".sqlite3")
+        store = Store(path)
+        self.addCleanup(store.close)
+        yield store.add_history(
+            [
+                Entry(i, NOW, events.chat("alice", f"needle-{i}-xyzzy"))
+                for i in range(1, 30)
+            ]
+        )
+        yield store.clear_history()
+        yield store._pool.runOperation("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.assertNotIn(b"xyzzy", path.read_bytes())
+        wal = path.with_name(path.name + "-wal")
+        self.assertFalse(wal.exists() and b"xyzzy" in wal.read_bytes())
+
+
+def test_a_version_1_database_gains_the_history_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    connection = sqlite3.connect(path)
+    schema_1 = (
+        Path(__file__).parents[1] / "partypool/room/schema/001-initial.sql"
+    ).read_text()
+    connection.executescript(schema_1 + "; PRAGMA user_version = 1;")
+    connection.execute("INSERT INTO bans VALUES ('ip', '127.0.0.9', 'then', '')")
+    connection.commit()
+    connection.close()
+    migrate(path)
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA user_version").fetchone() == (
+        3,
+    )  # history (2), then the request limit (3)
+    assert connection.execute("SELECT value FROM bans").fetchall() == [("127.0.0.9",)]
+    assert connection.execute("SELECT count(*) FROM history").fetchone() == (0,)
+    connection.close()
