@@ -150,7 +150,8 @@ class CertificateReload(Service):
     would drop every chat.  Each TLS connection keeps the context it was
     accepted with, so new connections get the new certificate and open ones
     keep theirs.  Unusable files are logged and the old certificate stays: a
-    mistake at renewal must not take the chat port down.
+    mistake at renewal must not take the chat port down.  SIGHUP is never
+    fatal: `partypool.sighup` catches it from the start, this takes it over.
     """
 
     def __init__(self, tls: ServerTLS | None, reactor: IReactorCore) -> None:

@@ -9,15 +9,17 @@ see the admin's actions as protocol lines.  Loopback only, every wait bounded.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import attrs
 import pytest
 
 from partypool.identity import host_key_fingerprint
-from tests.conftest import start_server
+from tests.conftest import REPO, server_env, start_server
 from tests.wire_client import WireClient
 
 pytestmark = [
@@ -208,5 +210,141 @@ def test_openssh_administers_a_live_server(tmp_path: Path) -> None:
     finally:
         for client in clients:
             client.close()
+        if server.process.poll() is None:
+            server.stop()
+
+
+def proposal(ssh_vv: str) -> dict[str, list[str]]:
+    """The server's KEXINIT as ``ssh -vv`` prints it ("peer server KEXINIT")."""
+    section = ssh_vv.split("peer server KEXINIT proposal", 1)[1]
+    offer: dict[str, list[str]] = {}
+    for line in section.splitlines()[1:11]:
+        name, _, value = line.removeprefix("debug2: ").partition(": ")
+        offer[name] = value.split(",")
+    return offer
+
+
+def test_openssh_sees_only_modern_algorithms_and_logs_stay_quiet(
+    tmp_path: Path,
+) -> None:
+    """``ssh -vv`` (also asking for compression, ``-C``) is offered only modern
+    algorithms and no compression; an RSA key added to authorized_keys while
+    the server runs logs in (rsa-sha2); each session logs three lines and no
+    warning (--log-format journal); a client that puts a newline and ESC in a
+    key algorithm or user name forges no journal entry."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    keys = {}
+    for kind in ("ed25519", "rsa"):
+        keys[kind] = tmp_path / f"root_{kind}"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(keys[kind])],
+            check=True,
+            timeout=60,
+        )
+    (data / "authorized_keys").write_text(
+        keys["ed25519"].with_suffix(".pub").read_text()
+    )
+    password_file = tmp_path / "root-password"
+    password_file.write_text(ROOT_PASSWORD + "\n")
+    password_file.chmod(0o600)
+    server = start_server(
+        data,
+        "--no-tls",
+        "--log-format",
+        "journal",
+        "--root-password-file",
+        str(password_file),
+        admin=True,
+    )
+    try:
+        public = subprocess.run(
+            ["ssh-keygen", "-y", "-f", str(data / "ssh" / "host_key")],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{server.admin_port} {public}\n")
+        admin = Admin(server.admin_port, keys["ed25519"], known_hosts)
+        started = len(server.output().splitlines())
+
+        verbose = subprocess.run(
+            [
+                *admin.argv("-vv", "-C", "-o", "BatchMode=yes", "-i", str(admin.key)),
+                "stats",
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=SSH_TIMEOUT,
+        )
+        assert verbose.returncode == 0, verbose.stderr
+        offer = proposal(verbose.stderr)
+        assert offer["compression ctos"] == offer["compression stoc"] == ["none"]
+        offered = ",".join(sum(offer.values(), []))
+        for old in (
+            "cbc",
+            "3des",
+            "hmac-sha1",
+            "hmac-md5",
+            "group14-sha1",
+            "group1-",
+            "group-exchange",
+        ):
+            assert old not in offered, old
+        assert "curve25519-sha256" in offer["KEX algorithms"]
+        assert "compression: none" in verbose.stderr
+
+        refused = Admin(server.admin_port, keys["rsa"], known_hosts).run("stats")
+        assert refused.returncode == 255
+        with (data / "authorized_keys").open("a") as f:
+            f.write(keys["rsa"].with_suffix(".pub").read_text())
+        rsa = subprocess.run(
+            [
+                *Admin(server.admin_port, keys["rsa"], known_hosts).argv(
+                    "-v",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "IdentitiesOnly=yes",
+                    "-i",
+                    str(keys["rsa"]),
+                ),
+                "list-conn",
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=SSH_TIMEOUT,
+        )
+        assert rsa.returncode == 0, rsa.stderr
+        assert "rsa-sha2-512" in rsa.stderr
+
+        hostile = subprocess.run(
+            [sys.executable, "-m", "tests.ssh_hostile", str(server.admin_port)],
+            cwd=REPO,
+            env=server_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert hostile.stdout == "failures 3\n", hostile.stderr
+        server.wait_for("key algorithm not accepted")
+        server.wait_for("malformed public key")
+        server.wait_for(r"user b'root\\n<2>")
+        assert server.stop() == 0
+        lines = server.output().splitlines()[started:]
+        odd = [line for line in lines if not re.match(r"<[0-7]>\[[\w.#-]+\] ", line)]
+        assert odd == []
+        sessions = [line for line in lines if line.startswith("<6>[partypool.admin#")]
+        assert len(sessions) == 6, sessions  # two sessions: in, the command, out
+        loud = [line for line in lines if line[:3] in ("<0>", "<1>", "<2>", "<3>")]
+        assert loud == [], loud
+        warnings = [line for line in lines if line.startswith("<4>")]
+        assert all("admin login failed" in line for line in warnings), warnings
+        assert len(warnings) == 4  # the RSA key before it was added, the hostile three
+    finally:
         if server.process.poll() is None:
             server.stop()

@@ -552,19 +552,25 @@ class PendingTests(AdminSSHTestCase):
         )
         self.assertIsNotNone(self.silent())
 
-    def test_unauthenticated_connections_are_capped_in_all(self) -> None:
-        """--max-unauthenticated bounds them from all addresses together, and a
-        connection that logged in no longer counts."""
+    def test_a_full_port_drops_its_oldest_unauthenticated_connection(self) -> None:
+        """--max-unauthenticated bounds them from all addresses together; a new
+        one pushes out the oldest, so silent connections from many addresses
+        cannot keep root out, and a connection that logged in no longer counts."""
         self.pool.limits = attrs.evolve(self.pool.limits, max_unauthenticated=5)
         self.factory = self.make_factory()
         held = [self.silent(f"127.0.7.{n}") for n in range(5)]
-        self.assertTrue(all(held))
-        self.assertIsNone(self.silent("127.0.7.99"))
-        self.assertTrue(self.logged("5 connections not logged in"))
-        held[0].transport.loseConnection()
+        self.assertFalse(any(client.lost for client in held))
+        newest = self.silent("127.0.7.99")
+        self.assertIsNotNone(newest)
         held[0].pump.flush()
+        self.assertTrue(held[0].lost)
+        self.assertFalse(any(client.lost for client in held[1:]))
+        self.assertTrue(self.logged("dropped: too many connections not logged in"))
+        self.assertEqual(len(self.factory.unauthenticated), 5)
         chan, _, _ = self.connect(command=b"stats", key=self.root_key)
-        self.assertEqual(chan.status, 0)
+        self.assertEqual(chan.status, 0)  # and made room by dropping the next
+        held[1].pump.flush()
+        self.assertTrue(held[1].lost)
         self.assertEqual(len(self.factory.unauthenticated), 4)
 
     def test_a_logged_in_connection_no_longer_counts_and_is_not_timed_out(

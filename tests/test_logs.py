@@ -62,9 +62,11 @@ def text_lines(event: dict, capsys) -> list[str]:
 
 
 def assert_clean(lines: list[str]) -> None:
-    """No character in these lines that a reader obeys instead of showing."""
+    """No character in these lines that a reader obeys instead of showing, and
+    the forged entry only ever after the escape that kept it on its line."""
     for line in lines:
         assert not RAW & set(line), repr(line)
+        assert FORGED not in line or "x\\" in line, repr(line)
 
 
 @pytest.mark.parametrize("where", ["field", "format", "traceback", "legacy"])

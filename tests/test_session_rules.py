@@ -353,7 +353,7 @@ def test_the_budget_pause_is_named_in_the_refusal():
 
 def test_a_full_port_makes_room_by_closing_the_biggest_groups_oldest():
     """At --max-unauthenticated a newcomer gets in: the oldest connection of
-    the address holding the most is told ``BYE too many logins in progress``
+    the address holding the most is told ``BYE too many connections not logged in``
     (or, mid-handshake, closed); a session that logged in is not counted."""
     clock = Clock()
     pool = make_pool(clock, limits=unit_limits(max_unauthenticated=4))

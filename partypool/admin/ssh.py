@@ -22,10 +22,11 @@ Anyone can reach the port, so everything before login is bounded:
   `USER_KEY_ALGORITHMS`), and no compression: it starts right after key
   exchange, before login, and conch inflates without a bound.
 - Connections: until root has logged in, a connection counts against its
-  address and against the port's total (`Unauthenticated`: the chat port's
-  ``--max-pending-logins`` per address, ``--max-unauthenticated`` in all);
-  past either it is closed at once, unanswered.  It must log in within
-  ``--login-timeout`` seconds of connecting (OpenSSH's LoginGraceTime).
+  address and against the port's total (`Unauthenticated`): past
+  ``--max-pending-logins`` from its address it is closed at once,
+  unanswered; past ``--max-unauthenticated`` in all, the oldest is dropped
+  instead.  It must log in within ``--login-timeout`` seconds of connecting
+  (OpenSSH's LoginGraceTime).
 - Attempts: each failure, a refused unsigned key probe included, counts
   against the address in a `LoginThrottle`; a refused address gets no checks
   for a while, and checks still running count as failures.  Password checks,
@@ -445,12 +446,8 @@ class AdminServerTransport(transport.SSHServerTransport):
     supportedMACs = _supported(MACS, transport.SSHServerTransport.supportedMACs)  # noqa: N815
     supportedCompressions = [b"none"]  # noqa: N815
 
-    host: str | None = None  # while unauthenticated
     peer = ""
     _grace: IDelayedCall | None = None
-
-    def admitted(self, host: str, peer: str) -> None:
-        self.host, self.peer = host, peer
 
     def connectionMade(self) -> None:  # noqa: N802
         admin = self.factory
@@ -491,10 +488,14 @@ class AdminServerTransport(transport.SSHServerTransport):
 
     def _grace_over(self) -> None:
         self._grace = None
+        self.disconnect(f"no login in {self.factory.login_grace:g} s")
+
+    def disconnect(self, reason: str) -> None:
+        """Drop this connection, not logged in yet (`Unauthenticated` asks too)."""
         log.warn(
-            "admin connection from {peer} dropped: no login in {grace:g} s",
+            "admin connection from {peer} dropped: {reason}",
             peer=self.peer,
-            grace=self.factory.login_grace,
+            reason=reason,
         )
         self._end_unauthenticated()
         self.transport.abortConnection()
@@ -503,7 +504,6 @@ class AdminServerTransport(transport.SSHServerTransport):
         grace, self._grace = self._grace, None
         if grace is not None and grace.active():
             grace.cancel()
-        self.host = None
         self.factory.unauthenticated.release(self)
 
 
@@ -698,8 +698,8 @@ def _encode(text: str, newline: bytes) -> bytes:
 class AdminFactory(factory.SSHFactory):
     """An SSH server factory with its own key dicts (conch's are class-level).
 
-    It admits a connection only while `Unauthenticated` has room for it;
-    otherwise Twisted closes the socket at once, before a byte is sent.
+    Each connection must be admitted by `Unauthenticated`; one refused gets
+    no protocol, so Twisted closes the socket at once, before a byte is sent.
     """
 
     protocol = AdminServerTransport
@@ -728,13 +728,13 @@ class AdminFactory(factory.SSHFactory):
     def buildProtocol(self, addr: IAddress) -> AdminServerTransport | None:  # noqa: N802
         host, peer = host_and_peer(addr)
         protocol = super().buildProtocol(addr)
-        refusal = self.unauthenticated.admit(host, protocol)
+        refusal = self.unauthenticated.admit(protocol, host)
         if refusal is not None:
             log.warn(
                 "admin connection from {peer} refused: {why}", peer=peer, why=refusal
             )
             return None
-        protocol.admitted(host, peer)
+        protocol.peer = peer
         return protocol
 
 

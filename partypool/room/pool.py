@@ -91,7 +91,7 @@ def host_and_peer(address: IAddress) -> tuple[str, str]:
 
 
 # Why a connection is closed to make room for a newer one (`Unauthenticated`).
-MAKE_ROOM = "too many logins in progress"
+MAKE_ROOM = "too many connections not logged in"
 
 
 @attrs.define(eq=False)
@@ -100,11 +100,12 @@ class Unauthenticated:
 
     A flood of connections that never log in must not use up the process's
     file descriptors.  Past ``per_address`` from one address group
-    (`address_group`: an IPv6 /64), a new connection is refused and closed at
-    once.  Past ``total`` in all, with ``make_room`` the oldest connection of
-    the group holding the most is closed (``disconnect(MAKE_ROOM)``) to let
-    the new one in, so silent connections from a few addresses cannot keep
-    everyone else out; without it, the new one is refused.  Each port has its
+    (`address_group`: an IPv6 /64), a new one is refused (closed at once).
+    Past ``total`` from all addresses, room is made: the oldest connection of
+    the group holding the most is told to go (``disconnect(MAKE_ROOM)``).
+    Refusing the newcomer instead would let silent connections from a few
+    dozen addresses lock everyone else out, while a real login finishes long
+    before it becomes the oldest of the busiest address.  Each port has its
     own count (`PartyPool.new_unauthenticated`; the chat doors share
     ``PartyPool.unauthenticated``), so a flood on the chat port cannot lock
     root out of the admin port.
@@ -115,14 +116,17 @@ class Unauthenticated:
 
     per_address: int
     total: int
-    make_room: bool = False
     _groups: dict[str, dict[Connection, bool]] = attrs.Factory(dict)  # -> refused?
     _group_of: dict[Connection, str] = attrs.Factory(dict)
 
     def admit(
-        self, host: str, connection: Connection, refused: bool = False
+        self, connection: Connection, host: str, refused: bool = False
     ) -> str | None:
-        """Count ``connection`` from ``host``; or, counting nothing, say why not."""
+        """Count ``connection`` from ``host``; or, counting nothing, say why not.
+
+        If the port is full, the oldest connection of the busiest address is
+        told to go (``disconnect``) and no longer counts.
+        """
         group = address_group(host)
         held = self._groups.get(group, {})
         if refused and any(held.values()):
@@ -131,15 +135,13 @@ class Unauthenticated:
         if not refused and pending >= self.per_address:
             return f"{pending} connections from it not logged in"
         if len(self) >= self.total:
-            if not self.make_room:
-                return f"{len(self)} connections not logged in"
             self._make_room()
         self._groups.setdefault(group, {})[connection] = refused
         self._group_of[connection] = group
         return None
 
     def release(self, connection: Connection) -> None:
-        """``connection`` logged in or went away; nothing if it was not counted."""
+        """``connection`` logged in or went away (again: no harm)."""
         group = self._group_of.pop(connection, None)
         if group is None:
             return
@@ -157,7 +159,6 @@ class Unauthenticated:
 
     def _make_room(self) -> None:
         victim = next(iter(max(self._groups.values(), key=len)))
-        log.info("closing a connection not logged in yet: {why}", why=MAKE_ROOM)
         self.release(victim)
         victim.disconnect(MAKE_ROOM)
 
@@ -207,7 +208,7 @@ class PartyPool:
         self.gatherer = Gatherer(
             self._steady, self.limits.write_rate, self.limits.max_hold
         )
-        self.unauthenticated = self.new_unauthenticated(make_room=True)
+        self.unauthenticated = self.new_unauthenticated()
 
     def now(self) -> float:
         """Seconds for measuring time: limits, deadlines, uptime.
@@ -238,13 +239,11 @@ class PartyPool:
             max_backoff=limits.login_penalty,
         )
 
-    def new_unauthenticated(self, make_room: bool = False) -> Unauthenticated:
+    def new_unauthenticated(self) -> Unauthenticated:
         """A count of a port's connections not logged in yet, with the operator's
         caps (``--max-pending-logins`` per address, ``--max-unauthenticated``)."""
         limits = self.limits
-        return Unauthenticated(
-            limits.max_pending_logins, limits.max_unauthenticated, make_room
-        )
+        return Unauthenticated(limits.max_pending_logins, limits.max_unauthenticated)
 
     def schedule_shutdown(self, seconds: int, message: str) -> None:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""

@@ -200,7 +200,7 @@ class Session:
         ):
             self._held_refusal, refusal = refusal, None
         if refusal is None:
-            if pool.unauthenticated.admit(self.host, self) is None:
+            if pool.unauthenticated.admit(self, self.host) is None:
                 self._start_timers()
                 return True
             refusal = WireError(
@@ -209,7 +209,7 @@ class Session:
         self.log.info("refused {peer}: {code}", peer=self.peer, code=refusal.code)
         if not self._handshaking:
             self.goodbye(refusal.code, error=refusal)
-        elif pool.unauthenticated.admit(self.host, self, refused=True) is None:
+        elif pool.unauthenticated.admit(self, self.host, refused=True) is None:
             self._refusal = refusal
             self._timers["login"] = pool.clock.callLater(
                 pool.limits.login_timeout, self._login_timed_out
