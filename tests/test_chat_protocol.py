@@ -9,13 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import directlyProvides
 
+from partypool.admin.commands import Result
 from partypool.doors.chat import ChatFactory
-from tests.helpers import FakeStore, Peer, connect, make_pool, unit_limits
+from tests.helpers import (
+    ROOT_PASSWORD,
+    FakeStore,
+    Peer,
+    connect,
+    make_pool,
+    unit_limits,
+)
 
 
 @pytest.fixture
@@ -647,3 +656,33 @@ def test_nick_refuses_the_issues_lookalike_and_blank_names(pool, name):
     assert bob.received()[0].startswith("ERR nick-invalid ")
     bob.send("NICK \u0405\u0441\u043e\u0440\u0435")  # whole-script Cyrillic, alone
     assert bob.received() == ["OK NICK \u0405\u0441\u043e\u0440\u0435"]
+
+
+def test_a_long_quit_reason_is_cut_to_fit_the_left_line():
+    pool = make_pool(limits=unit_limits(max_line=512))
+    wide = named(pool, WIDE_NAME, "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.3")
+    wide.send("QUIT " + "\U0002a6d6" * 120)  # a 485-byte line
+    [left] = bob.received()
+    assert len(left.encode()) + 2 <= 512
+    assert left.startswith(f"LEFT {WIDE_NAME} quit: \U0002a6d6")
+
+
+def test_long_admin_output_lines_go_on_in_the_next_admin_out():
+    pool = make_pool(root=True, limits=unit_limits(max_line=512))
+
+    class Commands:
+        def run(self, line: str) -> Deferred:
+            return succeed(Result("é" * 600 + "\nok", 0))
+
+    pool.root_commands = lambda peer: Commands()
+    root = connect(pool)
+    root.received()
+    assert root.login(ROOT_PASSWORD, username="root")[0].startswith("AUTH-OK ")
+    root.send("ADMIN list")
+    lines = root.received()
+    assert all(len(line.encode()) + 2 <= 512 for line in lines)
+    assert lines[-2:] == ["ADMIN-OUT ok", "ADMIN-END 0"]
+    assert "".join(line.removeprefix("ADMIN-OUT ") for line in lines[:-2]) == (
+        "é" * 600
+    )

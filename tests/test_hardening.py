@@ -828,8 +828,10 @@ def test_sigterm_says_bye_to_everyone_and_exits_zero(tmp_path, servers, figure):
 
 
 def test_lookalike_and_reserved_names_are_refused(tmp_path, servers):
-    """Reserved names in any case, width or with invisible characters, and a
-    present user's name in another case or width, are refused."""
+    """Reserved names in any case, width or with invisible characters, a
+    present user's name in another case or width, names mixing scripts or
+    looking like a present one, are refused; ``ſay`` is no verb and blank
+    text is empty (issue 12)."""
     server = launch(servers, tmp_path / "data")
     alice = joined(server, "127.0.0.2", "Alice")
     bob = Client(server, "127.0.0.3")
@@ -842,12 +844,29 @@ def test_lookalike_and_reserved_names_are_refused(tmp_path, servers):
         ("aLICE", "nick-taken"),
         ("\uff21\uff4c\uff49\uff43\uff45", "nick-taken"),  # full-width Alice
         ("Alice\u200b", "nick-invalid"),
+        # issue 12: another script, a blank letter, no letter at all, I for l
+        ("\u0410lice", "nick-invalid"),  # Cyrillic А
+        ("\u0430dmin", "nick-invalid"),
+        ("r\u043e\u043et", "nick-invalid"),
+        ("Alice\u3164", "nick-invalid"),  # HANGUL FILLER
+        ("-", "nick-invalid"),
+        ("...", "nick-invalid"),
+        ("AIice", "nick-taken"),
     ):
+        if name == "\u0410lice":
+            time.sleep(2.2)  # refill the rate limit's bucket (--burst 10, 5/s)
         bob.send(f"NICK {name}")
         assert bob.read_line().startswith(f"ERR {code} "), ascii(name)
     bob.send("NICK bob")
     assert bob.read_line() == "OK NICK bob"
     assert alice.expect("JOINED") == "JOINED bob"
+    time.sleep(1.2)
+    bob.send("\u017fay hello")  # ſay: not SAY in ASCII
+    assert bob.read_line().startswith("ERR unknown-command ")
+    bob.send("SAY \u3164\u200b")
+    assert bob.read_line() == "ERR bad-syntax text is empty"
+    bob.send("SAY visible")
+    assert alice.expect("CHAT") == "CHAT bob visible"
     assert stop(server) == 0
 
 

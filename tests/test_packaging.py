@@ -36,10 +36,23 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
     assert "twisted/plugins/partypool_plugin.py" in names
     assert "twisted/plugins/__init__.py" not in names  # would shadow Twisted's own
     assert "partypool/room/schema/001-initial.sql" in names
+    assert "partypool/room/schema/003-request-limit.sql" in names
 
     venv.create(tmp_path / "venv", with_pip=True)
     python = tmp_path / "venv" / "bin" / "python"
     subprocess.run([python, "-m", "pip", "install", "-q", str(wheel)], check=True)
+    # Without the server extra (PyICU) the server says what to install.
+    bare = subprocess.run(
+        [tmp_path / "venv" / "bin" / "twistd", "partypool", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert bare.returncode != 0
+    assert "pip install 'partypool[server]'" in bare.stdout + bare.stderr
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", f"{wheel}[server]"], check=True
+    )
     help_text = subprocess.run(
         [tmp_path / "venv" / "bin" / "twistd", "--help"],
         check=True,

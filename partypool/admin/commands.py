@@ -46,11 +46,11 @@ REMOVED = "removed by admin"
 BANNED = "banned by admin"
 DEFAULT_CLOSE_MESSAGE = "server closing"
 DEFAULT_REQUESTS = 20
+DEFAULT_HISTORY = 20
 _QUOTES = "put the message in quotes"
 # The widest name, in bytes: a close-server message is also the reason in
 # "LEFT <name> <message>".
 _WIDEST_NAME = "x" * (NAME_MAX * 4)
-DEFAULT_HISTORY = 20
 _USAGE_WIDTH = 28  # the usage column of `list`
 
 
