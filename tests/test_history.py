@@ -13,7 +13,7 @@ from twisted.trial import unittest
 
 from partypool.admin.commands import AdminCommands, Operator
 from partypool.room import room as events
-from partypool.room.history import DAY, Entry, History, HistoryService
+from partypool.room.history import DAY, WRITE_EVERY, Entry, History, HistoryService
 from partypool.room.store import Store, load_history, migrate
 from tests.helpers import FakeStore, connect, make_pool
 
@@ -44,29 +44,52 @@ def said(history: History, count: int = 100) -> list[str]:
 
 
 def test_entries_are_written_behind_in_order_in_batches():
-    """The room never waits: the first message starts a write; what is said
-    while it is under way goes, in order, in the next one."""
+    """The room never waits: a message is readable at once and written at
+    most a second later, with everything said since the last write, in
+    order; one write at a time."""
+    clock = clock_at()
     store = SlowStore()
-    history = History(store, clock_at(), keep=10, days=7)
+    history = History(store, clock, keep=10, days=7)
     history.record(events.chat("alice", "one"))
     history.record(events.chat("bob", "two"))
+    assert said(history) == ["alice one", "bob two"]  # readable at once
+    assert store.writes == []
+    clock.advance(WRITE_EVERY)
     history.record(events.notice("three"))
-    assert said(history) == ["alice one", "bob two", "three"]  # readable at once
-    assert [ids for ids, _ in store.writes] == [[1]]
-    flushed = history.flush()
+    history.record(events.notice("four"))
+    clock.advance(WRITE_EVERY)
+    assert [ids for ids, _ in store.writes] == [[1, 2]]  # still under way
     store.writes[0][1].callback(None)
-    assert [ids for ids, _ in store.writes] == [[1], [2, 3]]
-    assert not flushed.called
+    clock.advance(WRITE_EVERY)
+    assert [ids for ids, _ in store.writes] == [[1, 2], [3, 4]]
     store.writes[1][1].callback(None)
-    assert flushed.called
+    assert clock.getDelayedCalls() == []
+
+
+def test_flush_writes_at_once_and_waits_for_every_write():
+    clock = clock_at()
+    store = SlowStore()
+    history = History(store, clock, keep=10, days=7)
+    history.record(events.chat("alice", "one"))
+    flushed = []
+    history.flush().addCallback(flushed.append)
+    history.record(events.chat("alice", "two"))  # while the first is written
+    assert [ids for ids, _ in store.writes] == [[1]]
+    store.writes[0][1].callback(None)
+    assert [ids for ids, _ in store.writes] == [[1], [2]] and flushed == []
+    store.writes[1][1].callback(None)
+    assert flushed == [None] and clock.getDelayedCalls() == []
 
 
 def test_a_failed_write_is_logged_and_the_next_one_goes_on():
+    clock = clock_at()
     store = SlowStore()
-    history = History(store, clock_at(), keep=10, days=7)
+    history = History(store, clock, keep=10, days=7)
     history.record(events.chat("alice", "one"))
+    clock.advance(WRITE_EVERY)
     history.record(events.chat("alice", "two"))
     store.writes[0][1].errback(OSError("disk full"))
+    clock.advance(WRITE_EVERY)
     assert [ids for ids, _ in store.writes] == [[1], [2]]
     assert said(history) == ["alice one", "alice two"]
 
@@ -226,8 +249,13 @@ def test_admin_history_and_clear_history():
         "HISTORY 3 2025-11-30T01:50:04.123Z CHAT alice three",  # ids go on
         "HISTORY-END 1",
     ]
-    off = AdminCommands(make_pool(history=0), Operator("key", "127.0.0.1:1"))
+    store = FakeStore()
+    store.history = ["kept by an earlier run"]
+    off = AdminCommands(make_pool(history=0, store=store), Operator("key", "x:1"))
     assert off.run("history").result.output == "no history is kept (--history 0)"
+    assert off.run("clear-history").result.output == (
+        "history cleared: 1 message erased"
+    )
 
 
 # -- SQLite -------------------------------------------------------------------

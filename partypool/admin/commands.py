@@ -425,10 +425,11 @@ class AdminCommands:
 
     def _clear_history(self, args: list[str]) -> Deferred[Result]:
         _no_arguments(args)
-        history = self.pool.history
-        if history is None:
-            return defer.succeed(Result("no history is kept (--history 0)"))
-        return history.clear().addCallback(
+        history = self.pool.history  # None: off, but the database may hold some
+        cleared = (
+            self.pool.store.clear_history() if history is None else history.clear()
+        )
+        return cleared.addCallback(
             lambda count: Result(f"history cleared: {_count(count, 'message')} erased")
         )
 
