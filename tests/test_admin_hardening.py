@@ -67,7 +67,8 @@ class Insisting(ClientTransport):
 
 
 class HostileAuth(userauth.SSHUserAuthClient):
-    """Sends the USERAUTH_REQUESTs a test crafts, byte for byte, then waits."""
+    """Sends the USERAUTH_REQUESTs a test crafts, byte for byte, then waits
+    (with no method, ``data`` is the whole request)."""
 
     def __init__(self, requests: list[tuple[bytes, bytes, bytes]]) -> None:
         super().__init__(b"root", ClientConnection(Session(b"stats")))
@@ -76,10 +77,8 @@ class HostileAuth(userauth.SSHUserAuthClient):
 
     def serviceStarted(self) -> None:  # noqa: N802
         for user, method, data in self.requests:
-            self.transport.sendPacket(
-                userauth.MSG_USERAUTH_REQUEST,
-                NS(user) + NS(b"ssh-connection") + NS(method) + data,
-            )
+            header = NS(user) + NS(b"ssh-connection") + NS(method) if method else b""
+            self.transport.sendPacket(userauth.MSG_USERAUTH_REQUEST, header + data)
 
     def ssh_USERAUTH_FAILURE(self, packet: bytes) -> None:  # noqa: N802
         self.failures += 1
@@ -187,7 +186,6 @@ class HostileRequestTests(AdminSSHTestCase):
             b"\x00" + NS(b"{evil}" + utf8) + NS(bad_blob),
             b"\x00" + NS(b"\xff\xfe" + self.FORGED) + NS(b"\x00garbage"),
             b"\x01" + NS(b"ssh-ed25519") + NS(blob) + NS(b"\x00" * 3),
-            b"\x00\x00\x00",  # cut short
         ]
         return [(b"root", b"publickey", data) for data in publickey] + [
             (b"root" + self.FORGED, b"password", b"\x00" + NS(b"guess")),
@@ -217,6 +215,32 @@ class HostileRequestTests(AdminSSHTestCase):
         for event in self.events:
             self.assertEqual(logs.journal_line(event).count("\n"), 1)
             self.assertEqual(logs.json_line(event).count("\n"), 1)
+
+    def test_a_garbled_request_fails_and_ends_the_connection_quietly(self) -> None:
+        """Cut short in its header, its password or its key: a failed attempt,
+        a disconnect, and no traceback (conch let the parse error escape)."""
+        garbled = [
+            (b"", b"", NS(b"root") + b"\x00\x00"),  # the header itself
+            *[
+                (b"root", m, d)
+                for m in (b"password", b"publickey")
+                for d in (b"", b"\0")
+            ],
+        ]
+        for user, method, data in garbled:
+            with self.subTest(method=method, data=data):
+                hostile = HostileAuth([(user, method, data)])
+                client = ClientTransport(hostile)
+                self.wire(client)
+                self.assertEqual(
+                    client.disconnected, b"malformed request", (method, data)
+                )
+        self.assertEqual(self.throttle.recent_failures("127.0.6.7"), 0)
+        self.assertTrue(self.throttle.is_refused("127.0.6.7"))
+        self.assertFalse(
+            [e for e in self.events if e["log_level"] is LogLevel.critical]
+        )
+        self.assertTrue(self.logged("user b'root', malformed request"))
 
 
 class QuietLogTests(AdminSSHTestCase):
