@@ -342,13 +342,17 @@ class _LoginGate:
         return d.addBoth(finished).addCallbacks(succeeded, failed)
 
     def refuse(self, user: bytes, what: str) -> Deferred:
-        """An attempt no checker will see (``what`` was wrong with it): a failure."""
+        """An attempt no checker will see, refused (``what`` was wrong with it)."""
+        self.failed_attempt(user, what)
+        return defer.fail(UnauthorizedLogin(what))
+
+    def failed_attempt(self, user: bytes, what: str) -> None:
+        """Count an attempt no checker saw as a failure all the same."""
         why = self._refusal(password=False)
         if why is None:
             self._failed(user, what, password=False)
         else:
             log.warn("admin login refused from {peer}: {why}", peer=self.peer, why=why)
-        return defer.fail(UnauthorizedLogin(what))
 
     def _refusal(self, password: bool) -> str | None:
         logins, host = self.logins, self.host
@@ -400,6 +404,19 @@ class AdminUserAuth(userauth.SSHUserAuthServer):
         host, peer = host_and_peer(self.transport.transport.getPeer())
         self.portal = _LoginGate(self.transport.factory.logins, host, peer)
 
+    def ssh_USERAUTH_REQUEST(self, packet: bytes) -> Deferred | None:  # noqa: N802
+        """conch's, but a request cut short or garbled is a failed attempt that
+        ends the connection (conch let the parse error escape: a traceback at
+        critical level for every such packet)."""
+        try:
+            return super().ssh_USERAUTH_REQUEST(packet)
+        except (struct.error, IndexError, ValueError):
+            self.portal.failed_attempt(self.user or b"", "malformed request")
+            self.transport.sendDisconnect(
+                transport.DISCONNECT_PROTOCOL_ERROR, b"malformed request"
+            )
+            return None
+
     def auth_publickey(self, packet: bytes) -> Deferred:
         """conch's, for well-formed keys signing with `USER_KEY_ALGORITHMS` only.
 
@@ -408,8 +425,8 @@ class AdminUserAuth(userauth.SSHUserAuthServer):
         Such a request is refused here first, its name logged nowhere, and
         counts as a failed attempt.
         """
+        algorithm, blob = getNS(packet[1:], 2)[:2]  # cut short: see above
         try:
-            algorithm, blob = getNS(packet[1:], 2)[:2]
             key = keys.Key.fromString(blob)
         except (keys.BadKeyError, ValueError, IndexError, struct.error):
             return self.portal.refuse(self.user, "malformed public key")
