@@ -442,6 +442,7 @@ def test_peer_that_never_finished_tls_is_aborted_not_waited_for(pool, clock):
     again = connect_tls(full, "127.0.0.7")
     assert again.transport.disconnected and again.received()[1:] == []
     refused.protocol.handshakeCompleted()
+    refused.send("AUTH SCRAM-SHA-256 biwsbj1jaGF0LHI9YWJj")  # ignored: refused
     assert refused.received() == [
         "ERR server-full the server is full (1 users)",
         "BYE server-full",

@@ -21,6 +21,7 @@ from tests.test_hardening import (  # noqa: F401 (figure, servers: fixtures)
     joined,
     launch,
     raw_connect,
+    rss_kib,
     servers,
     stop,
     wait_until,
@@ -54,6 +55,14 @@ def _login_seconds(server, source: str, name: str) -> float:
     return elapsed
 
 
+def _ping_ms(client) -> float:
+    """One PING/PONG round trip of a logged-in user, in milliseconds."""
+    started = time.monotonic()
+    client.send("PING during")
+    assert client.expect("PONG") == "PONG during"
+    return round((time.monotonic() - started) * 1000, 2)
+
+
 def _open_silent(server, sources: list[str]) -> list[socket.socket]:
     """Plain TCP connections that never start TLS nor send a byte, spread
     over ``sources``; ones the server already closed are fine."""
@@ -72,12 +81,15 @@ def test_600_silent_sockets_from_one_address_hold_a_few_descriptors(
     cost a dozen descriptors, and another address logs in at once."""
     server = launch(servers, tmp_path / "data")
     pid = server.process.pid
-    baseline = _settled_fds(pid)
+    chatter = joined(server, "127.0.3.9", "chatter")
+    baseline, rss_before = _settled_fds(pid), rss_kib(pid)
     silent = _open_silent(server, ["127.0.3.1"])
     held = _settled_fds(pid) - baseline
     timings = [_login_seconds(server, "127.0.3.2", f"other{i}") for i in range(3)]
     figure("silent_600_one_address_fds_baseline_held", (baseline, held))
     figure("silent_600_one_address_login_seconds", [round(t, 4) for t in timings])
+    figure("silent_600_one_address_ping_ms", [_ping_ms(chatter) for _ in range(3)])
+    figure("silent_600_one_address_rss_kib_before_after", (rss_before, rss_kib(pid)))
     for sock in silent:
         sock.close()
     assert held <= 12, held
@@ -92,12 +104,17 @@ def test_600_silent_sockets_from_60_addresses_stay_under_the_server_cap(
     biggest group for each newcomer, so a real login still gets through."""
     server = launch(servers, tmp_path / "data")
     pid = server.process.pid
-    baseline = _settled_fds(pid)
+    chatter = joined(server, "127.0.4.250", "chatter")
+    baseline, rss_before = _settled_fds(pid), rss_kib(pid)
     silent = _open_silent(server, [f"127.0.4.{i}" for i in range(1, 61)])
     held = _settled_fds(pid) - baseline
     timings = [_login_seconds(server, "127.0.4.200", f"other{i}") for i in range(3)]
     figure("silent_600_sixty_addresses_fds_baseline_held", (baseline, held))
     figure("silent_600_sixty_addresses_login_seconds", [round(t, 4) for t in timings])
+    figure("silent_600_sixty_addresses_ping_ms", [_ping_ms(chatter) for _ in range(3)])
+    figure(
+        "silent_600_sixty_addresses_rss_kib_before_after", (rss_before, rss_kib(pid))
+    )
     for sock in silent:
         sock.close()
     assert held <= 100 + 2, held

@@ -230,7 +230,13 @@ class Session:
         now, and a refusal waiting for that is said."""
         self._handshaking = False
         if self._refusal is not None:
-            self.goodbye(self._refusal.code, error=self._refusal)
+            # On the next turn: a TLS carrier sends what was written during
+            # the handshake (the greeting) only once this call has returned.
+            self._timers["refusal"] = self.pool.clock.callLater(0, self._refuse_now)
+
+    def _refuse_now(self) -> None:
+        del self._timers["refusal"]
+        self.goodbye(self._refusal.code, error=self._refusal)
 
     def too_slow(self) -> None:
         """The peer reads too slowly to ever see a goodbye: leave and abort."""
@@ -315,7 +321,10 @@ class Session:
     def admit_line(self) -> bool:
         """Count one received line: a sign of life, and a token from the rate
         limit's bucket.  False: drop the line (the session has said why, or
-        has ended the session of a flooder)."""
+        has ended the session of a flooder, or it is refused and about to
+        say so)."""
+        if self._refusal is not None:
+            return False
         now = self.pool.now()
         self.last_heard = now
         if self._bucket.take(now):
