@@ -294,6 +294,8 @@ def read_passkey(passkey_file: str | None, *, confirm: bool = True) -> str:
     """The chat passkey: ``--passkey-file``, else ``$PARTYPOOL_PASSKEY``, else a prompt.
 
     Never a command-line argument: those show in ``ps`` and shell history.
+    A weak passkey is warned about on stderr (the invite it seals can be
+    used to guess it offline), but used: it is the one the server runs with.
     """
     if passkey_file:
         try:
@@ -314,6 +316,10 @@ def read_passkey(passkey_file: str | None, *, confirm: bool = True) -> str:
             raise InviteError("the passkeys do not match")
     if not passkey:
         raise InviteError("the passkey must not be empty")
+    from partypool.passkeys import weak_passkey_warning
+
+    if warning := weak_passkey_warning(passkey):
+        print(f"warning: {warning}", file=sys.stderr)
     return passkey
 
 

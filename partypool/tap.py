@@ -34,7 +34,10 @@ from partypool.admin.ssh import (
 )
 from partypool.config import config_arguments, config_path
 from partypool.doors.chat import ChatFactory
+from partypool.doors.irc import IrcFactory
+from partypool.doors.irc_wire import CHANNEL_MAX, check_channel
 from partypool.identity import default_data_dir, ssh_fingerprint
+from partypool.passkeys import weak_passkey_warning
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
 from partypool.room.clock import steady_reactor
 from partypool.room.history import DAY, HistoryService
@@ -111,6 +114,18 @@ def _log_format(text: str) -> str:
 _log_format.coerceDoc = "text (twistd's), journal (for journald) or json."
 
 
+def _channel(text: str) -> str:
+    if not check_channel(text):
+        raise ValueError(
+            f"must be # and up to {CHANNEL_MAX} letters, digits, '_', '-' or '.', "
+            f"not {text}"
+        )
+    return text
+
+
+_channel.coerceDoc = "Like #party."
+
+
 _SECRETS = frozenset({"passkey", "root-password"})
 
 
@@ -141,6 +156,8 @@ class Options(usage.Options):
         ["root-password-file", None, None, "File holding the root password."],
         ["chat", None, "tcp:12345", "Endpoint for the chat port."],
         ["admin", None, "tcp:12346", "Endpoint for the SSH admin port."],
+        ["irc", None, None, "Endpoint for the IRC gateway (off unless given)."],
+        ["irc-channel", None, "#party", "The room's IRC channel.", _channel],
         ["tls-cert", None, None, "PEM certificate (chain) for the chat port."],
         ["tls-key", None, None, "PEM private key for --tls-cert."],
         ["data-dir", None, None, "Data directory (default: see README)."],
@@ -247,8 +264,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:  # noqa: N802
         self._choose_log_observer()
         self["server-name"] = scrub(self["server-name"]).strip() or socket.gethostname()
-        for name in ("chat", "admin"):
-            if self[name].split(":", 1)[0].lower() in ("ssl", "tls"):
+        for name in ("chat", "admin", "irc"):
+            if self[name] and self[name].split(":", 1)[0].lower() in ("ssl", "tls"):
                 raise usage.UsageError(
                     f"--{name} {self[name]}: give a plain endpoint such as "
                     "tcp:12345; Party Pool adds TLS itself (--tls-cert/--tls-key)"
@@ -342,12 +359,21 @@ def limits_from(options: Options) -> Limits:
     )
 
 
+def warn_weak_secrets(options: Options) -> None:
+    """Warn about a weak passkey or root password: both can be guessed
+    offline (from an invite, or a captured login), so strength matters."""
+    for name, what in (("passkey", "passkey"), ("root-password", "root password")):
+        if options[name] and (warning := weak_passkey_warning(options[name], what)):
+            log.warn("{warning}", warning=warning)
+
+
 def makeService(options: Options) -> MultiService:  # noqa: N802
     from twisted.internet import reactor
 
     steady_reactor(reactor)  # timers and limits immune to clock steps
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
+    warn_weak_secrets(options)
     store = Store(data_dir / "partypool.sqlite3")
     root_verifier = None  # root logins on the chat port, with the root password
     if options["root-password"]:
@@ -399,6 +425,12 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     certificates.setServiceParent(top)
     chat = endpoints.serverFromString(reactor, options["chat"])
     Listener("chat port", chat, factory).setServiceParent(top)
+    if options["irc"]:
+        irc_factory = IrcFactory(pool, channel=options["irc-channel"])
+        if tls is not None:
+            irc_factory = tls.wrap(irc_factory)
+        irc = endpoints.serverFromString(reactor, options["irc"])
+        Listener("IRC gateway", irc, irc_factory).setServiceParent(top)
     if options["no-admin"]:
         log.info("admin port off (--no-admin)")
     else:

@@ -47,6 +47,21 @@ def certificate_fingerprint(cert_pem: bytes) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
+def tls_server_end_point(certificate: x509.Certificate) -> bytes:
+    """RFC 5929 ``tls-server-end-point`` data for the server's certificate:
+    its DER hashed with the certificate's signature hash, SHA-256 when that is
+    MD5 or SHA-1, and also when the signature has no separate hash (Ed25519,
+    Ed448: RFC 5929 predates them; SHA-256 is what other implementations
+    use). Both ends compute it from the certificate this connection used, so
+    a relay that shows its own certificate gives the two ends different data."""
+    algorithm = certificate.signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(certificate.public_bytes(serialization.Encoding.DER))
+    return digest.finalize()
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret file readable by its owner only, from its first byte."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

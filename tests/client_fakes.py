@@ -1,17 +1,37 @@
 """A scripted chat server for client unit tests: real SCRAM (scramp's server
-side), lines fed straight into the client protocol, no sockets."""
+side, with ``tls-server-end-point`` channel binding when the connection plays
+TLS), lines fed straight into the client protocol, no sockets."""
 
 from __future__ import annotations
 
 import base64
+import tempfile
+from functools import cache
+from pathlib import Path
 
+from cryptography import x509
+from OpenSSL.crypto import X509
 from scramp import ScramException, ScramMechanism
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from partypool.client.protocol import ChatClientProtocol
+from partypool.room.auth import CHANNEL_BINDING
+from partypool.tls import ensure_self_signed, tls_server_end_point
 
 PASSKEY = "correct horse battery staple"
+#: PBKDF2 iterations of the scripted server; clients under test accept them.
+FAST = 4096
+
+
+def make_client(passkey: str = PASSKEY, *args, **kwargs) -> ChatClientProtocol:
+    """A client protocol that accepts the scripted server's cheap count."""
+    kwargs.setdefault("min_iterations", FAST)
+    return ChatClientProtocol(passkey, *args, **kwargs)
 
 
 def b64(text: str) -> str:
@@ -22,16 +42,56 @@ def unb64(text: str) -> str:
     return base64.b64decode(text).decode()
 
 
-class ScriptedServer:
-    """Plays the server's side of one client connection."""
+@cache
+def certificate(label: str = "server") -> x509.Certificate:
+    """A self-signed certificate made as the server makes its own (one per
+    label, so a test can have a server's and a relay's)."""
+    with tempfile.TemporaryDirectory() as directory:
+        cert_path, _ = ensure_self_signed(Path(directory) / label)
+        return x509.load_pem_x509_certificate(cert_path.read_bytes())
 
-    def __init__(self, proto: Protocol, passkey: str = PASSKEY) -> None:
+
+@implementer(ISSLTransport)
+class TLSStringTransport(StringTransport):
+    """A StringTransport that says it is TLS and shows C{shown} as the
+    server's certificate."""
+
+    def __init__(self, shown: x509.Certificate) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def getPeerCertificate(self) -> X509:  # noqa: N802
+        return X509.from_cryptography(self.shown)
+
+
+class ScriptedServer:
+    """Plays the server's side of one client connection.
+
+    @param tls: the certificate the server binds its SCRAM exchange to (its
+        own); the connection then plays TLS.
+    @param shown: the certificate the client sees (default: C{tls}; another
+        one is what a relay in the middle shows).
+    """
+
+    def __init__(
+        self,
+        proto: Protocol,
+        passkey: str = PASSKEY,
+        *,
+        iterations: int = FAST,
+        tls: x509.Certificate | None = None,
+        shown: x509.Certificate | None = None,
+    ) -> None:
         self.proto = proto
-        self.transport = StringTransport()
+        self.tls = tls
+        if tls is None:
+            self.transport = StringTransport()
+        else:
+            self.transport = TLSStringTransport(shown or tls)
         proto.makeConnection(self.transport)
-        mechanism = ScramMechanism("SCRAM-SHA-256")
-        auth_info = mechanism.make_auth_info(passkey, iteration_count=4096)
-        self.scram = mechanism.make_server(lambda username: auth_info)
+        self.auth_info = ScramMechanism("SCRAM-SHA-256").make_auth_info(
+            passkey, iteration_count=iterations
+        )
 
     def send(self, *lines: str) -> None:
         for line in lines:
@@ -45,16 +105,26 @@ class ScriptedServer:
 
     def log_in(self, server_final: str | None = None) -> None:
         """HELLO and a full SCRAM exchange, refused like the real server
-        does for a wrong passkey; C{server_final} replaces the genuine
-        server-final message (to test the signature check)."""
+        does for a wrong passkey (or a channel binding that does not match);
+        C{server_final} replaces the genuine server-final message (to test
+        the signature check)."""
         self.send("HELLO partypool/1 Test Pool")
         [auth] = self.received()
-        verb, mechanism, first = auth.split(" ")
-        assert (verb, mechanism) == ("AUTH", "SCRAM-SHA-256")
+        verb, self.mechanism, first = auth.split(" ")
+        assert verb == "AUTH"
+        binding = None
+        if self.tls is not None:
+            binding = (CHANNEL_BINDING, tls_server_end_point(self.tls))
+        self.scram = ScramMechanism(self.mechanism).make_server(
+            lambda username: self.auth_info, channel_binding=binding
+        )
         self.client_first = unb64(first)
         self.scram.set_client_first(self.client_first)
         self.send(f"AUTH-CHALLENGE {b64(self.scram.get_server_first())}")
-        [response] = self.received()
+        received = self.received()
+        if not received:
+            return  # the client stopped at the challenge
+        [response] = received
         verb, final = response.split(" ")
         assert verb == "AUTH-RESPONSE"
         try:

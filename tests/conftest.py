@@ -47,6 +47,7 @@ class RunningServer:
     host: str = "127.0.0.1"
     chat_port: int | None = None
     admin_port: int | None = None
+    irc_port: int | None = None
     fingerprint: str | None = None
     lines: list[str] = attrs.Factory(list)
     _queue: queue.Queue = attrs.Factory(queue.Queue)

@@ -19,12 +19,14 @@ FORGED = b"\n<2>[partypool.admin#critical] root logged in\x1b[2J\r"
 
 
 def requests() -> list[tuple[bytes, bytes, bytes]]:
-    """A good key under a forged algorithm name, a bad key, a forged user."""
+    """A good key under a forged algorithm name, bad keys, a forged user."""
     blob = NS(keys.Key(ed25519.Ed25519PrivateKey.generate()).public().blob())
     bad_blob = NS(NS(b"ssh-ed25519") + NS(b"short"))
+    unknown = NS(NS(b"x-unknown") + NS(b"a"))  # conch logged the name for this
     return [
         (b"root", b"publickey", b"\x00" + NS(b"ssh-ed25519" + FORGED) + blob),
         (b"root", b"publickey", b"\x00" + NS(b"\xff" + FORGED) + bad_blob),
+        (b"root", b"publickey", b"\x00" + NS(b"ssh-ed25519" + FORGED) + unknown),
         (b"root" + FORGED, b"password", b"\x00" + NS(b"guess")),
     ]
 

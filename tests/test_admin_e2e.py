@@ -330,7 +330,7 @@ def test_openssh_sees_only_modern_algorithms_and_logs_stay_quiet(
             text=True,
             timeout=60,
         )
-        assert hostile.stdout == "failures 3\n", hostile.stderr
+        assert hostile.stdout == "failures 4\n", hostile.stderr
         server.wait_for("key algorithm not accepted")
         server.wait_for("malformed public key")
         server.wait_for(r"user b'root\\n<2>")
@@ -344,7 +344,7 @@ def test_openssh_sees_only_modern_algorithms_and_logs_stay_quiet(
         assert loud == [], loud
         warnings = [line for line in lines if line.startswith("<4>")]
         assert all("admin login failed" in line for line in warnings), warnings
-        assert len(warnings) == 4  # the RSA key before it was added, the hostile three
+        assert len(warnings) == 5  # the RSA key before it was added, the hostile four
     finally:
         if server.process.poll() is None:
             server.stop()

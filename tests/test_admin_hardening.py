@@ -180,7 +180,9 @@ class HostileRequestTests(AdminSSHTestCase):
         blob = new_key().public().blob()
         bad_blob = NS(b"ssh-ed25519") + NS(b"short")
         utf8 = "\x85\u2028".encode()
+        unknown_blob = NS(b"x-unknown") + NS(b"a")  # conch logged the name then
         publickey = [
+            b"\x00" + NS(b"ssh-ed25519" + self.FORGED) + NS(unknown_blob),
             b"\x00" + NS(b"ssh-ed25519" + self.FORGED) + NS(bad_blob),
             b"\x00" + NS(b"ssh-ed25519" + self.FORGED) + NS(blob),
             b"\x00" + NS(b"{evil}" + utf8) + NS(bad_blob),

@@ -48,6 +48,7 @@ from partypool.client.admin_connect import (
     Credentials,
     HostKeyChanged,
     HostKeyCheck,
+    HostKeyUnknown,
     LoginRefused,
     _AdminTransport,
 )
@@ -619,7 +620,7 @@ class PasswordCheckTests(AdminSSHTestCase):
         results = [self.guess("127.0.6.7") for _ in range(6)]
         self.assertEqual(len(self.checks), self.throttle.max_failures)
         self.failureResultOf(results[-1], UnauthorizedLogin)
-        self.guess("127.0.6.8")
+        other = self.guess("127.0.6.8")
         self.assertEqual(len(self.checks), 6)
         for check in self.checks[:5]:
             check.callback(False)
@@ -627,6 +628,8 @@ class PasswordCheckTests(AdminSSHTestCase):
             self.failureResultOf(result, UnauthorizedLogin)
         self.assertEqual(self.logins.running, {"127.0.6.8": 1})
         self.assertTrue(self.throttle.is_refused("127.0.6.7"))
+        self.checks[5].callback(False)
+        self.failureResultOf(other, UnauthorizedLogin)
 
     def test_running_checks_plus_recent_failures_are_the_allowance(self) -> None:
         for _ in range(3):
@@ -659,7 +662,7 @@ class PasswordCheckTests(AdminSSHTestCase):
         chan, _, _ = self.connect(command=b"stats", key=self.root_key)
         self.assertEqual(chan.status, 0)
         self.checks[0].callback(False)
-        self.guess("127.0.8.99")
+        results.append(self.guess("127.0.8.99"))
         self.assertEqual(len(self.checks), 3)
         for check in self.checks[1:]:
             check.callback(False)
@@ -672,8 +675,9 @@ class PasswordCheckTests(AdminSSHTestCase):
         and once the window has passed, checks run again."""
         budget = self.logins.budget
         for n in range(budget.limit):
-            self.guess(f"127.0.9.{n}")
+            guess = self.guess(f"127.0.9.{n}")
             self.checks[-1].callback(False)
+            self.failureResultOf(guess, UnauthorizedLogin)
         self.assertEqual(budget.paused(), 1.0)
         checked = len(self.checks)
         self.failureResultOf(self.guess("127.0.9.200", PASSWORD.encode()))
@@ -682,8 +686,9 @@ class PasswordCheckTests(AdminSSHTestCase):
         chan, _, _ = self.connect(command=b"stats", key=self.root_key)
         self.assertEqual(chan.status, 0)
         self.clock.advance(1)
-        self.guess("127.0.9.201")
+        guess = self.guess("127.0.9.201")
         self.checks[-1].callback(False)
+        self.failureResultOf(guess, UnauthorizedLogin)
         self.assertEqual(budget.paused(), 2.0)
         self.clock.advance(budget.window)
         right = self.guess("127.0.9.202", PASSWORD.encode())
@@ -736,7 +741,9 @@ class FirstContactTests(AdminSSHTestCase):
 
     def login(self, password: str) -> tuple[Deferred, HostKeyCheck, list[str]]:
         notes: list[str] = []
-        check = HostKeyCheck("127.0.6.1", 12346, None, self.known, notes.append)
+        check = HostKeyCheck(
+            "127.0.6.1", 12346, None, self.known, notes.append, self.confirm_new
+        )
         client = _AdminTransport(check, Credentials(password=password.encode()))
         ready = client.ready
         self.wire(client)
@@ -746,6 +753,21 @@ class FirstContactTests(AdminSSHTestCase):
         super().setUp()
         self.known = KnownServers(Path(self.mktemp()) / "known_admin_hosts")
         self.fingerprint = ssh_fingerprint(self.host_key)
+        self.asked: list[str] = []
+
+    def confirm_new(self, fingerprint: str) -> Deferred:
+        self.asked.append(fingerprint)
+        return defer.succeed(True)
+
+    def test_an_unknown_key_is_refused_without_a_decision(self) -> None:
+        """Issue 13.3: nobody to ask (``-c`` mode): a first-seen key is
+        refused during key exchange; the password never leaves."""
+        self.confirm_new = None  # type: ignore[assignment]
+        ready, _, notes = self.login(PASSWORD)
+        failure = self.failureResultOf(ready, HostKeyUnknown)
+        self.assertIn(self.fingerprint, str(failure.value))
+        self.assertFalse(self.logged("login"))
+        self.assertIsNone(self.known.lookup("127.0.6.1", 12346))
 
     def test_a_failed_login_does_not_pin_the_key(self) -> None:
         ready, _, notes = self.login("guess")
@@ -758,6 +780,7 @@ class FirstContactTests(AdminSSHTestCase):
     def test_a_successful_login_pins_the_key(self) -> None:
         ready, _, notes = self.login(PASSWORD)
         self.successResultOf(ready)
+        self.assertEqual(self.asked, [self.fingerprint])
         entry = self.known.lookup("127.0.6.1", 12346)
         self.assertIsNotNone(entry)
         self.assertEqual(entry.fingerprint, self.fingerprint)

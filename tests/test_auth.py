@@ -141,6 +141,72 @@ def test_a_login_trusts_its_group_for_a_day():
     assert not throttle.trusted("2001:db8::2")
 
 
+BINDING = b"\x01" * 32  # the tls-server-end-point data of "our" certificate
+
+
+def plus_client(passkey: str, binding: bytes) -> scramp.ScramClient:
+    return scramp.ScramClient(
+        ["SCRAM-SHA-256-PLUS"],
+        "chat",
+        passkey,
+        channel_binding=("tls-server-end-point", binding),
+    )
+
+
+def test_plus_login_with_the_same_binding():
+    """Issue 13.1: SCRAM-SHA-256-PLUS bound to the certificate both ends saw
+    logs in, and the server still proves itself."""
+    verifier = ChatVerifier.from_passkey("right", 4096)
+    client = plus_client("right", BINDING)
+    exchange = verifier.exchange("SCRAM-SHA-256-PLUS", BINDING)
+    client.set_server_first(exchange.first(client.get_client_first()))
+    client.set_server_final(exchange.final(client.get_client_final()))
+
+
+def test_plus_login_through_a_relay_fails():
+    """A relay with its own certificate: the client binds to the relay's,
+    the server to its own; the right passkey does not help."""
+    verifier = ChatVerifier.from_passkey("right", 4096)
+    client = plus_client("right", b"\x02" * 32)
+    exchange = verifier.exchange("SCRAM-SHA-256-PLUS", BINDING)
+    client.set_server_first(exchange.first(client.get_client_first()))
+    with pytest.raises(AuthFailed):
+        exchange.final(client.get_client_final())
+
+
+def test_mechanisms_and_bindings_that_cannot_log_in():
+    """PLUS over plain TCP, an unknown mechanism, and over TLS a client
+    that claims it could bind but thinks the server cannot ("y")."""
+    verifier = ChatVerifier.from_passkey("right", 4096)
+    first = plus_client("right", BINDING).get_client_first()
+    with pytest.raises(AuthFailed, match="needs TLS"):
+        verifier.exchange("SCRAM-SHA-256-PLUS", None).first(first)
+    with pytest.raises(AuthFailed, match="unsupported"):
+        verifier.exchange("SCRAM-SHA-1", BINDING).first(first)
+    downgraded = (
+        "y"
+        + scramp.ScramClient(["SCRAM-SHA-256"], "chat", "right").get_client_first()[1:]
+    )
+    with pytest.raises(AuthFailed):
+        verifier.exchange("SCRAM-SHA-256", BINDING).first(downgraded)
+
+
+def test_plain_scram_over_tls_still_works():
+    """Third-party and browser clients cannot bind: SCRAM-SHA-256 with "n"
+    stays accepted on a TLS connection."""
+    verifier = ChatVerifier.from_passkey("right", 4096)
+    client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", "right")
+    exchange = verifier.exchange("SCRAM-SHA-256", BINDING)
+    client.set_server_first(exchange.first(client.get_client_first()))
+    client.set_server_final(exchange.final(client.get_client_final()))
+
+
+def test_a_verifier_tells_whether_a_secret_is_its_own():
+    verifier = ChatVerifier.from_passkey("right", 4096)
+    assert verifier.matches("right")
+    assert not verifier.matches("wrong") and not verifier.matches("right ")
+
+
 def test_a_login_forgets_the_address_failures():
     """A client offering several keys fails with the first ones each time."""
     clock = Clock()
@@ -194,9 +260,3 @@ def test_budget_pause_survives_no_clock_step():
     budget.failed()
     clock.rightNow -= 3600
     assert budget.paused() == 1
-
-
-def test_a_verifier_tells_whether_a_secret_is_its_own():
-    verifier = ChatVerifier.from_passkey("right", 4096)
-    assert verifier.matches("right")
-    assert not verifier.matches("wrong") and not verifier.matches("right ")

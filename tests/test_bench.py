@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from partypool.bench import run
-from partypool.bench.run import OURS, REFERENCE, Result, targets
+from partypool.bench.run import OURS, OURS_IRC, REFERENCE, Result, targets
 from partypool.tls import ensure_self_signed
 from tests.conftest import STARTUP_TIMEOUT, server_env
 from tests.wire_client import WireClient
@@ -25,8 +25,9 @@ from tests.wire_client import WireClient
 
 @pytest.mark.slow
 def test_quick_bench_runs_every_workload_without_loss(tmp_path: Path) -> None:
-    """W1–W5 (TLS), W2 over plain TCP, and the plain Twisted reference for W2
-    (both) and W3 finish, each delivering everything."""
+    """W1–W5 (TLS), W2 over plain TCP, the plain Twisted reference for W2
+    (both) and W3, and W2 through the IRC gateway (both) finish, each
+    delivering everything."""
     report = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "partypool.bench", "--quick", "--json", str(report)],
@@ -42,6 +43,7 @@ def test_quick_bench_runs_every_workload_without_loss(tmp_path: Path) -> None:
         ("W1", "TLS", OURS), ("W2", "TLS", OURS), ("W2", "TCP", OURS),
         ("W3", "TLS", OURS), ("W4", "TLS", OURS), ("W5", "TLS", OURS),
         ("W2", "TLS", REFERENCE), ("W2", "TCP", REFERENCE), ("W3", "TLS", REFERENCE),
+        ("W2", "TLS", OURS_IRC), ("W2", "TCP", OURS_IRC),
     }  # fmt: skip
     for result in results:
         assert result["loss"] == 0, result
@@ -138,3 +140,18 @@ def test_the_servers_run_this_source_tree() -> None:
     it measures the code being edited, not an installed copy."""
     assert (run.REPO / "partypool" / "__init__.py").is_file()
     assert Path(run.__file__).resolve() == run.REPO / "partypool" / "bench" / "run.py"
+
+
+def test_the_irc_gateway_is_compared_with_the_chat_port() -> None:
+    """W2 through the gateway: CPU per delivery as a multiple of the chat
+    port's in the same run, against the issue's 1.5×."""
+    report = targets(
+        [
+            _w2("TLS", OURS, 2.0),
+            _w2("TLS", OURS_IRC, 2.5),  # 1.25×
+            _w2("TCP", OURS, 1.0),
+            _w2("TCP", OURS_IRC, 1.6),  # 1.6×
+        ]
+    )
+    assert "(TLS): 2.50 vs 2.00 µs, 1.25× (met)" in report
+    assert "(TCP): 1.60 vs 1.00 µs, 1.60× (missed)" in report

@@ -19,7 +19,8 @@ from tests.wire_client import WireClient
 
 pytestmark = pytest.mark.slow
 
-CLIENT = [sys.executable, "-m", "partypool.client"]
+# The test servers use 4096 PBKDF2 iterations (fast); the client allows it.
+CLIENT = [sys.executable, "-m", "partypool.client", "--min-iterations", "4096"]
 TIMEOUT = 15.0
 
 
@@ -113,9 +114,9 @@ def test_terminal_client(chat_server, tmp_path):
         child.sendline(f"{chat_server.host}:{chat_server.chat_port}")
         child.expect("Enter passkey:")
         child.sendline(chat_server.passkey)
-        child.expect("Authenticated")
-        child.expect("username:")
+        child.expect("username:")  # asked before connecting (issue 13.9)
         child.sendline("root")
+        child.expect("Authenticated")
         child.expect("reserved")
         child.expect("username:")
         child.sendline("alice")
@@ -357,7 +358,9 @@ def test_invite(chat_server, tmp_path):
     assert jo.expect("NAMED") == "NAMED jo"
     jo.process.stdin.close()
     assert jo.wait() == 0
-    assert not (tmp_path / "known_servers").exists()  # pinned, not TOFU
+    # Pinned, not trusted on first use: no fingerprint kept, only the count.
+    known = (tmp_path / "known_servers").read_text()
+    assert known == f"127.0.0.1 {chat_server.chat_port} - iterations=4096\n"
 
     wrong = ScriptClient(tmp_path, "nope", "--invite", str(path), "--name", "x")
     assert wrong.wait() == 1
@@ -398,3 +401,338 @@ def test_terminal_ctrl_c_and_ctrl_d_leave(chat_server, tmp_path, key):
         assert child.exitstatus == 0
     finally:
         child.close(force=True)
+
+
+def test_relay_in_the_middle_is_refused_and_not_pinned(chat_server, tmp_path):
+    """Issue 13.1: a real TLS relay with its own certificate forwards every
+    byte between the real client and the real server. SCRAM-SHA-256-PLUS
+    binds the proof to the relay's certificate, so the server refuses it:
+    the client says so, shows nothing from the room, and pins nothing."""
+    from tests.tls_relay import TLSRelay
+
+    relay = TLSRelay(tmp_path, chat_server.host, chat_server.chat_port)
+    try:
+        eve = ScriptClient(
+            tmp_path,
+            chat_server.passkey,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(relay.port),
+            "--name",
+            "eve",
+        )
+        assert eve.wait() == 1
+        stderr = eve.stderr()
+        assert "relaying the connection" in stderr
+        assert not (tmp_path / "known_servers").exists()
+        assert eve.process.stdout.read() == ""
+        assert relay.connections == 1
+        assert any(
+            line.startswith(b"AUTH SCRAM-SHA-256-PLUS ") for line in relay.forwarded
+        )
+        # The server saw a wrong proof, not a login.
+        chat_server.wait_for(r"login failed from 127\.0\.0\.1")
+    finally:
+        relay.close()
+
+
+def test_direct_login_pins_after_binding(chat_server, tmp_path):
+    """The same client straight to the server: the channel-bound login
+    succeeds and the certificate is remembered with the iteration count."""
+    ann = script_client(tmp_path, chat_server, "ann")
+    try:
+        assert ann.expect("NAMED") == "NAMED ann"
+        ann.process.stdin.close()
+        assert ann.wait() == 0
+    finally:
+        ann.wait()
+    known = (tmp_path / "known_servers").read_text()
+    assert known == (
+        f"127.0.0.1 {chat_server.chat_port} {chat_server.fingerprint} iterations=4096\n"
+    )
+
+
+# -- issue 13.5-13.8: hostile servers, encodings, pastes ------------------------------
+
+
+def test_unproven_server_lines_never_shown(tmp_path):
+    """Issue 13.5: a fake server that never proves the passkey sends a
+    NOTICE with a link, a CHAT from a look-alike root and a SHUTDOWN: the real
+    client prints none of it and says the server is not to be trusted."""
+    from tests.fake_chat_server import FakeChatServer
+
+    fake = FakeChatServer(
+        "whatever",
+        before_login=[
+            "NOTICE [root] The passkey changed, get the new invite at http://evil.example",
+            "CHAT root\u200b the passkey changed",
+            "SHUTDOWN 5 go to http://evil.example",
+            "ERR auth-failed get the new invite at http://evil.example",
+        ],
+    )
+    client = ScriptClient(
+        tmp_path,
+        "a passkey",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(fake.port),
+        "--insecure-plain",
+        "--name",
+        "x",
+    )
+    assert client.wait() == 1
+    assert client.process.stdout.read() == ""
+    stderr = client.stderr()
+    assert "wrong passkey" in stderr
+    assert "evil" not in stderr and "NOTICE" not in stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PYTHONIOENCODING": "cp1252"},
+        {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"},
+    ],
+    ids=["cp1252", "C-locale"],
+)
+def test_hostile_lines_and_unencodable_text(tmp_path, env):
+    """Issues 13.6 and 13.7: after a genuine login, ``SHUTDOWN ²``,
+    ``OK REQUEST ³``, an unknown verb and a message the output encoding
+    cannot show (``café 😀``) cost nothing: the line that can be shown is,
+    with replacements, the session goes on, and the next message arrives."""
+    from tests.fake_chat_server import FakeChatServer
+
+    fake = FakeChatServer(
+        PASSKEY_FOR_FAKE,
+        after_join=[
+            "SHUTDOWN \u00b2 soon",
+            "OK REQUEST \u00b3",
+            "FROBNICATE 1 2 3",
+            "CHAT bob caf\u00e9 \U0001f600",
+            "CHAT bob still here",
+        ],
+    )
+    process = subprocess.Popen(
+        [
+            *CLIENT,
+            "--script",
+            "--history",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(fake.port),
+            "--insecure-plain",
+            "--name",
+            "zoe",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**client_env(tmp_path, PASSKEY_FOR_FAKE), **env},
+    )
+    try:
+        out, err = process.communicate(b"hello\n", timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    lines = out.decode("ascii", "replace").splitlines()
+    assert "CHAT bob still here" in lines
+    assert any(line.startswith("CHAT bob caf") and line.endswith("?") for line in lines)
+    assert not any(line.startswith("SHUTDOWN") for line in lines)
+    assert b"Traceback" not in err
+    assert fake.done.wait(TIMEOUT)
+    assert "SAY hello" in fake.received and fake.received[-1] == "QUIT"
+
+
+PASSKEY_FOR_FAKE = "fake server passkey"
+
+
+def test_terminal_paste_is_never_a_protocol_line(chat_server, tmp_path):
+    """Issue 13.8: pasting ``first line⏎quit second line`` (bracketed
+    paste, as terminals send it) and Enter: the room sees two messages and
+    the user stays; the same for CR, and for NEL and U+2028 typed in."""
+    child = pexpect.spawn(
+        CLIENT[0],
+        [*CLIENT[1:], *at(chat_server), "--name", "pam"],
+        env=client_env(tmp_path, chat_server.passkey),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        dimensions=(40, 100),
+    )
+    bob = WireClient(
+        chat_server.host,
+        chat_server.chat_port,
+        fingerprint=chat_server.fingerprint,
+        source="127.0.0.2",
+    )
+    try:
+        child.expect(r"\$pam:")
+        bob.join(chat_server.passkey, "bob")
+        child.expect("bob.{0,20} joined")
+        child.send("\x1b[200~first line\nquit second line\x1b[201~")
+        child.send("\r")
+        assert bob.expect("CHAT") == "CHAT pam first line"
+        assert bob.expect("CHAT") == "CHAT pam quit second line"
+        child.send("\x1b[200~one\rQUIT two\x1b[201~\r")
+        assert bob.expect("CHAT") == "CHAT pam one"
+        assert bob.expect("CHAT") == "CHAT pam QUIT two"
+        child.send("three\u2028QUIT four\r")
+        assert bob.expect("CHAT") == "CHAT pam three"
+        assert bob.expect("CHAT") == "CHAT pam QUIT four"
+        child.sendline("/online")
+        child.expect(r"ONLINE USERS \(2\)")
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+        assert bob.expect("LEFT") == "LEFT pam quit"
+    finally:
+        child.close(force=True)
+        bob.close()
+
+
+def test_clear_errors_for_common_mistakes(tmp_path):
+    """Issue 13.11: TLS against a --no-tls server, --insecure-plain against
+    a TLS server (no 30 s hang), and a server that is not Party Pool each get
+    one clear sentence saying what to do."""
+    import socket
+
+    plain = start_server(tmp_path / "plain", "--no-tls")
+    tls = start_server(tmp_path / "tls")
+    banner = socket.create_server(("127.0.0.1", 0))
+    banner.settimeout(120)  # its turn comes after the two slower cases
+
+    def say_ssh() -> None:
+        with banner:
+            conn, _ = banner.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+                conn.recv(100)
+
+    threading.Thread(target=say_ssh, daemon=True).start()
+    try:
+        cases = [
+            ([*at(plain)], "does not speak TLS", "--insecure-plain"),
+            (
+                [*at(tls), "--insecure-plain"],
+                "did not greet us",
+                "drop --insecure-plain",
+            ),
+            (
+                [
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(banner.getsockname()[1]),
+                    "--insecure-plain",
+                ],
+                "not a Party Pool chat port",
+                "SSH-2.0-OpenSSH",
+            ),
+        ]
+        for args, what, hint in cases:
+            started = time.monotonic()
+            client = ScriptClient(tmp_path, PASSKEY_FOR_FAKE, *args, "--name", "x")
+            assert client.wait(timeout=20) == 1
+            stderr = client.stderr()
+            assert what in stderr and hint in stderr, stderr
+            assert "Traceback" not in stderr and "SSL routines" not in stderr
+            assert time.monotonic() - started < 20
+    finally:
+        plain.stop()
+        tls.stop()
+
+
+def test_terminal_history_private_and_root_on_the_chat_port(tmp_path):
+    """Issue 14, the clients, in a pty against the real twistd: a late
+    joiner sees the last messages dimmed between two rules, every line has
+    its time, /msg goes both ways and is shown as private; ``--root`` joins as
+    root, sees a request as it is filed, mutes with /mute and kicks with
+    /kick."""
+    password_file = tmp_path / "root-password"
+    password_file.write_text("e2e root password\n")
+    password_file.chmod(0o600)
+    server = start_server(
+        tmp_path / "data", "--root-password-file", str(password_file), "--no-admin"
+    )
+    alice = WireClient(
+        server.host,
+        server.chat_port,
+        fingerprint=server.fingerprint,
+        source="127.0.0.2",
+    )
+    bob = WireClient(
+        server.host,
+        server.chat_port,
+        fingerprint=server.fingerprint,
+        source="127.0.0.3",
+    )
+    tom = root = None
+    try:
+        alice.join(server.passkey, "alice")
+        bob.join(server.passkey, "bob")
+        alice.send("SAY said before tom came")
+        assert bob.expect("CHAT") == "CHAT alice said before tom came"
+
+        tom = pexpect.spawn(
+            CLIENT[0],
+            [*CLIENT[1:], *at(server), "--name", "tom"],
+            env=client_env(tmp_path, server.passkey),
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, 120),
+        )
+        tom.expect("the last 1 messages")
+        # Fragments are separated by colour codes: allow a few between them.
+        tom.expect(r"\d\d:\d\d .{0,20}\$alice: said before tom came")
+        tom.expect("──── live ────")
+        alice.send("MSG tom psst, only you")
+        assert alice.expect("OK MSG") == "OK MSG tom"
+        tom.expect(
+            r"\d\d:\d\d .{0,20}🔒 .{0,20}alice.{0,20} → you: .{0,20}psst, only you"
+        )
+        tom.sendline("/msg ALICE right back")
+        assert alice.expect("PRIVATE") == "PRIVATE tom right back"
+        tom.expect("🔒 you → .{0,20}alice.{0,20}: .{0,20}right back")
+
+        root = pexpect.spawn(
+            CLIENT[0],
+            [*CLIENT[1:], *at(server), "--root"],
+            env={
+                **client_env(tmp_path / "root-home"),
+                "PARTYPOOL_ROOT_PASSWORD": "e2e root password",
+            },
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, 120),
+        )
+        root.expect(r"\$root:")
+        assert bob.expect("JOINED") == "JOINED tom"
+        assert bob.expect("JOINED") == "JOINED root"
+        root.sendline("/help")
+        root.expect("/kick <name>")
+        bob.send("REQUEST more snacks please")
+        request_id = bob.expect("OK REQUEST").split(" ")[2]
+        root.expect(
+            f"📨 request #{request_id} from .{{0,20}}bob.{{0,20}}: .{{0,20}}more snacks"
+        )
+        root.sendline("/mute bob 60")
+        root.expect("muted bob for 60 s")
+        bob.send("SAY am I heard?")
+        assert bob.expect("ERR").startswith("ERR muted")
+        root.sendline("/kick alice")
+        assert alice.expect("BYE") == "BYE removed by admin"
+        tom.expect("alice.{0,20} left \\(removed by admin\\)")
+        root.sendline("/exit")
+        root.expect(pexpect.EOF)
+        tom.sendline("/exit")
+        tom.expect(pexpect.EOF)
+    finally:
+        for child in (tom, root):
+            if child is not None:
+                child.close(force=True)
+        alice.close()
+        bob.close()
+        server.stop()

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from prompt_toolkit.utils import get_cwidth
 from twisted.trial.unittest import SynchronousTestCase
 
 from partypool.client.commands import (
+    Admin,
     Mistake,
+    Msg,
     Nothing,
     Request,
     Say,
@@ -23,14 +26,50 @@ from partypool.client.tui import name_style, online_box
 def test_parse_input() -> None:
     """Plain text is SAY (kept exactly), commands are case-insensitive,
     mistakes become hints, ``//`` escapes a leading slash."""
-    assert parse_input("  hi there ") == Say("  hi there ")
-    assert parse_input("/ONLINE") == Simple("online")
-    assert parse_input("/request  more snacks ") == Request("more snacks")
-    assert parse_input("//shrug") == Say("/shrug")
-    assert parse_input("   ") == Nothing()
-    assert isinstance(parse_input("/request"), Mistake)
-    assert isinstance(parse_input("/ip now"), Mistake)
-    assert "/help" in parse_input("/dance").hint
+    assert parse_input("  hi there ") == [Say("  hi there ")]
+    assert parse_input("/ONLINE") == [Simple("online")]
+    assert parse_input("/request  more snacks ") == [Request("more snacks")]
+    assert parse_input("//shrug") == [Say("/shrug")]
+    assert parse_input("   ") == [Nothing()]
+    assert parse_input("/msg bob hi  there") == [Msg("bob", "hi  there")]
+    [mistake] = parse_input("/request")
+    assert isinstance(mistake, Mistake)
+    assert isinstance(parse_input("/ip now")[0], Mistake)
+    assert isinstance(parse_input("/msg bob")[0], Mistake)
+    assert "/help" in parse_input("/dance")[0].hint
+    assert isinstance(parse_input("/ſtop")[0], Mistake)  # ASCII-only commands
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r", "\r\n", "\x85", "\u2028", "\u2029"])
+def test_pasted_line_breaks_never_make_protocol_lines(brk: str) -> None:
+    """Issue 13.8: a paste with a line break is several messages, never a
+    raw protocol line; later lines are text, not commands."""
+    assert parse_input(f"first line{brk}quit second line") == [
+        Say("first line"),
+        Say("quit second line"),
+    ]
+    assert parse_input(f"hi{brk}/exit") == [Say("hi"), Say("/exit")]
+    assert parse_input(f"/msg bob one{brk}two") == [
+        Msg("bob", "one"),
+        Msg("bob", "two"),
+    ]
+    assert parse_input(f"/request more{brk}QUIT snacks") == [
+        Request("more QUIT snacks")
+    ]
+    [refused] = parse_input(f"/online{brk}QUIT x")
+    assert isinstance(refused, Mistake)
+
+
+def test_admin_shortcuts() -> None:
+    """/kick and /mute spell out admin commands; a name that could smuggle
+    more into the command line is refused."""
+    assert parse_input("/kick bob") == [Admin("remove -u bob")]
+    assert parse_input("/mute bob 60") == [Admin("mute -u bob -t 60")]
+    assert parse_input("/mute bob") == [Admin("mute -u bob")]
+    assert parse_input("/unmute bob") == [Admin("unmute -u bob")]
+    assert parse_input("/admin list-conn -u") == [Admin("list-conn -u")]
+    for bad in ('/kick bob"; close-server', "/kick", "/mute bob soon", "/mute a b c"):
+        assert isinstance(parse_input(bad)[0], Mistake), bad
 
 
 def test_online_box() -> None:
@@ -105,12 +144,11 @@ def test_script_output_has_no_control_characters() -> None:
     """Control characters in a server's CHAT or ERR never reach the output."""
     import re
 
-    from partypool.client.protocol import ChatClientProtocol
-    from tests.client_fakes import PASSKEY, ScriptedServer
+    from tests.client_fakes import PASSKEY, ScriptedServer, make_client
 
     out = io.StringIO()
     view = ScriptView(out, io.StringIO())
-    server = ScriptedServer(ChatClientProtocol(PASSKEY, view))
+    server = ScriptedServer(make_client(PASSKEY, view))
     server.log_in()
     server.send(
         "CHAT ev\x1bil \x1b[2Jhi\x9b1m\x08\x08\rthere\u202e",
@@ -124,3 +162,88 @@ def test_script_output_has_no_control_characters() -> None:
         "LEFT evil [31mgone",
     ]
     assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", printed)
+
+
+def test_host_and_port_flags_win_over_the_invite(tmp_path, monkeypatch, capsys) -> None:
+    """Issue 13.10: --host/--port with an invite are used (the invite's pin
+    still applies), and a line says so; without them the invite decides."""
+    from partypool.client.main import parse_args, server_address
+    from partypool.invite import Invite, seal_invite
+
+    invite = Invite(
+        host="chat.example.org",
+        chat_port=12345,
+        admin_port=None,
+        tls=True,
+        tls_fingerprint="AB:CD",
+        ssh_fingerprint=None,
+        server_name="Pool",
+    )
+    path = tmp_path / "invite.json"
+    path.write_bytes(seal_invite(invite, "pk for tests", iterations=1000))
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "pk for tests")
+    known = ["--known-servers", str(tmp_path / "known")]
+    options = parse_args(
+        ["--invite", str(path), "--host", "10.0.0.7", "--port", "999", *known]
+    )
+    address, passkey = server_address(options)
+    assert (address.host, address.port, address.pin) == ("10.0.0.7", 999, "AB:CD")
+    assert passkey == "pk for tests"
+    err = capsys.readouterr().err
+    assert "10.0.0.7 port 999" in err and "chat.example.org port 12345" in err
+    address, _ = server_address(
+        parse_args(["--invite", str(path), "--port", "4000", *known])
+    )
+    assert (address.host, address.port) == ("chat.example.org", 4000)
+    assert "port 4000 as --host/--port say" in capsys.readouterr().err
+    address, _ = server_address(parse_args(["--invite", str(path), *known]))
+    assert (address.host, address.port) == ("chat.example.org", 12345)
+    assert capsys.readouterr().err == ""
+
+
+def test_root_reads_the_root_password(monkeypatch) -> None:
+    """--root logs in with the root password and needs no passkey without
+    an invite."""
+    from partypool.client.main import parse_args, server_address
+
+    monkeypatch.delenv("PARTYPOOL_PASSKEY", raising=False)
+    monkeypatch.setenv("PARTYPOOL_ROOT_PASSWORD", "the root password")
+    options = parse_args(["--root", "--host", "h", "--insecure-plain"])
+    _, secret = server_address(options)
+    assert secret == "the root password"
+
+
+def test_terminal_view_lines(monkeypatch) -> None:
+    """The terminal shows the local time on each line (not with
+    --no-timestamps), private lines both ways with a lock and a direction,
+    and the history dimmed with its own time between two rules."""
+    import datetime
+    import re
+
+    from prompt_toolkit.formatted_text import to_plain_text
+
+    from partypool.client import tui
+    from partypool.client.protocol import HistoryEntry
+
+    shown: list[str] = []
+    monkeypatch.setattr(
+        tui,
+        "print_formatted_text",
+        lambda text, style=None: shown.append(to_plain_text(text)),
+    )
+    view = tui.TerminalView()
+    view.private("bob", "psst")
+    view.private_sent("bob", "hi")
+    when = datetime.datetime(2020, 1, 2, 3, 4, tzinfo=datetime.UTC)
+    view.history([HistoryEntry(1, when, "CHAT", "ann", "old news")])
+    view.requested(5, "bob", "more snacks")
+    assert re.fullmatch(r"\d\d:\d\d 🔒 bob → you: psst", shown[0])
+    assert shown[1].endswith("🔒 you → bob: hi")
+    assert "the last 1 messages" in shown[2]
+    local = when.astimezone().strftime("%Y-%m-%d %H:%M")
+    assert shown[3] == f"{local} $ann: old news"
+    assert shown[4].endswith("──── live ────")
+    assert shown[5].endswith("📨 request #5 from bob: more snacks")
+    shown.clear()
+    tui.TerminalView(timestamps=False).chat("bob", "hi")
+    assert shown == ["$bob: hi"]

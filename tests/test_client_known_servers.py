@@ -53,14 +53,18 @@ def test_first_use_is_remembered(known: KnownServers) -> None:
     address = ServerAddress("Chat.Example", 12345, known=known)
     address.check_certificate(certificate)
     assert known.lookup("chat.example", 12345) is None
-    assert address.remember_if_new()
+    assert not address.trusted
+    assert address.remember_login(390_000)
     entry = known.lookup("chat.example", 12345)
     assert entry is not None
     assert entry.fingerprint == certificate_fingerprint(certificate)
+    assert entry.iterations == 390_000
     again = ServerAddress("chat.example", 12345, known=known)
     again.check_certificate(certificate)
-    assert not again.remember_if_new()
+    assert again.trusted
+    assert not again.remember_login(390_000)
     assert known.lookup("chat.example", 12346) is None
+    assert known.path.read_text().count("\n") == 1
 
 
 def test_changed_certificate_is_refused(known: KnownServers) -> None:
@@ -75,19 +79,18 @@ def test_changed_certificate_is_refused(known: KnownServers) -> None:
     assert "HAS CHANGED" in message
     assert "AB:CD" in message
     assert f"delete line 3 of\n  {known.path}" in message
-    assert not address.remember_if_new()
     assert known.path.read_text().count("\n") == 3
 
 
 def test_pin_wins_over_known_servers(known: KnownServers) -> None:
-    """A pin from an invite is checked ignoring case and colons, and is not
-    written to the known-servers file."""
+    """A pin from an invite is checked ignoring case and colons; the
+    known-servers file keeps no fingerprint for it, only the iteration count."""
     certificate = make_certificate()
     pin = certificate_fingerprint(certificate).replace(":", "").lower()
     address = ServerAddress("chat.example", 12345, pin=pin, known=known)
     address.check_certificate(certificate)
-    assert not address.remember_if_new()
-    assert not known.path.exists()
+    assert not address.remember_login(390_000)
+    assert known.path.read_text() == "chat.example 12345 - iterations=390000\n"
     wrong = ServerAddress("chat.example", 12345, pin="AB:CD", known=known)
     with pytest.raises(FingerprintChanged, match="new invite"):
         wrong.check_certificate(certificate)
@@ -100,3 +103,36 @@ def test_default_path_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_VAR)
     monkeypatch.setenv("XDG_CONFIG_HOME", "/tmp/xdg")
     assert default_path() == Path("/tmp/xdg/partypool/known_servers")
+
+
+def test_iteration_floor_is_the_highest_seen(known: KnownServers) -> None:
+    """Issue 13.2: the count a server asked for in a successful login is
+    remembered, only ever raised, and becomes the floor for the next login;
+    a plain-TCP server is remembered too (fingerprint ``-``), and other
+    lines of the file are kept as they were."""
+    known.path.parent.mkdir()
+    known.path.write_text("# mine\nother 1 AA:BB\n")
+    address = ServerAddress("chat.example", 12345, tls=False, known=known)
+    assert address.iteration_floor(390_000) == (390_000, None)
+    assert not address.remember_login(600_000)
+    floor, entry = address.iteration_floor(390_000)
+    assert (floor, entry.line_number) == (600_000, 3)
+    address.remember_login(500_000)  # lower: the higher count stays
+    assert address.iteration_floor(4096)[0] == 600_000
+    assert known.path.read_text() == (
+        "# mine\nother 1 AA:BB\nchat.example 12345 - iterations=600000\n"
+    )
+
+
+def test_plain_entry_then_tls_is_first_use(known: KnownServers) -> None:
+    """A server remembered without a certificate (plain TCP, or pinned by an
+    invite) is trusted on first use when reached over TLS without a pin, and
+    its line is updated in place."""
+    known.path.parent.mkdir()
+    known.path.write_text("chat.example 12345 - iterations=400000\n")
+    certificate = make_certificate()
+    address = ServerAddress("chat.example", 12345, known=known)
+    address.check_certificate(certificate)
+    assert address.remember_login(390_000)
+    assert known.lookup("chat.example", 12345).iterations == 400_000
+    assert known.path.read_text().count("\n") == 1

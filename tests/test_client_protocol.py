@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -10,11 +12,14 @@ from partypool.client.known_servers import FingerprintChanged
 from partypool.client.protocol import (
     ChatClientProtocol,
     ChatListener,
+    LoginTimeout,
     NoReply,
+    NotPartyPool,
     ServerAuthenticationError,
     ServerError,
+    WeakIterations,
 )
-from tests.client_fakes import PASSKEY, ScriptedServer, b64
+from tests.client_fakes import PASSKEY, ScriptedServer, b64, certificate, make_client
 
 
 class RecordingListener(ChatListener):
@@ -39,6 +44,12 @@ class RecordingListener(ChatListener):
     def error(self, code: str, text: str) -> None:
         self.events.append(("error", code, text))
 
+    def private(self, name: str, text: str) -> None:
+        self.events.append(("private", name, text))
+
+    def requested(self, request_id: int, name: str, text: str) -> None:
+        self.events.append(("requested", request_id, name, text))
+
     def bye(self, reason: str) -> None:
         self.events.append(("bye", reason))
 
@@ -47,7 +58,7 @@ class LoginTests(SynchronousTestCase):
     def test_login(self) -> None:
         """A full SCRAM exchange with username ``chat`` and no channel
         binding fires logged_in with the name from HELLO."""
-        server = ScriptedServer(ChatClientProtocol(PASSKEY))
+        server = ScriptedServer(make_client(PASSKEY))
         server.log_in()
         self.assertTrue(server.client_first.startswith("n,,n=chat,r="))
         self.assertEqual(self.successResultOf(server.proto.logged_in), "Test Pool")
@@ -55,14 +66,14 @@ class LoginTests(SynchronousTestCase):
 
     def test_bad_server_signature(self) -> None:
         """A server that cannot prove it knows the passkey is dropped."""
-        server = ScriptedServer(ChatClientProtocol(PASSKEY))
+        server = ScriptedServer(make_client(PASSKEY))
         server.log_in(server_final="v=" + b64("not the signature"))
         self.failureResultOf(server.proto.logged_in, ServerAuthenticationError)
         self.assertTrue(server.transport.disconnecting)
 
     def test_wrong_passkey(self) -> None:
         """``ERR auth-failed`` fails the login with the server's code."""
-        server = ScriptedServer(ChatClientProtocol("not the passkey"))
+        server = ScriptedServer(make_client("not the passkey"))
         server.log_in()
         failure = self.failureResultOf(server.proto.logged_in, ServerError)
         self.assertEqual(failure.value.code, "auth-failed")
@@ -70,7 +81,7 @@ class LoginTests(SynchronousTestCase):
 
     def test_other_protocol(self) -> None:
         """A greeting for another protocol version sends nothing."""
-        server = ScriptedServer(ChatClientProtocol(PASSKEY))
+        server = ScriptedServer(make_client(PASSKEY))
         server.send("HELLO partypool/2 Future")
         self.failureResultOf(server.proto.logged_in, ServerAuthenticationError)
         self.assertEqual(server.received(), [])
@@ -81,7 +92,7 @@ class LoginTests(SynchronousTestCase):
         def refuse(certificate: object) -> None:
             raise FingerprintChanged("h", 1, "AA", "BB", "reset")
 
-        server = ScriptedServer(ChatClientProtocol(PASSKEY, check_peer=refuse))
+        server = ScriptedServer(make_client(PASSKEY, check_peer=refuse))
         server.transport.getPeerCertificate = lambda: None
         server.proto.handshakeCompleted()
         server.send("HELLO partypool/1 Test Pool")
@@ -92,7 +103,7 @@ class LoginTests(SynchronousTestCase):
     def test_unchecked_certificate_sends_nothing(self) -> None:
         """HELLO before the certificate was checked is refused (the check
         must come first)."""
-        server = ScriptedServer(ChatClientProtocol(PASSKEY, check_peer=print))
+        server = ScriptedServer(make_client(PASSKEY, check_peer=print))
         server.send("HELLO partypool/1 Test Pool")
         self.failureResultOf(server.proto.logged_in, ServerAuthenticationError)
         self.assertEqual(server.received(), [])
@@ -101,7 +112,7 @@ class LoginTests(SynchronousTestCase):
 class ChatTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.listener = RecordingListener()
-        self.server = ScriptedServer(ChatClientProtocol(PASSKEY, self.listener))
+        self.server = ScriptedServer(make_client(PASSKEY, self.listener))
         self.server.log_in()
         self.proto = self.server.proto
         self.server.received()
@@ -204,7 +215,7 @@ class MatchingTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.listener = RecordingListener()
-        self.proto = ChatClientProtocol(PASSKEY, self.listener, clock=self.clock)
+        self.proto = make_client(PASSKEY, self.listener, clock=self.clock)
         self.server = ScriptedServer(self.proto)
         self.server.log_in()
         self.server.received()
@@ -337,7 +348,7 @@ class ScrubTests(SynchronousTestCase):
 
     def test_events_scrubbed(self) -> None:
         listener = RecordingListener()
-        server = ScriptedServer(ChatClientProtocol(PASSKEY, listener))
+        server = ScriptedServer(make_client(PASSKEY, listener))
         server.log_in()
         server.send(
             f"CHAT bob{self.NASTY} hi{self.NASTY} there",
@@ -357,7 +368,262 @@ class ScrubTests(SynchronousTestCase):
 
     def test_pre_auth_error_scrubbed(self) -> None:
         """An unauthenticated server's ERR text is scrubbed too."""
-        server = ScriptedServer(ChatClientProtocol(PASSKEY))
-        server.send("ERR banned go\x1b]0;pwned\x07 away\x9b")
+        server = ScriptedServer(make_client(PASSKEY))
+        server.send("HELLO partypool/1 Pool", "ERR banned go\x1b]0;pwned\x07 away\x9b")
         failure = self.failureResultOf(server.proto.logged_in, ServerError)
         self.assertEqual(str(failure.value), "banned: go]0;pwned away")
+
+
+class ChannelBindingTests(SynchronousTestCase):
+    """Issue 13.1: over TLS the login is SCRAM-SHA-256-PLUS, bound to the
+    certificate the client saw."""
+
+    def test_plus_over_tls(self) -> None:
+        """Over TLS the client asks for SCRAM-SHA-256-PLUS with
+        ``p=tls-server-end-point``; the server's own binding matches."""
+        server = ScriptedServer(make_client(PASSKEY), tls=certificate())
+        server.log_in()
+        self.assertEqual(server.mechanism, "SCRAM-SHA-256-PLUS")
+        self.assertTrue(server.client_first.startswith("p=tls-server-end-point,,"))
+        self.assertEqual(self.successResultOf(server.proto.logged_in), "Test Pool")
+
+    def test_relay_fails_the_login(self) -> None:
+        """A relay shows its own certificate: the binding the client proves
+        is not the server's, so the server refuses the proof."""
+        server = ScriptedServer(
+            make_client(PASSKEY), tls=certificate(), shown=certificate("relay")
+        )
+        server.log_in()
+        failure = self.failureResultOf(server.proto.logged_in, ServerError)
+        self.assertEqual(failure.value.code, "auth-failed")
+
+    def test_plain_tcp_has_no_binding(self) -> None:
+        server = ScriptedServer(make_client(PASSKEY))
+        server.log_in()
+        self.assertEqual(server.mechanism, "SCRAM-SHA-256")
+        self.successResultOf(server.proto.logged_in)
+
+
+class IterationTests(SynchronousTestCase):
+    """Issue 13.2: the PBKDF2 count is checked before the proof exists."""
+
+    def test_cheap_count_refused_before_the_proof(self) -> None:
+        """A server asking for 4096 iterations gets no AUTH-RESPONSE from a
+        client that expects the documented 390,000."""
+        server = ScriptedServer(ChatClientProtocol(PASSKEY), iterations=4096)
+        server.log_in()
+        failure = self.failureResultOf(server.proto.logged_in, WeakIterations)
+        self.assertEqual((failure.value.asked, failure.value.minimum), (4096, 390_000))
+        self.assertIn("--min-iterations 4096", str(failure.value))
+        self.assertEqual(server.received(), [])
+        self.assertTrue(server.transport.disconnecting)
+
+    def test_count_at_the_floor_accepted(self) -> None:
+        server = ScriptedServer(
+            make_client(PASSKEY, min_iterations=5000), iterations=5000
+        )
+        server.log_in()
+        self.successResultOf(server.proto.logged_in)
+        self.assertEqual(server.proto.iterations, 5000)
+
+
+class BeforeLoginTests(SynchronousTestCase):
+    """Issue 13.5 and 13.11: nothing is shown before the server proved it
+    knows the passkey, and a login that does not finish times out."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.listener = RecordingListener()
+        self.server = ScriptedServer(
+            make_client(PASSKEY, self.listener, clock=self.clock)
+        )
+
+    def test_room_lines_before_login_are_not_shown(self) -> None:
+        """A fake server that never proves the passkey: its NOTICE, CHAT
+        from a look-alike root and SHUTDOWN reach no one, and the login
+        times out instead of hanging."""
+        self.server.send(
+            "HELLO partypool/1 Evil Pool",
+            "NOTICE [root] The passkey changed, get the new invite at http://x",
+            "CHAT root\u200b hello",
+            "SHUTDOWN 5 bye",
+            "BYE see you",
+            "PRIVATE root psst",
+            "REQUESTED 1 bob x",
+        )
+        self.assertEqual(self.listener.events, [])
+        self.assertNoResult(self.server.proto.logged_in)
+        self.clock.advance(30)
+        failure = self.failureResultOf(self.server.proto.logged_in, LoginTimeout)
+        self.assertTrue(failure.value.greeted)
+        self.assertTrue(self.server.transport.disconnecting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_silent_server_times_out_sooner(self) -> None:
+        """No greeting at all (a TLS server while we speak plain TCP, or no
+        Party Pool server): the greeting timeout says so in 10 s."""
+        self.clock.advance(10)
+        failure = self.failureResultOf(self.server.proto.logged_in, LoginTimeout)
+        self.assertFalse(failure.value.greeted)
+        self.assertIn("did not greet us", str(failure.value))
+
+    def test_other_service(self) -> None:
+        """A server that is not Party Pool (an SSH banner) is named as such."""
+        self.server.send("SSH-2.0-OpenSSH_9.2p1 Debian")
+        failure = self.failureResultOf(self.server.proto.logged_in, NotPartyPool)
+        self.assertIn("SSH-2.0-OpenSSH", str(failure.value))
+        self.assertEqual(self.server.received(), [])
+
+    def test_endless_first_line(self) -> None:
+        """Megabytes without a line break before login: not Party Pool."""
+        self.server.proto.dataReceived(b"x" * 10_000)
+        self.failureResultOf(self.server.proto.logged_in, NotPartyPool)
+
+    def test_timers_stop_at_login(self) -> None:
+        self.server.log_in()
+        self.successResultOf(self.server.proto.logged_in)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class MalformedLineTests(SynchronousTestCase):
+    """Issue 13.6: a bad line is skipped; the session goes on."""
+
+    def setUp(self) -> None:
+        self.listener = RecordingListener()
+        self.server = ScriptedServer(make_client(PASSKEY, self.listener))
+        self.server.log_in()
+        self.proto = self.server.proto
+        self.server.received()
+
+    def test_bad_numbers_are_skipped(self) -> None:
+        """``SHUTDOWN ²``, ``OK REQUEST ³``, Arabic-Indic digits, an
+        unknown verb: skipped, never a disconnect; later lines still work."""
+        request = self.proto.request("snacks")
+        self.server.send(
+            "SHUTDOWN \u00b2 soon",
+            "SHUTDOWN \u0663\u0660 soon",
+            "OK REQUEST \u00b3",
+            "HISTORY-END \u00b2",
+            "REQUESTED x bob y",
+            "ONLINE many alice",
+            "ſhutdown 5 lookalike verb",
+            "WHATEVER 1 2 3",
+            "",
+            "SHUTDOWN 30 maintenance",
+            "OK REQUEST 4",
+        )
+        self.assertFalse(self.server.transport.disconnecting)
+        self.assertEqual(self.successResultOf(request), 4)
+        self.assertEqual(self.listener.events, [("shutdown", 30, "maintenance")])
+
+    def test_failing_listener_costs_only_its_line(self) -> None:
+        """An exception while handling one line (here: the view) is logged
+        and the next line is handled as usual."""
+
+        def broken(name: str, text: str) -> None:
+            raise UnicodeEncodeError("cp1252", text, 0, 1, "cannot encode")
+
+        self.listener.chat = broken  # type: ignore[method-assign]
+        self.server.send("CHAT bob café 😀", "JOINED carol")
+        self.assertEqual(self.listener.events, [("joined", "carol")])
+        self.assertFalse(self.server.transport.disconnecting)
+        self.flushLoggedErrors(UnicodeEncodeError)
+
+    def test_no_line_break_reaches_the_wire(self) -> None:
+        """Issue 13.8, the last line of defence: text with CR or LF is
+        never sent as (part of) a protocol line."""
+        for text in ("first\nQUIT x", "first\rQUIT x"):
+            with self.assertRaises(ValueError):
+                self.proto.say(text)
+            with self.assertRaises(ValueError):
+                self.proto.msg("bob", text)
+        self.assertEqual(self.server.received(), [])
+
+
+class AdditionsTests(SynchronousTestCase):
+    """Issue 14 on the client's side: private messages, history, admin
+    commands and requests as they arrive (PROTOCOL.md "Additions")."""
+
+    def setUp(self) -> None:
+        self.listener = RecordingListener()
+        self.server = ScriptedServer(make_client(PASSKEY, self.listener))
+        self.server.log_in()
+        self.proto = self.server.proto
+        self.server.received()
+
+    def test_private_messages(self) -> None:
+        sent = self.proto.msg("BOB", "just  for you")
+        unknown = self.proto.msg("nobody", "hello?")
+        self.server.send(
+            "OK MSG bob", "ERR no-such-user no one named nobody", "PRIVATE carol psst"
+        )
+        self.assertEqual(self.successResultOf(sent), "bob")
+        self.assertEqual(
+            self.failureResultOf(unknown, ServerError).value.code, "no-such-user"
+        )
+        self.assertEqual(self.listener.events, [("private", "carol", "psst")])
+        self.assertEqual(
+            self.server.received(), ["MSG BOB just  for you", "MSG nobody hello?"]
+        )
+
+    def test_history(self) -> None:
+        """HISTORY lines become entries with their UTC time; a line that
+        cannot be read is skipped, the rest kept."""
+        history = self.proto.history(20)
+        self.server.send(
+            "HISTORY 7 2026-11-30T01:50:04.123Z CHAT alice hi  there",
+            "HISTORY 8 2026-11-30T01:51:00Z NOTICE pizza is here",
+            "HISTORY 9 yesterday CHAT bob broken",
+            "HISTORY 10 2026-11-30T01:52:00Z LEFT bob quit",
+            "HISTORY-END 4",
+        )
+        entries = self.successResultOf(history)
+        self.assertEqual([e.id for e in entries], [7, 8])
+        self.assertEqual((entries[0].name, entries[0].text), ("alice", "hi  there"))
+        self.assertEqual(entries[0].time.utcoffset(), datetime.timedelta(0))
+        self.assertEqual((entries[1].verb, entries[1].name), ("NOTICE", None))
+        self.assertEqual(self.server.received(), ["HISTORY 20"])
+        self.assertEqual(self.listener.events, [])
+
+    def test_admin_command(self) -> None:
+        """ADMIN-OUT lines stream to the output in order; ADMIN-END's status
+        is the result."""
+        out: list[str] = []
+        status = self.proto.admin("list-conn -u", out.append)
+        self.server.send("ADMIN-OUT alice", "ADMIN-OUT bob")
+        self.assertEqual(out, ["alice", "bob"])
+        self.assertNoResult(status)
+        self.server.send("ADMIN-END 0")
+        self.assertEqual(self.successResultOf(status), 0)
+        failed = self.proto.admin("remove -u nobody", out.append)
+        self.server.send("ADMIN-OUT no user named nobody", "ADMIN-END 1")
+        self.assertEqual(self.successResultOf(failed), 1)
+        self.assertEqual(
+            self.server.received(), ["ADMIN list-conn -u", "ADMIN remove -u nobody"]
+        )
+
+    def test_requested_and_long_online(self) -> None:
+        """REQUESTED reaches the listener; ONLINE-PART lines and the final
+        ONLINE make one list."""
+        online = self.proto.online()
+        self.server.send(
+            "REQUESTED 12 bob more  snacks",
+            "ONLINE-PART alice bob",
+            "ONLINE-PART carol",
+            "ONLINE 4 dave",
+        )
+        self.assertEqual(
+            self.successResultOf(online), ["alice", "bob", "carol", "dave"]
+        )
+        self.assertEqual(
+            self.listener.events, [("requested", 12, "bob", "more  snacks")]
+        )
+
+    def test_root_logs_in_as_root(self) -> None:
+        """--root: the SCRAM username is root."""
+        server = ScriptedServer(
+            make_client("root password", username="root"), "root password"
+        )
+        server.log_in()
+        self.assertIn(",n=root,", server.client_first)
+        self.successResultOf(server.proto.logged_in)

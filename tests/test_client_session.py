@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from partypool.client.connect import ServerAddress
+from partypool.client.known_servers import KnownServers
 from partypool.client.protocol import ChatClientProtocol
 from partypool.client.session import (
     EXIT_ERROR,
@@ -16,7 +19,7 @@ from partypool.client.session import (
     ChatSession,
     SessionView,
 )
-from tests.client_fakes import PASSKEY, ScriptedServer
+from tests.client_fakes import FAST, PASSKEY, ScriptedServer
 
 
 class RecordingView(SessionView):
@@ -56,6 +59,18 @@ class RecordingView(SessionView):
     def request_stored(self, request_id: int) -> None:
         self.reports.append(("request_stored", request_id))
 
+    def private_sent(self, name: str, text: str) -> None:
+        self.reports.append(("private_sent", name, text))
+
+    def history(self, entries) -> None:
+        self.reports.append(("history", entries))
+
+    def admin_output(self, line: str) -> None:
+        self.reports.append(("admin_output", line))
+
+    def admin_done(self, command: str, status: int) -> None:
+        self.reports.append(("admin_done", command, status))
+
     def of_kind(self, kind: str) -> list[tuple[object, ...]]:
         return [report for report in self.reports if report[0] == kind]
 
@@ -74,17 +89,20 @@ class SessionTests(SynchronousTestCase):
         return succeed(None)
 
     def start(
-        self, name: str | None = "alice", passkey: str = PASSKEY
+        self, name: str | None = "alice", passkey: str = PASSKEY, **options: object
     ) -> Deferred[int]:
+        options.setdefault("address", ServerAddress("chat.example", 12345, tls=False))
+        options.setdefault("history", 0)
         self.session = ChatSession(
-            address=ServerAddress("chat.example", 12345, tls=False),
-            passkey=passkey,
+            secret=passkey,
             view=self.view,
             reactor=self.clock,
             name=name,
             connect=self.connect,
             backoff=(1, 2, 4),
             give_up_after=10,
+            min_iterations=FAST,
+            **options,
         )
         return self.session.run()
 
@@ -97,11 +115,12 @@ class SessionTests(SynchronousTestCase):
         """Without --name the user is asked, and asked again with the
         server's reason when the name is refused; then lines become SAY."""
         self.start(name=None)
-        [server] = self.servers
-        server.log_in()
         [(problem, answer)] = self.view.name_requests
         self.assertIsNone(problem)
+        self.assertEqual(self.servers, [])  # asked before connecting
         answer.callback("root")
+        [server] = self.servers
+        server.log_in()
         server.send("ERR nick-invalid the name root is reserved")
         problem, answer = self.view.name_requests[1]
         self.assertEqual(problem, "the name root is reserved")
@@ -237,3 +256,116 @@ class SessionTests(SynchronousTestCase):
         self.session.quit()
         self.assertEqual(self.successResultOf(result), EXIT_OK)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_slow_second_name_logs_in_again(self) -> None:
+        """Issue 13.9: the server's login timeout ends the connection while
+        the user thinks of another name; the session logs in again with the
+        new name instead of showing a dead prompt."""
+        self.start(name=None)
+        self.view.name_requests[0][1].callback("root")
+        first = self.servers[0]
+        first.log_in()
+        first.send("ERR nick-invalid the name root is reserved")
+        first.send("ERR timeout login took too long", "BYE timeout")
+        first.lose()
+        self.view.name_requests[1][1].callback("alice")
+        self.assertIn(
+            ("status", "the login timed out meanwhile; logging in again"),
+            self.view.reports,
+        )
+        self.join(self.servers[1])
+        self.assertEqual(self.view.of_kind("named"), [("named", "alice", False)])
+        self.assertEqual(self.view.of_kind("failure"), [])
+
+    def test_refusal_text_from_unproven_server_not_shown(self) -> None:
+        """Issue 13.5: an ERR before AUTH-OK is explained in our words; the
+        server's own text (unproven) is not shown."""
+        result = self.start()
+        server = self.servers[0]
+        server.send(
+            "HELLO partypool/1 x", "ERR banned get the new invite at http://evil"
+        )
+        server.lose()
+        self.assertEqual(self.successResultOf(result), EXIT_ERROR)
+        [(_, text)] = self.view.of_kind("failure")
+        self.assertIn("banned", text)
+        self.assertNotIn("evil", text)
+
+    def test_paste_becomes_separate_messages(self) -> None:
+        """Issue 13.8: a pasted line break never makes a raw protocol line:
+        the room gets two messages, nobody is logged out."""
+        self.start()
+        server = self.servers[0]
+        self.join(server)
+        self.session.handle_input("first line\nquit second line")
+        self.session.handle_input("/request more\r\nQUIT snacks")
+        self.assertEqual(
+            server.received(),
+            ["SAY first line", "SAY quit second line", "REQUEST more QUIT snacks"],
+        )
+
+    def test_history_on_joining(self) -> None:
+        """The last messages are asked for once, on the first join."""
+        self.start(history=20)
+        server = self.servers[0]
+        self.join(server)
+        self.assertEqual(server.received(), ["HISTORY 20"])
+        server.send("HISTORY 3 2026-01-02T03:04:05Z CHAT bob hi", "HISTORY-END 1")
+        [(_, entries)] = self.view.of_kind("history")
+        self.assertEqual([(e.name, e.text) for e in entries], [("bob", "hi")])
+
+    def test_private_message(self) -> None:
+        self.start()
+        server = self.servers[0]
+        self.join(server)
+        self.session.handle_input("/msg Bob see you")
+        server.send("OK MSG bob")
+        self.assertIn(("private_sent", "bob", "see you"), self.view.reports)
+        self.assertEqual(server.received(), ["MSG Bob see you"])
+
+    def test_admin_needs_root(self) -> None:
+        self.start()
+        server = self.servers[0]
+        self.join(server)
+        self.session.handle_input("/kick bob")
+        self.assertEqual(server.received(), [])
+        self.assertIn("root", self.view.of_kind("hint")[0][1])
+
+    def test_root_session(self) -> None:
+        """--root: SCRAM username root, NICK root without asking, admin
+        commands and their shortcuts go out as ADMIN lines."""
+        self.start(name=None, root=True)
+        server = self.servers[0]
+        self.assertEqual(self.view.name_requests, [])
+        self.join(server, "root")
+        self.assertIn(",n=root,", server.client_first)
+        self.session.handle_input("/mute bob 60")
+        self.session.handle_input("/admin list-conn")
+        self.assertEqual(
+            server.received(), ["ADMIN mute -u bob -t 60", "ADMIN list-conn"]
+        )
+        server.send("ADMIN-OUT muted bob", "ADMIN-END 0", "ADMIN-OUT x", "ADMIN-END 1")
+        self.assertEqual(
+            self.view.of_kind("admin_output"),
+            [("admin_output", "muted bob"), ("admin_output", "x")],
+        )
+        self.assertEqual(
+            self.view.of_kind("admin_done"),
+            [("admin_done", "mute -u bob -t 60", 0), ("admin_done", "list-conn", 1)],
+        )
+
+    def test_remembered_count_is_the_floor(self) -> None:
+        """Issue 13.2: a server that asked for 600,000 iterations once is
+        refused when it later asks for fewer, and the message says which line
+        to delete if the operator lowered it on purpose."""
+        known = KnownServers(Path(self.mktemp()))
+        known.remember("chat.example", 12345, None, 600_000)
+        address = ServerAddress("chat.example", 12345, tls=False, known=known)
+        result = self.start(address=address)
+        self.servers[0].log_in()
+        self.assertEqual(self.servers[0].received(), [])  # no proof sent
+        self.servers[0].lose()
+        self.assertEqual(self.successResultOf(result), EXIT_ERROR)
+        [(_, text)] = self.view.of_kind("failure")
+        self.assertIn("asked for 600,000 before", text)
+        self.assertIn("delete line 1", text)

@@ -89,7 +89,7 @@ def chat_once(server, command: list[str], env: dict[str, str], cwd: Path) -> str
     bob = listener(server)
     try:
         run = subprocess.run(
-            [*command, "--script", "--name", "alice"],
+            [*command, "--script", "--name", "alice", "--min-iterations", "4096"],
             input=MESSAGE + "\n",
             env=env,
             cwd=cwd,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -206,6 +207,8 @@ def test_service_tree_has_reload_and_readiness(tmp_path, monkeypatch):
 SAMPLES = {
     "chat": ("tcp:2000:interface=127.0.0.1", "tcp:2000:interface=127.0.0.1"),
     "admin": ("tcp:2001", "tcp:2001"),
+    "irc": ("tcp:6697", "tcp:6697"),
+    "irc-channel": ("#lobby", "#lobby"),
     "tls-cert": ("c.pem", "c.pem"),
     "tls-key": ("k.pem", "k.pem"),
     "server-name": ("pool.example", "pool.example"),
@@ -425,10 +428,19 @@ def units(tmp_path):
     return sorted(tmp_path.glob("partypool*.s*"))
 
 
+def test_unit_raises_the_descriptor_limit():
+    """One descriptor per connection: systemd's default soft limit (1024)
+    would cap a big room long before --max-clients."""
+    unit = (UNITS / "partypool.service").read_text()
+    limit = re.search(r"^LimitNOFILE=(\d+)$", unit, re.MULTILINE)
+    assert limit is not None and int(limit[1]) >= 65536
+
+
 def test_unit_files_verify(units):
-    """systemd itself finds nothing wrong with the service and both sockets."""
+    """systemd itself finds nothing wrong with the service and the sockets."""
     assert [u.name for u in units] == [
         "partypool-admin.socket",
+        "partypool-irc.socket",
         "partypool.service",
         "partypool.socket",
     ]

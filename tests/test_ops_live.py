@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -37,17 +38,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def irc_pong(port: int) -> list[bytes]:
+    """The words of the IRC gateway's answer to ``PING x``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with context.wrap_socket(raw) as sock:
+        sock.sendall(b"PING x\r\n")
+        line = b""
+        while not line.endswith(b"\r\n"):
+            line += sock.recv(512)
+    return line.split()
+
+
 def ssh_banner(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         return sock.recv(64)
 
 
-def test_socket_activation_of_both_ports(tmp_path):
-    """systemd-style passed sockets (named chat and admin) serve TLS chat and SSH."""
+def test_socket_activation_of_the_ports(tmp_path):
+    """systemd-style passed sockets (named chat, admin and irc) serve TLS chat,
+    SSH and the IRC gateway."""
     tool = shutil.which("systemd-socket-activate")
     if tool is None:
         pytest.skip("systemd-socket-activate is not installed (CI installs systemd)")
-    chat_port, admin_port = free_port(), free_port()
+    chat_port, admin_port, irc_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     passkey_file = tmp_path / "passkey"
@@ -66,7 +81,9 @@ def test_socket_activation_of_both_ports(tmp_path):
         f"127.0.0.1:{chat_port}",
         "-l",
         f"127.0.0.1:{admin_port}",
-        "--fdname=chat:admin",
+        "-l",
+        f"127.0.0.1:{irc_port}",
+        "--fdname=chat:admin:irc",
         *(f"-E{name}={value}" for name, value in variables.items()),
         *twistd_command(
             data_dir,
@@ -74,6 +91,8 @@ def test_socket_activation_of_both_ports(tmp_path):
             "systemd:domain=INET:name=chat",
             "--admin",
             "systemd:domain=INET:name=admin",
+            "--irc",
+            "systemd:domain=INET:name=irc",
             "--passkey-file",
             str(passkey_file),
         ),
@@ -94,6 +113,10 @@ def test_socket_activation_of_both_ports(tmp_path):
             admin_port
         )
         assert ssh_banner(admin_port).startswith(b"SSH-2.0-")
+        assert server.wait_for(r"IRC gateway listening on 127.0.0.1:(\d+)")[1] == str(
+            irc_port
+        )
+        assert irc_pong(irc_port)[1::2] == [b"PONG", b"x"]  # :server PONG server x
         assert server.stop() == 0
         assert client.expect("BYE") == "BYE server stopping"
     finally:

@@ -10,6 +10,7 @@ Every wait is bounded.
 from __future__ import annotations
 
 import io
+import socket
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ TIMEOUT = 30
 #: Not a real server's key: a valid fingerprint no server here has.
 OTHER_FINGERPRINT = "SHA256:" + "A" * 43
 #: prompt_toolkit draws the prompt's trailing space as a cursor move.
-PROMPT = r"root@127\.0\.0\.1>"
+PROMPT = r"root@partypool>"
 
 
 def write_key(path: Path, passphrase: bytes | None = None) -> str:
@@ -82,13 +83,17 @@ class Admin:
         *args: str,
         password: str | None = ROOT_PASSWORD,
         stdin: str = "",
+        accept_new: bool = True,
         **env: str,
     ) -> subprocess.CompletedProcess:
-        """``partypool-root --host … --port … ARGS`` with no terminal."""
+        """``partypool-root --host … --port … ARGS`` with no terminal (a
+        first-seen host key trusted by the flag unless C{accept_new} is
+        false)."""
         if password is not None:
             env["PARTYPOOL_ROOT_PASSWORD"] = password
+        flags = ["--accept-new-host-key"] if accept_new else []
         return subprocess.run(
-            [*ROOT, *at(self.server, tmp_path), *args],
+            [*ROOT, *at(self.server, tmp_path), *flags, *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -258,7 +263,7 @@ def test_encrypted_key_asks_passphrase(admin: Admin, tmp_path: Path) -> None:
     def spawn() -> pexpect.spawn:
         return spawn_root(
             [*at(admin.server, tmp_path), "--identity", str(admin.locked_key)]
-            + ["-c", "list-conn -u"]
+            + ["--accept-new-host-key", "-c", "list-conn -u"]
         )
 
     child = spawn()
@@ -322,6 +327,11 @@ def test_interactive_shell(admin: Admin, tmp_path: Path) -> None:
     child = spawn_root(at(admin.server, tmp_path))
     child.logfile_read = transcript = io.StringIO()
     try:
+        # A first-seen host key: shown, and asked about (issue 13.3) ...
+        child.expect(admin.fingerprint.replace("+", r"\+"))
+        child.expect(r"continue connecting \(yes/no\)\? ")
+        child.sendline("yes")
+        # ... and the password asked only then (issue 13.12).
         child.expect("root password: ")
         child.sendline(ROOT_PASSWORD)
         child.expect(PROMPT)
@@ -350,7 +360,10 @@ def test_shell_ends_when_server_stops(tmp_path: Path) -> None:
     data.mkdir(mode=0o700)
     server = start_admin_server(data)
     try:
-        child = spawn_root(at(server, tmp_path), PARTYPOOL_ROOT_PASSWORD=ROOT_PASSWORD)
+        child = spawn_root(
+            [*at(server, tmp_path), "--accept-new-host-key"],
+            PARTYPOOL_ROOT_PASSWORD=ROOT_PASSWORD,
+        )
         try:
             child.expect(PROMPT)
             child.sendline("stats")
@@ -366,3 +379,155 @@ def test_shell_ends_when_server_stops(tmp_path: Path) -> None:
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+# -- issue 13.3 and 13.12: an impostor, the password's moment, the prompt -------------
+
+
+@attrs.define
+class Impostor:
+    """tests/impostor_ssh.py: takes any password and writes it down."""
+
+    process: subprocess.Popen
+    directory: Path
+    port: int
+    fingerprint: str
+
+    def passwords(self) -> str:
+        path = self.directory / "passwords"
+        return path.read_text() if path.exists() else ""
+
+    def args(self, tmp_path: Path) -> list[str]:
+        return [
+            *("--host", "127.0.0.1", "--port", str(self.port)),
+            *("--known-hosts", str(tmp_path / "known_admin_hosts")),
+        ]
+
+
+@pytest.fixture
+def impostor(tmp_path: Path) -> Iterator[Impostor]:
+    directory = tmp_path / "impostor"
+    directory.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.impostor_ssh", str(directory)],
+        env=server_env(),
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (directory / "port").exists():
+            assert time.monotonic() < deadline, "the impostor did not start"
+            assert process.poll() is None, "the impostor died"
+            time.sleep(0.05)
+        yield Impostor(
+            process,
+            directory,
+            int((directory / "port").read_text()),
+            (directory / "fingerprint").read_text(),
+        )
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_impostor_gets_no_password_in_command_mode(
+    impostor: Impostor, tmp_path: Path
+) -> None:
+    """``-c`` with no pin, no invite and an unknown host key: refused before
+    the password goes out, with the fingerprint and the ways to trust it;
+    nothing is remembered."""
+    result = subprocess.run(
+        [*ROOT, *impostor.args(tmp_path), "-c", "list-conn"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=server_env(PARTYPOOL_ROOT_PASSWORD=ROOT_PASSWORD),
+    )
+    assert result.returncode == 255
+    assert impostor.fingerprint in result.stderr
+    assert "--accept-new-host-key" in result.stderr
+    assert impostor.passwords() == ""
+    assert not (tmp_path / "known_admin_hosts").exists()
+
+
+def test_impostor_refused_at_the_question(impostor: Impostor, tmp_path: Path) -> None:
+    """In the shell the fingerprint is shown and asked about; anything but
+    "yes" stops before the password is even asked for."""
+    child = spawn_root(impostor.args(tmp_path))
+    try:
+        child.expect(impostor.fingerprint.replace("+", r"\+"))
+        child.expect(r"\(yes/no\)\? ")
+        child.sendline("no")
+        child.expect("not trusted")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 255
+        assert "root password" not in child.before
+    finally:
+        child.close(force=True)
+    assert impostor.passwords() == ""
+
+
+def test_admin_output_cannot_drive_the_terminal(
+    impostor: Impostor, tmp_path: Path
+) -> None:
+    """Trusted by mistake, the impostor's output still cannot set the
+    window title or the clipboard: ESC, BEL, C1 and CR are stripped, newline
+    and tab kept."""
+    result = subprocess.run(
+        [*ROOT, *impostor.args(tmp_path), "--accept-new-host-key", "-c", "x"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=server_env(PARTYPOOL_ROOT_PASSWORD="a password"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "pwned]0;owned title ]52;c;ZWNobyBwd25lZA==31mred[2J\ttab\nnext line\n"
+    )
+
+
+def test_password_asked_after_connecting(tmp_path: Path) -> None:
+    """Issue 13.12: a wrong port is reported before any password is asked."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    child = spawn_root(
+        ["--host", "127.0.0.1", "--port", str(free_port), "-c", "list-conn"]
+    )
+    try:
+        child.expect("cannot connect")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 255
+        assert "password" not in child.before
+    finally:
+        child.close(force=True)
+
+
+def test_missing_host_is_asked(admin: Admin, tmp_path: Path) -> None:
+    """Issue 13.12: without --host or an invite, the host is asked as
+    partypool-client asks it, and the shell's prompt is the server's own."""
+    from partypool.admin.shell import PROMPT as SERVER_PROMPT
+    from partypool.client.root import PROMPT as CLIENT_PROMPT
+
+    assert CLIENT_PROMPT.encode() == SERVER_PROMPT
+    child = spawn_root(
+        [
+            *("--known-hosts", str(tmp_path / "known_admin_hosts")),
+            "--accept-new-host-key",
+        ],
+        PARTYPOOL_ROOT_PASSWORD=ROOT_PASSWORD,
+    )
+    try:
+        child.expect("Server address")
+        child.sendline(f"{admin.server.host}:{admin.server.admin_port}")
+        child.expect(PROMPT)
+        child.sendline("list-conn -u")
+        child.expect("alice")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        child.close(force=True)

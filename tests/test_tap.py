@@ -43,6 +43,9 @@ def test_missing_passkey_file_is_named(tmp_path):
     [
         (["--chat", "ssl:12345"], "Party Pool adds TLS itself"),
         (["--admin", "tls:host:1"], "Party Pool adds TLS itself"),
+        (["--irc", "ssl:6697"], "Party Pool adds TLS itself"),
+        (["--irc-channel", "party"], "must be # and up to"),
+        (["--irc-channel", "#a b"], "must be # and up to"),
         (["--tls-cert", "c.pem"], "go together"),
         (["--kdf-iterations", "10"], "at least 4096"),
         (["--max-clients", "0"], "greater than zero"),
@@ -87,6 +90,22 @@ def test_service_tree(tmp_path, monkeypatch):
     assert (tmp_path / "data" / "tls" / "key.pem").exists()
     assert not service.running
     children[1].store.close()
+
+
+def test_irc_gateway_is_off_by_default_and_a_tls_listener_when_asked(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
+    service = tap.makeService(parse(tmp_path, "--no-admin"))
+    assert [c.label for c in service if isinstance(c, Listener)] == ["chat port"]
+    list(service)[1].store.close()
+    options = parse(
+        tmp_path, "--no-admin", "--irc", "tcp:6697", "--irc-channel", "#lobby"
+    )
+    service = tap.makeService(options)
+    [irc] = [c for c in service if isinstance(c, Listener) and "IRC" in c.label]
+    assert irc.factory.wrappedFactory.gateway.channel == "#lobby"  # inside TLS
+    list(service)[1].store.close()
 
 
 def test_server_name_is_scrubbed(tmp_path, monkeypatch):

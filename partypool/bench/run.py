@@ -56,6 +56,7 @@ STARTUP_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 600.0  # the longest any one worker command may take
 LOGIN_IN_FLIGHT = 200
 OURS = "Party Pool"
+OURS_IRC = "Party Pool, IRC gateway"  # the same server, the load through --irc
 REFERENCE = "plain Twisted"  # partypool.bench.baseline
 
 
@@ -150,6 +151,7 @@ class ServerProcess:
 
     label: str
     reference: bool  # True: the load logs in with HELLO → NICK, no SCRAM
+    irc: bool = False  # True: the load speaks IRC to the gateway
     passkey: str
     log: Path
 
@@ -229,8 +231,17 @@ class Server(ServerProcess):
     reference = False
 
     def __init__(
-        self, workdir: Path, tls: bool, extra: list[str], cpus: set[int] | None
+        self,
+        workdir: Path,
+        tls: bool,
+        extra: list[str],
+        cpus: set[int] | None,
+        irc: bool = False,
     ) -> None:
+        self.irc = irc
+        if irc:
+            self.label = OURS_IRC
+            extra = [*extra, f"--irc=tcp:0:interface={HOST}:backlog=1024"]
         self.passkey = secrets.token_urlsafe(16)
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(mode=0o700)
@@ -254,7 +265,7 @@ class Server(ServerProcess):
         super().__init__(command, workdir, cpus)
 
     def _listening_port(self) -> int | None:
-        marker = "chat port listening on "
+        marker = ("IRC gateway" if self.irc else "chat port") + " listening on "
         text = self.log.read_text() if self.log.exists() else ""
         if marker not in text:
             return None
@@ -320,6 +331,7 @@ class Workers:
                     "tls": tls,
                     "passkey": server.passkey,
                     "baseline": server.reference,
+                    "irc": server.irc,
                     "out_dir": str(workdir),
                     "ident": f"w{i}",
                 }
@@ -406,6 +418,7 @@ class Bench:
         clients: int,
         idle_ping: float = 60.0,
         reference: bool = False,
+        irc: bool = False,
     ) -> Iterator[tuple[ServerProcess, Workers]]:
         """A server (ours, or the plain Twisted reference, which has no limits
         to lift) and its load workers, cleaned up whatever happens."""
@@ -416,7 +429,9 @@ class Bench:
                 server = ReferenceServer(workdir, tls, self.server_cpus)
             else:
                 result.server_args = server_args(clients, idle_ping)
-                server = Server(workdir, tls, result.server_args, self.server_cpus)
+                server = Server(
+                    workdir, tls, result.server_args, self.server_cpus, irc=irc
+                )
             result.server = server.label
             workers = Workers(self.workers, server, tls, workdir, self.worker_cpus)
             yield server, workers
@@ -530,11 +545,12 @@ class Bench:
             self.chat(result, server, workers, s.w1_clients, per_sender, 5.0)
         return result
 
-    def w2(self, tls: bool, reference: bool = False) -> Result:
-        """A big room: 1,000 clients, 50 of them send 2 msg/s."""
+    def w2(self, tls: bool, reference: bool = False, irc: bool = False) -> Result:
+        """A big room: 1,000 clients, 50 of them send 2 msg/s (with ``irc``,
+        every client through the IRC gateway)."""
         s = self.sizes
         result = Result("W2 big room", _transport(tls), s.w2_clients)
-        running = self.running(result, tls, s.w2_clients, reference=reference)
+        running = self.running(result, tls, s.w2_clients, reference=reference, irc=irc)
         with running as (server, workers):
             _, result.login_s = self.login(workers, s.w2_clients)
             time.sleep(1.0)  # let the JOINED announcements drain first
@@ -756,6 +772,17 @@ def targets(results: list[Result]) -> str:
                 f" ({t.met(value / base, goal)})"
             )
         lines.append(line)
+    for transport in ("TLS", "TCP"):
+        chat = found.get(("W2 big room", transport, OURS))
+        irc = found.get(("W2 big room", transport, OURS_IRC))
+        if chat and irc and chat.cpu_us_per_delivery and irc.cpu_us_per_delivery:
+            ratio = irc.cpu_us_per_delivery / chat.cpu_us_per_delivery
+            lines.append(
+                f"- W2 through the IRC gateway ≤ 1.5× the chat port's CPU per "
+                f"delivery ({transport}): {irc.cpu_us_per_delivery:,.2f} vs "
+                f"{chat.cpu_us_per_delivery:,.2f} µs, {ratio:.2f}×"
+                f" ({'met' if ratio <= 1.5 else 'missed'})"
+            )
     w4 = found.get(("W4 hold", "TLS", OURS)) or found.get(("W4 hold", "TCP", OURS))
     if w4 is not None:
         probe = w4.extra.get("probe_ms", {})
@@ -791,6 +818,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-reference",
         action="store_true",
         help=f"skip the {REFERENCE} reference runs of W2 and W3",
+    )
+    parser.add_argument(
+        "--no-irc",
+        action="store_true",
+        help="skip the run of W2 through the IRC gateway",
     )
     parser.add_argument(
         "--only", default="W1,W2,W3,W4,W5", help="workloads to run, e.g. W2,W4"
@@ -833,6 +865,10 @@ def main(argv: list[str] | None = None) -> int:
             if name in ("W2", "W3") and not args.no_reference:
                 reference = functools.partial(run, tls, reference=True)
                 plan.append((f"{label} against {REFERENCE}", reference))
+            # The IRC gateway's cost, compared with the chat port's.
+            if name == "W2" and not args.no_irc:
+                irc = functools.partial(run, tls, irc=True)
+                plan.append((f"{label} through the IRC gateway", irc))
     results = []
     for label, run in plan:
         print(f"running {label} …", flush=True)

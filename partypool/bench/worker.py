@@ -8,7 +8,8 @@ to each over its stdin/stdout, one JSON object per line:
 
 - ``{"cmd": "setup", ...}``: the server's address, TLS or not, the passkey;
   ``"baseline": true`` for the reference server (`partypool.bench.baseline`),
-  which has no SCRAM: its login is ``HELLO`` then ``NICK``.
+  which has no SCRAM: its login is ``HELLO`` then ``NICK``; ``"irc": true``
+  for the IRC gateway: SASL SCRAM-SHA-256, ``NICK``/``USER``, ``PRIVMSG``.
 - ``{"cmd": "login", ...}``: open ``count`` connections, at most ``in_flight``
   logging in at once; each does TLS, SCRAM-SHA-256 (not for the baseline)
   and ``NICK``, then stays (or sends ``QUIT`` if ``quit_after``).  Replies
@@ -186,8 +187,10 @@ class Worker:
         out_dir: str,
         ident: str,
         baseline: bool = False,
+        irc: bool = False,
     ) -> None:
         self.host, self.port, self.ident = host, port, ident
+        self.irc = irc
         self.out_dir = Path(out_dir)
         self.passkey = passkey
         self.baseline = baseline
@@ -304,8 +307,7 @@ class Worker:
                 self._login_failed(client, os.strerror(code))
                 return
             if self.tls is None:
-                client.state = "hello"
-                self._want(client, _READ)
+                self._greet(client)
                 return
             client.sock = self.tls.wrap_socket(
                 client.sock, do_handshake_on_connect=False
@@ -328,8 +330,19 @@ class Worker:
         except (OSError, ssl.SSLError) as e:
             self._login_failed(client, f"TLS: {e}")
             return
+        self._greet(client)
+
+    def _greet(self, client: Client) -> None:
+        """The server greets a v1 client; an IRC client speaks first."""
         client.state = "hello"
         self._want(client, _READ)
+        if self.irc:
+            name = client.name
+            self._send(
+                client,
+                f"CAP REQ :sasl\r\nNICK {name}\r\nUSER {name} 0 * :{name}\r\n"
+                "AUTHENTICATE SCRAM-SHA-256\r\n".encode(),
+            )
 
     def _want(self, client: Client, events: int) -> None:
         if client.events != events:
@@ -353,6 +366,8 @@ class Worker:
         self._want(client, _READ)
 
     def _login_line(self, client: Client, line: bytes) -> None:
+        if self.irc:
+            return self._irc_login_line(client, line)
         verb, _, rest = line.decode("utf-8", "replace").partition(" ")
         state = client.state
         if verb in ("ERR", "BYE"):
@@ -379,17 +394,55 @@ class Worker:
             client.scram = None
             self._nick(client)
         elif state == "nick" and line == b"OK NICK " + client.name.encode():
-            self._logged_in += 1
-            self._in_flight -= 1
-            if client.quit_after:
-                self._send(client, b"QUIT\r\n")
-                self._close(client)
-            else:
-                client.state = "chatting"
-                self.clients.append(client)
-            self._connect_next()
+            self._in_room(client)
         elif verb not in ("JOINED", "LEFT", "PING"):
             raise LoginError(f"{state}: unexpected {line[:120]!r}")
+
+    def _in_room(self, client: Client) -> None:
+        self._logged_in += 1
+        self._in_flight -= 1
+        if client.quit_after:
+            self._send(client, b"QUIT\r\n")
+            self._close(client)
+        else:
+            client.state = "chatting"
+            self.clients.append(client)
+        self._connect_next()
+
+    def _irc_login_line(self, client: Client, line: bytes) -> None:
+        """SASL SCRAM-SHA-256 through ``AUTHENTICATE``, then 366 (the end of
+        the channel's names) means the client is in the room."""
+        words = line.split(b" ")
+        if words[0].startswith(b":"):
+            words = words[1:]
+        command = words[0]
+        if command in (b"ERROR", b"464", b"904", b"432", b"433"):
+            raise LoginError(f"{client.state}: {line[:120]!r}")
+        if command == b"AUTHENTICATE":
+            payload = words[1].decode()
+            if client.state == "hello":
+                client.scram = scramp.ScramClient(
+                    ["SCRAM-SHA-256"], "chat", self.passkey
+                )
+                message = client.scram.get_client_first()
+                client.state = "challenge"
+            elif client.state == "challenge":
+                client.scram.set_server_first(base64.b64decode(payload).decode())
+                message = client.scram.get_client_final()
+                client.state = "auth-ok"
+            else:
+                client.scram.set_server_final(base64.b64decode(payload).decode())
+                client.scram = None
+                self._send(client, b"AUTHENTICATE +\r\n")
+                return
+            self._send(client, f"AUTHENTICATE {_b64(message.encode())}\r\n".encode())
+        elif command == b"903":
+            self._send(client, b"CAP END\r\n")
+            client.state = "nick"
+        elif command == b"366":
+            self._in_room(client)
+        elif command == b"PING":
+            self._send(client, b"PONG " + words[1] + b"\r\n")
 
     def _nick(self, client: Client) -> None:
         self._send(client, f"NICK {client.name}\r\n".encode())
@@ -452,6 +505,8 @@ class Worker:
 
     def _chat_lines(self, client: Client, lines: list[bytes]) -> None:
         """Record the latency of each bench message; answer keepalive pings."""
+        if self.irc:
+            return self._irc_chat_lines(client, lines)
         now = time.monotonic_ns()
         record = self.latencies.append
         for line in lines:
@@ -464,6 +519,18 @@ class Worker:
                 self.pings_answered += 1
                 self._send(client, b"PONG " + line[5:] + b"\r\n")
 
+    def _irc_chat_lines(self, client: Client, lines: list[bytes]) -> None:
+        now = time.monotonic_ns()
+        record = self.latencies.append
+        for line in lines:
+            # :<source> PRIVMSG #party :bench <sent ns> <seq> [padding]
+            parts = line.split(b" ", 6)
+            if len(parts) > 4 and parts[1] == b"PRIVMSG" and parts[3] == b":" + MARK:
+                record(now - int(parts[4]))
+            elif parts[0] == b"PING" or parts[1:2] == [b"PING"]:
+                self.pings_answered += 1
+                self._send(client, b"PONG " + parts[-1].lstrip(b":") + b"\r\n")
+
     # -- sending -----------------------------------------------------------------
 
     def _send_due(self, now: int) -> None:
@@ -472,7 +539,10 @@ class Worker:
             due, client, seq = sends.pop()
             self._max_lag_ns = max(self._max_lag_ns, now - due)
             stamp = time.monotonic_ns()
-            self._send(client, b"SAY %s %d %d %s\r\n" % (MARK, stamp, seq, self._pad))
+            verb = b"PRIVMSG #party :" if self.irc else b"SAY "
+            self._send(
+                client, b"%s%s %d %d %s\r\n" % (verb, MARK, stamp, seq, self._pad)
+            )
             self._sent += 1
 
 

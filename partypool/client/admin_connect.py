@@ -12,18 +12,24 @@ before the reply to ``exec`` (see L{_ExecChannel}).
 
 Trust: the host key must match the pin (from the invite or
 ``--host-key-fingerprint``), else the key remembered for that host and port
-in a known-hosts file; a key seen for the first time is trusted for this
-connection, its fingerprint shown on stderr, and remembered only once root has
-logged in (trust on first use, like OpenSSH's
-``StrictHostKeyChecking=accept-new``, except that an impostor which cannot
-log us in does not get its key pinned in place of the real one).  The check
-runs during key exchange, before the user-auth service starts, so a password
-is never sent to a server with the wrong key.
+in a known-hosts file.  A key seen for the first time is trusted only when the
+caller's C{confirm_new} says so (``partypool-root`` shows the fingerprint and
+asks, as OpenSSH does, or takes ``--accept-new-host-key``); without it the
+connection is refused with the fingerprint and the ways to trust it.  A
+trusted first-seen key is remembered only once root has logged in, so an
+impostor which cannot log us in does not get its key pinned in place of the
+real one.  The check runs during key exchange, before the user-auth service
+starts, so a password is never sent to a server with an unknown or wrong key.
+
+What the admin port prints is stripped of ESC and every other C0/C1 control
+(newline and tab stay), so even an impostor cannot set the window title or
+write the clipboard (OSC 52) through it.
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 import struct
 from collections.abc import Callable
 from typing import IO
@@ -69,8 +75,22 @@ class HostKeyChanged(AdminConnectError):
         )
 
 
+class HostKeyUnknown(AdminConnectError):
+    """A host key seen for the first time that nobody said to trust."""
+
+
 class LoginRefused(AdminConnectError):
     """The server turned down every credential we had."""
+
+
+#: Removed from the admin port's output: C0 but newline and tab, DEL, C1, and
+#: the bidirectional overrides and isolates.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """C{text} without anything a terminal would take as a command."""
+    return _UNSAFE.sub("", text)
 
 
 @attrs.define
@@ -81,6 +101,8 @@ class HostKeyCheck:
     @ivar pin: the fingerprint from an invite or C{--host-key-fingerprint};
         when set, the known-hosts file is neither read nor written.
     @ivar report: where to tell the user about a first-seen key (stderr).
+    @ivar confirm_new: asked with the fingerprint of a key seen for the first
+        time; fires True to trust it. None: refuse every such key.
     """
 
     host: str
@@ -88,41 +110,65 @@ class HostKeyCheck:
     pin: str | None
     known: KnownServers
     report: Callable[[str], None]
+    confirm_new: Callable[[str], Deferred[bool]] | None = None
     _first_seen: str | None = attrs.field(default=None, init=False)
 
-    def check(self, key: keys.Key) -> None:
-        """Return if ``key`` is trusted; raise L{HostKeyChanged} if not.
+    def check(self, key: keys.Key) -> Deferred[bool]:
+        """Fires True if ``key`` is trusted; fails with L{HostKeyChanged} or
+        L{HostKeyUnknown} if not.
 
         Fingerprints are compared exactly: they are base64, so case matters.
         """
         actual = ssh_fingerprint(key)
         if self.pin is not None:
             if actual != self.pin:
-                raise HostKeyChanged(
+                return defer.fail(
+                    HostKeyChanged(
+                        self.host,
+                        self.port,
+                        self.pin,
+                        actual,
+                        "The expected key came from your invite or "
+                        "--host-key-fingerprint;\nask the administrator for the "
+                        "server's fingerprint (it is in the server log).",
+                    )
+                )
+            return defer.succeed(True)
+        entry = self.known.lookup(self.host, self.port)
+        if entry is not None and entry.fingerprint is not None:
+            if entry.fingerprint == actual:
+                return defer.succeed(True)
+            return defer.fail(
+                HostKeyChanged(
                     self.host,
                     self.port,
-                    self.pin,
+                    entry.fingerprint,
                     actual,
-                    "The expected key came from your invite or "
-                    "--host-key-fingerprint;\nask the administrator for the "
-                    "server's fingerprint (it is in the server log).",
+                    self._how_to_reset(entry),
                 )
-            return
-        entry = self.known.lookup(self.host, self.port)
-        if entry is None:
-            self._first_seen = actual
-            self.report(
-                f"First connection to {self.host} port {self.port}; its SSH host "
-                f"key is\n  {actual}\n(it is remembered if the login succeeds)."
             )
-        elif entry.fingerprint != actual:
-            raise HostKeyChanged(
-                self.host,
-                self.port,
-                entry.fingerprint,
-                actual,
-                self._how_to_reset(entry),
-            )
+        if self.confirm_new is None:
+            return defer.fail(self._unknown(actual))
+        return self.confirm_new(actual).addCallback(self._decided, actual)
+
+    def _decided(self, trusted: bool, actual: str) -> bool:
+        if not trusted:
+            raise HostKeyUnknown("Host key not trusted: nothing was sent.")
+        self._first_seen = actual
+        self.report(
+            f"First connection to {self.host} port {self.port}; its SSH host "
+            f"key is\n  {actual}\n(it is remembered if the login succeeds)."
+        )
+        return True
+
+    def _unknown(self, actual: str) -> HostKeyUnknown:
+        return HostKeyUnknown(
+            f"The admin port at {self.host} port {self.port} shows an SSH host "
+            f"key not seen before:\n  {actual}\nNothing was sent. If that is "
+            "the server's key (the server logs its fingerprint at start-up), "
+            f"connect with --host-key-fingerprint {actual}\nor "
+            "--accept-new-host-key, or use an invite (it pins the key)."
+        )
 
     def logged_in(self) -> None:
         """Root is logged in: remember a first-seen key from now on.
@@ -154,24 +200,48 @@ class HostKeyCheck:
 @attrs.frozen
 class Credentials:
     """What root logs in with: a password or a private key, never both (the
-    user chose one; trying the other would only add a failed login)."""
+    user chose one; trying the other would only add a failed login).
+
+    @ivar ask_password: without a password or key, asks for the password
+        once the host key is trusted (up to L{PASSWORD_TRIES} times), so it
+        is never typed for a server that turns out to be the wrong one.
+    """
 
     password: bytes | None = None
     key: keys.Key | None = None
+    ask_password: Callable[[], Deferred[bytes]] | None = None
+
+
+#: Passwords asked for at most, as OpenSSH does.
+PASSWORD_TRIES = 3
 
 
 class _RootAuth(userauth.SSHUserAuthClient):
-    """Offers each credential once; when the server has refused them all,
-    conch's client disconnects and L{_AdminTransport} reports the refusal."""
+    """Offers each credential once (an asked password up to three times);
+    when the server has refused them all, conch's client disconnects and
+    L{_AdminTransport} reports the refusal."""
 
     def __init__(self, credentials: Credentials, ready: _Ready) -> None:
         super().__init__(ROOT, ready)
         self._password = credentials.password
         self._key = credentials.key
+        # Asked only when logging in with a password at all.
+        self._ask = credentials.ask_password if credentials.key is None else None
+        self._asked = 0
 
     def getPassword(self, prompt: bytes | None = None) -> Deferred[bytes] | None:  # noqa: N802
         password, self._password = self._password, None
-        return None if password is None else defer.succeed(password)
+        if password is not None:
+            return defer.succeed(password)
+        if self._ask is None or self._asked >= PASSWORD_TRIES:
+            return None
+        self._asked += 1
+        return self._ask().addErrback(self._not_typed)
+
+    def _not_typed(self, failure: Failure) -> Deferred[bytes]:
+        """No password typed (Ctrl-D, Ctrl-C): give up, saying why."""
+        self.transport.abandon(AdminConnectError(failure.getErrorMessage()))
+        return Deferred()  # the connection is closing; nothing more to try
 
     def getPublicKey(self) -> keys.Key | None:  # noqa: N802
         return None if self._key is None else self._key.public()
@@ -218,12 +288,12 @@ class _AdminTransport(transport.SSHClientTransport):
             self.transport.abortConnection()
 
     def verifyHostKey(self, hostKey: bytes, fingerprint: bytes) -> Deferred[bool]:  # noqa: N802
-        try:
-            self.check.check(keys.Key.fromString(hostKey))
-        except HostKeyChanged as e:
-            self._refusal = e
-            return defer.fail(e)
-        return defer.succeed(True)
+        def refused(failure: Failure) -> Failure:
+            failure.trap(HostKeyChanged, HostKeyUnknown)
+            self._refusal = failure.value
+            return failure
+
+        return self.check.check(keys.Key.fromString(hostKey)).addErrback(refused)
 
     def connectionSecure(self) -> None:  # noqa: N802
         self._secure = True
@@ -237,6 +307,11 @@ class _AdminTransport(transport.SSHClientTransport):
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
+
+    def abandon(self, error: AdminConnectError) -> None:
+        """Close the connection; the login fails with C{error}."""
+        self._refusal = error
+        self.transport.loseConnection()
 
     def when_closed(self) -> Deferred[None]:
         """A new Deferred that fires once the connection is closed."""
@@ -361,14 +436,14 @@ class _ExecChannel(channel.SSHChannel):
             self._fail("the server refused to run the command")
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        self.output.write(self.decoder.decode(data))
+        self.output.write(terminal_safe(self.decoder.decode(data)))
         self.output.flush()
 
     def request_exit_status(self, data: bytes) -> None:
         (self.status,) = struct.unpack(">L", data)
 
     def closed(self) -> None:
-        self.output.write(self.decoder.decode(b"", final=True))
+        self.output.write(terminal_safe(self.decoder.decode(b"", final=True)))
         if self.status is None:
             self._fail(LOST)
         elif not self.finished.called:

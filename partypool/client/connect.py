@@ -5,7 +5,10 @@ by fingerprint instead of by certificate authority, or plain TCP when asked.
 
 The pin is checked in L{ChatClientProtocol.handshakeCompleted}, before the
 server's first line is read, so nothing that depends on the passkey is sent
-to a server with the wrong certificate.
+to a server with the wrong certificate. Without a pin, a first-seen
+certificate is remembered only after a login bound to it (SCRAM-SHA-256-PLUS,
+see L{partypool.client.protocol}) succeeded: a relay showing its own
+certificate fails that login, so it is never remembered.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from partypool.client.known_servers import (
+    Entry,
     FingerprintChanged,
     KnownServers,
     same_fingerprint,
@@ -96,6 +100,9 @@ class ServerAddress:
         """The check for L{ChatClientProtocol}, or None for plain TCP."""
         return self.check_certificate if self.tls else None
 
+    def _entry(self) -> Entry | None:
+        return self.known.lookup(self.host, self.port) if self.known else None
+
     def check_certificate(self, certificate: X509 | None) -> None:
         """Refuse a certificate that does not match the pin or the
         remembered fingerprint; raises L{FingerprintChanged}."""
@@ -115,23 +122,57 @@ class ServerAddress:
                     "--fingerprint;\nask the administrator for a new invite.",
                 )
             return
-        entry = self.known.lookup(self.host, self.port) if self.known else None
-        if entry is not None and not same_fingerprint(entry.fingerprint, actual):
-            assert self.known is not None
+        entry = self._entry()
+        if entry is None or entry.fingerprint is None:
+            return  # first use: remembered once the login succeeds
+        if not same_fingerprint(entry.fingerprint, actual):
             raise FingerprintChanged(
                 self.host,
                 self.port,
                 entry.fingerprint,
                 actual,
-                self.known.how_to_reset(entry),
+                self.how_to_reset(entry),
             )
 
-    def remember_if_new(self) -> bool:
-        """After a successful login (the server proved it knows the passkey),
-        remember a first-seen certificate; True if it was new."""
-        if self.pin is not None or self.known is None or self.seen is None:
+    @property
+    def trusted(self) -> bool:
+        """Whether this server's certificate was known before this login
+        (pinned, or remembered): else a relay could be in the middle, and only
+        the channel-bound login tells."""
+        if self.pin is not None:
+            return True
+        entry = self._entry()
+        return entry is not None and entry.fingerprint is not None
+
+    def iteration_floor(self, minimum: int) -> tuple[int, Entry | None]:
+        """The fewest PBKDF2 iterations to accept: C{minimum}, or the count
+        remembered for this server if higher (with its entry)."""
+        entry = self._entry()
+        if entry is None or entry.iterations is None or entry.iterations <= minimum:
+            return minimum, None
+        return entry.iterations, entry
+
+    def how_to_reset(self, entry: Entry) -> str:
+        """What to tell a user who trusts a changed server."""
+        assert self.known is not None
+        return self.known.how_to_reset(entry)
+
+    def remember_login(self, iterations: int | None) -> bool:
+        """After a successful login (the server proved it knows the secret,
+        and over TLS that the certificate we saw is its own), remember a
+        first-seen certificate and a higher iteration count; True if the
+        certificate was new."""
+        if self.known is None:
             return False
-        if self.known.lookup(self.host, self.port) is not None:
-            return False
-        self.known.remember(self.host, self.port, self.seen)
-        return True
+        entry = self._entry()
+        known_print = entry.fingerprint if entry is not None else None
+        known_count = entry.iterations if entry is not None else None
+        new_print = self.pin is None and self.tls and known_print is None
+        fingerprint = self.seen if new_print else known_print
+        count = max(filter(None, (known_count, iterations)), default=None)
+        if entry is None or fingerprint != known_print or count != known_count:
+            try:
+                self.known.remember(self.host, self.port, fingerprint, count)
+            except OSError:
+                return False
+        return new_print and self.seen is not None

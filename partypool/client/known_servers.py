@@ -1,11 +1,16 @@
 """
 Trust on first use for server certificates, kept like ssh's known_hosts.
 
-The file holds one server a line, ``<host> <port> <fingerprint>``, where the
-fingerprint is the SHA-256 of the DER certificate as colon-separated upper
-case hex; ``#`` starts a comment. A server seen for the first time is added
-after it proved it knows the passkey; a server whose certificate changed is
-refused, and the error says which line to delete to accept the new one.
+The file holds one server a line, ``<host> <port> <fingerprint>
+[iterations=<n>]``, where the fingerprint is the SHA-256 of the DER
+certificate as colon-separated upper case hex, or ``-`` when no certificate
+is remembered (a plain-TCP server, or one pinned by an invite), and
+``iterations`` the highest PBKDF2 count the server asked for in a login that
+succeeded (a later login asking for fewer is refused: see
+L{partypool.client.protocol}); ``#`` starts a comment. A server seen for the
+first time is added after it proved it knows the passkey over a channel-bound
+login; a server whose certificate changed is refused, and the error says
+which line to delete to accept the new one.
 """
 
 from __future__ import annotations
@@ -37,12 +42,17 @@ def default_path() -> Path:
     return config_dir() / "known_servers"
 
 
+#: Written for "no fingerprint remembered".
+NO_FINGERPRINT = "-"
+
+
 @attrs.frozen
 class Entry:
     """A remembered server: where its line is, so a user can delete it."""
 
-    fingerprint: str
+    fingerprint: str | None
     line_number: int
+    iterations: int | None = None
 
 
 class FingerprintChanged(Exception):
@@ -80,23 +90,45 @@ class KnownServers:
 
     def lookup(self, host: str, port: int) -> Entry | None:
         """The remembered fingerprint of C{host}:C{port}, if any."""
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return None
-        for number, line in enumerate(lines, start=1):
+        for number, line in enumerate(self._lines(), start=1):
             match line.split("#", 1)[0].split():
-                case [known_host, known_port, fingerprint] if (
+                case [known_host, known_port, fingerprint, *extra] if (
                     known_host.lower() == host.lower() and known_port == str(port)
                 ):
-                    return Entry(fingerprint, number)
+                    return Entry(
+                        None if fingerprint == NO_FINGERPRINT else fingerprint,
+                        number,
+                        _iterations(extra),
+                    )
         return None
 
-    def remember(self, host: str, port: int, fingerprint: str) -> None:
-        """Add a server seen for the first time."""
+    def remember(
+        self,
+        host: str,
+        port: int,
+        fingerprint: str | None,
+        iterations: int | None = None,
+    ) -> None:
+        """Write the line of C{host}:C{port}, in place of the one it had."""
+        line = f"{host.lower()} {port} {fingerprint or NO_FINGERPRINT}"
+        if iterations is not None:
+            line += f" iterations={iterations}"
+        lines = self._lines()
+        entry = self.lookup(host, port)
+        if entry is None:
+            lines.append(line)
+        else:
+            lines[entry.line_number - 1] = line
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(f"{host.lower()} {port} {fingerprint}\n")
+        partial = self.path.with_name(self.path.name + ".new")
+        partial.write_text("".join(f"{text}\n" for text in lines), encoding="utf-8")
+        os.replace(partial, self.path)
+
+    def _lines(self) -> list[str]:
+        try:
+            return self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
 
     def how_to_reset(self, entry: Entry) -> str:
         """What to tell a user who trusts the new certificate."""
@@ -104,6 +136,14 @@ class KnownServers:
             "If the administrator confirms the new certificate, delete line "
             f"{entry.line_number} of\n  {self.path}\nand connect again."
         )
+
+
+def _iterations(fields: list[str]) -> int | None:
+    for field in fields:
+        key, _, value = field.partition("=")
+        if key == "iterations" and value.isascii() and value.isdigit():
+            return int(value)
+    return None
 
 
 ADMIN_ENV_VAR = "PARTYPOOL_KNOWN_ADMIN_HOSTS"

@@ -3,8 +3,14 @@
 
 Where the server is comes from an invite (``--invite FILE``, or the one
 bundled in a frozen build), from ``--host``/``--port``/``--fingerprint``, or
-from a question. The passkey comes from ``PARTYPOOL_PASSKEY`` or a hidden
-prompt; it also unlocks the invite, so it is asked first.
+from a question; ``--host`` and ``--port`` given with an invite win over its
+address (the invite still pins the certificate), and a line says so. The
+passkey comes from ``PARTYPOOL_PASSKEY`` or a hidden prompt; it also unlocks
+the invite, so it is asked first. With ``--root`` the login is root's, with
+the root password (``PARTYPOOL_ROOT_PASSWORD`` or a hidden prompt).
+
+Output never fails for want of a character: standard output and error
+replace what their encoding cannot show (a Windows pipe is cp1252).
 
 The asyncio reactor is installed before anything imports
 C{twisted.internet.reactor}: prompt_toolkit runs on asyncio, and a frozen
@@ -26,12 +32,19 @@ from twisted.python.failure import Failure
 from partypool.client.connect import ServerAddress
 from partypool.client.known_servers import KnownServers, default_path
 from partypool.client.script import ScriptView, read_stdin
-from partypool.client.session import DEFAULT_GIVE_UP_AFTER, EXIT_ERROR, ChatSession
+from partypool.client.session import (
+    DEFAULT_GIVE_UP_AFTER,
+    DEFAULT_HISTORY,
+    EXIT_ERROR,
+    ChatSession,
+)
 from partypool.client.tui import TerminalView
 from partypool.invite import InviteError, embedded_invite, open_invite
+from partypool.room.auth import DEFAULT_ITERATIONS
 
 DEFAULT_PORT = 12345
 PASSKEY_ENV = "PARTYPOOL_PASSKEY"
+ROOT_PASSWORD_ENV = "PARTYPOOL_ROOT_PASSWORD"
 
 
 class SetupError(Exception):
@@ -47,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where = parser.add_argument_group("where the server is")
     where.add_argument("--invite", metavar="FILE", help="invite file from the admin")
     where.add_argument("--host", help="server host name or address")
-    where.add_argument("--port", type=int, default=DEFAULT_PORT, help="chat port")
+    where.add_argument("--port", type=int, help=f"chat port (default: {DEFAULT_PORT})")
     where.add_argument(
         "--fingerprint",
         help="expected SHA-256 fingerprint of the server's TLS certificate",
@@ -63,7 +76,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help=f"certificate fingerprints seen before (default: {default_path()})",
     )
+    where.add_argument(
+        "--min-iterations",
+        type=int,
+        metavar="COUNT",
+        default=DEFAULT_ITERATIONS,
+        help="accept a server asking for this few PBKDF2 iterations "
+        "(default: %(default)d; fewer make the passkey easier to guess)",
+    )
     parser.add_argument("--name", help="the name to chat under")
+    parser.add_argument(
+        "--root",
+        action="store_true",
+        help=f"log in as root with the root password ({ROOT_PASSWORD_ENV} or "
+        "asked for): join as root and run admin commands with /admin",
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        metavar="COUNT",
+        default=DEFAULT_HISTORY,
+        help="room messages to show on joining (default: %(default)d, 0: none)",
+    )
+    parser.add_argument(
+        "--no-timestamps",
+        action="store_true",
+        help="do not show the local time on each line",
+    )
     parser.add_argument(
         "--script",
         action="store_true",
@@ -77,12 +116,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stop reconnecting after this long (default: %(default)g)",
     )
     options = parser.parse_args(argv)
-    if options.invite and (
-        options.host or options.fingerprint or options.insecure_plain
-    ):
-        parser.error("--invite already says where the server is and how to trust it")
+    if options.invite and (options.fingerprint or options.insecure_plain):
+        parser.error("--invite already says how to trust the server")
     if options.insecure_plain and options.fingerprint:
         parser.error("--fingerprint needs TLS; drop --insecure-plain")
+    if options.root and options.name not in (None, "root"):
+        parser.error("--root joins as root; drop --name")
+    if not 4096 <= options.min_iterations <= 10_000_000:
+        parser.error("--min-iterations must be between 4096 and 10000000")
+    if options.history < 0:
+        parser.error("--history must not be negative")
     return options
 
 
@@ -98,30 +141,37 @@ def install_reactor() -> None:
     asyncioreactor.install(loop)
 
 
-def ask_host() -> tuple[str, int]:
+def ask_host(default_port: int = DEFAULT_PORT) -> tuple[str, int]:
     """Ask where the server is: ``host``, ``host:port`` or ``[v6]:port``."""
     answer = input("Server address (host or host:port): ").strip()
     if not answer:
         raise SetupError("no server address given")
     host, colon, port = answer.rpartition(":")
-    if colon and port.isdigit() and (":" not in host or host.startswith("[")):
+    bracketed_or_v4 = ":" not in host or host.startswith("[")
+    if colon and port.isascii() and port.isdigit() and bracketed_or_v4:
         return host.strip("[]"), int(port)
-    return answer.strip("[]"), DEFAULT_PORT
+    return answer.strip("[]"), default_port
 
 
 def ask_passkey() -> str:
     """The passkey, typed without echo."""
+    return ask_secret("Enter passkey: ", PASSKEY_ENV)
+
+
+def ask_secret(prompt: str, variable: str) -> str:
+    """A secret typed without echo; nothing typed is a L{SetupError}."""
     try:
-        passkey = getpass.getpass("Enter passkey: ")
+        secret = getpass.getpass(prompt)
     except EOFError:
-        passkey = ""
-    if not passkey:
-        raise SetupError(f"no passkey given (type it, or set {PASSKEY_ENV})")
-    return passkey
+        secret = ""
+    if not secret:
+        raise SetupError(f"nothing typed at {prompt.strip()!r} (or set {variable})")
+    return secret
 
 
 def server_address(options: argparse.Namespace) -> tuple[ServerAddress, str]:
-    """Where to connect and the passkey, asking for what is missing."""
+    """Where to connect and the secret to log in with, asking for what is
+    missing."""
     known = KnownServers(options.known_servers or default_path())
     invite_data: bytes | None = None
     if options.invite:
@@ -131,10 +181,12 @@ def server_address(options: argparse.Namespace) -> tuple[ServerAddress, str]:
             raise SetupError(f"cannot read the invite: {e}") from e
     elif not options.host:
         invite_data = embedded_invite()
-    host, port = options.host, options.port
+    host, port = options.host, options.port or DEFAULT_PORT
     if invite_data is None and not host:
         host, port = ask_host()
-    passkey = os.environ.get(PASSKEY_ENV) or ask_passkey()
+    passkey = ""  # root needs it only to open an invite
+    if invite_data is not None or not options.root:
+        passkey = os.environ.get(PASSKEY_ENV) or ask_passkey()
     if invite_data is None:
         address = ServerAddress(
             host,
@@ -149,23 +201,46 @@ def server_address(options: argparse.Namespace) -> tuple[ServerAddress, str]:
         except InviteError as e:
             raise SetupError(f"cannot open the invite: {e}") from e
         address = ServerAddress(
-            invite.host,
-            invite.chat_port,
+            options.host or invite.host,
+            options.port or invite.chat_port,
             tls=invite.tls,
             pin=invite.tls_fingerprint,
             known=known,
         )
+        if (address.host, address.port) != (invite.host, invite.chat_port):
+            print(
+                f"partypool-client: connecting to {address.host} port "
+                f"{address.port} as --host/--port say, not to the invite's "
+                f"{invite.host} port {invite.chat_port} (its certificate pin "
+                "still applies)",
+                file=sys.stderr,
+            )
     if not address.tls:
         print(
             "partypool-client: WARNING: plain TCP, no TLS: anyone on the network "
             "can read and alter the chat.",
             file=sys.stderr,
         )
+    if options.root:
+        secret = os.environ.get(ROOT_PASSWORD_ENV) or ask_secret(
+            "root password: ", ROOT_PASSWORD_ENV
+        )
+        return address, secret
     return address, passkey
+
+
+def never_fail_output() -> None:
+    """Replace characters the terminal or pipe cannot encode instead of
+    raising: another user's emoji must not end our session."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the client; returns the exit status (see L{partypool.client.session})."""
+    never_fail_output()
     options = parse_args(argv)
     install_reactor()
     try:
@@ -186,13 +261,19 @@ def run(options: argparse.Namespace, address: ServerAddress, passkey: str) -> in
     from twisted.internet.error import ReactorNotRunning
 
     view: ScriptView | TerminalView
-    view = ScriptView(sys.stdout, sys.stderr) if options.script else TerminalView()
+    if options.script:
+        view = ScriptView(sys.stdout, sys.stderr)
+    else:
+        view = TerminalView(timestamps=not options.no_timestamps)
     session = ChatSession(
         address=address,
-        passkey=passkey,
+        secret=passkey,
         view=view,
         reactor=reactor,
         name=options.name,
+        root=options.root,
+        min_iterations=options.min_iterations,
+        history=options.history,
         give_up_after=options.give_up_after,
     )
     view.session = session

@@ -1,10 +1,33 @@
 """
-One chat connection, as the client sees it: greeting, SCRAM-SHA-256 login,
-naming, requests with their replies, and server events.
+One chat connection, as the client sees it: greeting, SCRAM login, naming,
+requests with their replies, and server events.
 
 There is no user interface here, so the terminal client, the script mode,
-benchmark load generators and tests all drive the same code. Requests return
-Deferreds; events that may arrive at any time go to a L{ChatListener}.
+tests and tools all drive the same code. Requests return Deferreds; events
+that may arrive at any time go to a L{ChatListener}.
+
+Login. Over TLS the client logs in with SCRAM-SHA-256-PLUS and
+``tls-server-end-point`` channel binding (RFC 5929): the proof covers a hash
+of the certificate the client saw, so a relay that shows its own certificate
+and forwards the lines cannot pass it, and trust on first use pins only a
+certificate that belongs to the server that knows the passkey. Over plain
+TCP, SCRAM-SHA-256 without binding. The PBKDF2 iteration count the server
+asks for is checked before the proof is computed: below C{min_iterations} the
+login stops, so an impostor cannot make a captured proof cheap to crack.
+
+Nothing from the server reaches the listener before ``AUTH-OK`` has proved
+that the server knows the passkey: until then only the login's own lines
+(``HELLO``, ``AUTH-CHALLENGE``, ``AUTH-OK``, ``ERR``, ``BYE``) are read, and
+an ``ERR`` fails the login with its code (L{ServerError}) for the caller to
+explain in its own words. With a clock, a server that does not greet within
+L{GREETING_TIMEOUT} seconds, or does not finish the login within
+L{LOGIN_TIMEOUT}, fails the login with L{LoginTimeout}.
+
+Every line is handled in isolation: it is scrubbed of control characters
+(C0, C1, bidi overrides: L{partypool.wire.scrub}) before it is parsed,
+numbers must be ASCII digits, and a line that cannot be understood, or whose
+handling fails, is logged and skipped; it never ends the connection. Verbs
+the client does not know are ignored (the server may add events).
 
 Replies are matched against one first-in first-out list of the lines sent
 after login, each with the reply it expects (``SAY`` expects none: the server
@@ -17,28 +40,31 @@ means the server dropped some line without saying which (at most one such
 ``ERR`` a second, and the dropped lines get no reply): it goes to the
 listener, and with a clock every request fails with L{NoReply} after
 L{REQUEST_TIMEOUT} seconds without an answer, so nothing waits forever.
+Multi-line replies (``HISTORY`` … ``HISTORY-END``, ``ADMIN-OUT`` …
+``ADMIN-END``, ``ONLINE-PART`` … ``ONLINE``) go to the oldest line waiting
+for their final verb.
 
-Every line from the server is scrubbed of control characters (C0, C1, bidi
-overrides: L{partypool.wire.scrub}) before it is parsed, so no name, text,
-reason or error a server sends can reach a terminal with an escape sequence
-in it, not even from a server that has not proved it knows the passkey.
+No line sent is ever made of user text with a line break in it:
+L{send_line} refuses CR and LF, so text cannot become a protocol line of its
+own (callers split pasted lines first, see L{partypool.client.commands}).
+With a clock, outgoing lines are paced below the server's default rate limit
+(L{PACE_RATE} lines a second after a burst of L{PACE_BURST}).
 
-With a clock, outgoing lines are also paced below the server's default rate
-limit (L{PACE_RATE} lines a second after a burst of L{PACE_BURST}).
-
-Use from other code (a load generator, a test)::
+Use from other code (a tool, a test)::
 
     address = ServerAddress(host, port, pin=fingerprint)   # client.connect
     proto = ChatClientProtocol(passkey, MyListener(), address.peer_check())
     await connectProtocol(address.endpoint(reactor), proto)
     await proto.logged_in
-    await proto.nick("bench-1")
+    await proto.nick("bot-1")
     proto.say("hello")
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -48,17 +74,38 @@ from OpenSSL.crypto import X509
 from scramp import ScramClient, ScramException
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IReactorTime,
+    ISSLTransport,
+)
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from partypool.room.auth import SCRAM_MECHANISM, SCRAM_USERNAME
+from partypool.room.auth import (
+    CHANNEL_BINDING,
+    DEFAULT_ITERATIONS,
+    SCRAM_MECHANISM,
+    SCRAM_PLUS_MECHANISM,
+    SCRAM_USERNAME,
+)
+from partypool.tls import tls_server_end_point
 from partypool.wire import PROTOCOL_VERSION, scrub
 
 #: Seconds a request waits for its reply before it fails with L{NoReply}.
 REQUEST_TIMEOUT = 15.0
+#: Seconds from connecting to ``HELLO``: a server that says nothing is not
+#: a Party Pool chat port (or expects TLS while we speak plain TCP).
+GREETING_TIMEOUT = 10.0
+#: Seconds from connecting to ``AUTH-OK`` (the server's own limit is 30 s).
+LOGIN_TIMEOUT = 30.0
+#: Before login a line this long is no greeting: the peer is something else.
+MAX_LOGIN_LINE = 8192
+#: After login: room for a server with a --max-line far above the default.
+MAX_LINE = 1 << 20
 #: The server's default C{--max-request}: longer requests are refused here.
 MAX_REQUEST = 1000
 #: Outgoing pace: below the server's default 5 lines/s, burst 10.
@@ -66,6 +113,11 @@ PACE_RATE = 4.0
 PACE_BURST = 8
 #: Without a clock, at most this many sent SAYs are remembered.
 _MAX_SAYS = 256
+#: Shown of a peer's first line when it is not a Party Pool greeting.
+_QUOTE = 60
+
+_DIGITS = re.compile("[0-9]{1,18}")
+_LOGIN_VERBS = frozenset({"HELLO", "AUTH-CHALLENGE", "AUTH-OK", "ERR", "BYE"})
 
 PeerCheck = Callable[[X509 | None], None]
 """Called with the server's TLS certificate before anything is sent that
@@ -92,6 +144,56 @@ class NoReply(Exception):
         return "the server did not answer (the line may have been dropped)"
 
 
+class ServerAuthenticationError(Exception):
+    """The server did not prove that it knows the passkey, or asked for
+    something a genuine server would not: it may be an impostor, so the
+    connection is dropped."""
+
+
+class NotPartyPool(ServerAuthenticationError):
+    """The peer's first line is no Party Pool greeting."""
+
+    def __init__(self, first_line: str) -> None:
+        shown = first_line[:_QUOTE] + ("…" if len(first_line) > _QUOTE else "")
+        super().__init__(f"it is not a Party Pool chat port (it said {shown!r})")
+
+
+class WeakIterations(ServerAuthenticationError):
+    """The server asked for fewer PBKDF2 iterations than we accept."""
+
+    def __init__(self, asked: int, minimum: int) -> None:
+        super().__init__(
+            f"the server asked for {asked:,} PBKDF2 iterations, fewer than the "
+            f"{minimum:,} expected. An impostor does that to make your passkey "
+            "cheap to guess from the login, so nothing depending on it was sent. "
+            "If the operator lowered the count on purpose, allow it with "
+            f"--min-iterations {asked}."
+        )
+        self.asked = asked
+        self.minimum = minimum
+
+
+class LoginTimeout(Exception):
+    """The server did not greet (C{greeted} false) or did not finish the
+    login in time."""
+
+    def __init__(self, greeted: bool, seconds: float) -> None:
+        what = "finish the login" if greeted else "greet us"
+        super().__init__(f"the server did not {what} within {seconds:g} s")
+        self.greeted = greeted
+
+
+@attrs.frozen
+class HistoryEntry:
+    """One remembered room event: ``HISTORY <id> <time> <event line>``."""
+
+    id: int
+    time: datetime.datetime
+    verb: str  # CHAT or NOTICE
+    name: str | None  # the speaker of a CHAT
+    text: str
+
+
 @attrs.define(eq=False)
 class _Sent:
     """One line sent after login, waiting for its reply."""
@@ -103,22 +205,21 @@ class _Sent:
     # waits only for OK REQUEST or ERR request-failed.
     validated: bool = False
     sent_at: float = 0.0
-
-
-class ServerAuthenticationError(Exception):
-    """The server did not prove that it knows the passkey, or spoke another
-    protocol: it may be an impostor, so the connection is dropped."""
+    # Lines of a multi-line reply (HISTORY, ADMIN-OUT, ONLINE-PART) go here.
+    part: Callable[[str], None] | None = None
 
 
 class ChatListener:
     """
     Receives the events a server may send at any time. Every method does
-    nothing here; subclass and override what you need (a load generator may
-    only care about L{chat}).
+    nothing here; subclass and override what you need.
     """
 
     def chat(self, name: str, text: str) -> None:
         """``CHAT``: someone else said something."""
+
+    def private(self, name: str, text: str) -> None:
+        """``PRIVATE``: C{name} wrote to us alone."""
 
     def joined(self, name: str) -> None:
         """``JOINED``: someone came in."""
@@ -128,6 +229,9 @@ class ChatListener:
 
     def notice(self, text: str) -> None:
         """``NOTICE``: the administrator says something."""
+
+    def requested(self, request_id: int, name: str, text: str) -> None:
+        """``REQUESTED`` (root only): a user filed a request."""
 
     def shutdown(self, seconds: int, text: str) -> None:
         """``SHUTDOWN``: the server closes in C{seconds}."""
@@ -147,21 +251,53 @@ def _unb64(data: str) -> str:
     return base64.b64decode(data.encode("ascii"), validate=True).decode("utf-8")
 
 
+def ascii_number(text: str) -> int:
+    """A non-negative number written in ASCII digits; ValueError otherwise
+    (C{int()} would also take ``²``, ``٣`` or `` 7_0 ``)."""
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(f"not a number: {text[:20]!r}")
+    return int(text)
+
+
+def parse_history(rest: str) -> HistoryEntry:
+    """``<id> <time> CHAT <name> <text>`` or ``<id> <time> NOTICE <text>``;
+    ValueError for anything else."""
+    number, _, rest = rest.partition(" ")
+    stamp, _, event = rest.partition(" ")
+    verb, _, event = event.partition(" ")
+    when = datetime.datetime.fromisoformat(stamp)
+    if when.tzinfo is None:
+        raise ValueError("history time without a zone")
+    if verb == "CHAT":
+        name, _, text = event.partition(" ")
+        if not name:
+            raise ValueError("CHAT without a name")
+        return HistoryEntry(ascii_number(number), when, verb, name, text)
+    if verb == "NOTICE":
+        return HistoryEntry(ascii_number(number), when, verb, None, event)
+    raise ValueError(f"unknown history event {verb[:20]!r}")
+
+
 @implementer(IHandshakeListener)
 class ChatClientProtocol(LineReceiver):
     """
     A client connection. Login starts by itself when the server's ``HELLO``
     arrives; L{logged_in} fires with the server name once the server has
-    proved it knows the passkey. L{done} fires when the connection is gone,
+    proved it knows the secret. L{done} fires when the connection is gone,
     with the ``BYE`` reason or C{None} when it was lost without one.
 
+    @param username: the SCRAM username: ``chat`` with the passkey, ``root``
+        with the root password.
+    @param min_iterations: the fewest PBKDF2 iterations accepted.
     @ivar server_name: from the server's ``HELLO``, once it arrived.
     @ivar name: the name the server accepted, once it did.
+    @ivar iterations: the server's PBKDF2 count, once it asked.
     """
 
     delimiter = b"\n"
-    # ONLINE lists every name on one line; leave room for big rooms.
-    MAX_LENGTH = 1 << 20
+    # Before login nothing a real server sends comes near this size;
+    # after it, ONLINE may list many names on one line.
+    MAX_LENGTH = MAX_LOGIN_LINE
     _log = Logger()
 
     def __init__(
@@ -171,25 +307,67 @@ class ChatClientProtocol(LineReceiver):
         check_peer: PeerCheck | None = None,
         clock: IReactorTime | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
+        *,
+        username: str = SCRAM_USERNAME,
+        min_iterations: int = DEFAULT_ITERATIONS,
     ) -> None:
         self.listener = listener if listener is not None else ChatListener()
         self.logged_in: Deferred[str] = Deferred()
         self.done: Deferred[str | None] = Deferred()
         self.server_name: str | None = None
         self.name: str | None = None
-        self._scram = ScramClient([SCRAM_MECHANISM], SCRAM_USERNAME, passkey)
+        self.iterations: int | None = None
+        self._secret = passkey
+        self._username = username
+        self._min_iterations = min_iterations
+        self._scram: ScramClient | None = None
+        self._greeted = False
+        self._authenticated = False
         self._check_peer = check_peer
         self._peer_checked = check_peer is None
         self._bye_reason: str | None = None
         self._clock = clock
         self._request_timeout = request_timeout
+        self._login_timers: list[IDelayedCall] = []
         self._sent: list[_Sent] = []
         self._outbox: deque[tuple[bytes, _Sent | None]] = deque()
         self._tokens = float(PACE_BURST)
         self._tokens_at = clock.seconds() if clock is not None else 0.0
         self._flush_call: IDelayedCall | None = None
+        self._handlers: dict[str, Callable[[str], None]] = {
+            "HELLO": self._on_HELLO,
+            "AUTH-CHALLENGE": self._on_AUTH_CHALLENGE,
+            "AUTH-OK": self._on_AUTH_OK,
+            "ERR": self._on_ERR,
+            "BYE": self._on_BYE,
+            "OK": self._on_OK,
+            "ONLINE": self._on_ONLINE,
+            "ONLINE-PART": self._on_ONLINE_PART,
+            "IP": self._on_IP,
+            "PONG": self._on_PONG,
+            "PING": self._on_PING,
+            "HISTORY": self._on_HISTORY,
+            "HISTORY-END": self._on_HISTORY_END,
+            "ADMIN-OUT": self._on_ADMIN_OUT,
+            "ADMIN-END": self._on_ADMIN_END,
+            "CHAT": self._on_CHAT,
+            "PRIVATE": self._on_PRIVATE,
+            "JOINED": self._on_JOINED,
+            "LEFT": self._on_LEFT,
+            "NOTICE": self._on_NOTICE,
+            "REQUESTED": self._on_REQUESTED,
+            "SHUTDOWN": self._on_SHUTDOWN,
+        }
 
     # -- transport events -------------------------------------------------
+
+    def connectionMade(self) -> None:
+        if self._clock is None:
+            return
+        self._login_timers = [
+            self._clock.callLater(GREETING_TIMEOUT, self._timed_out, False),
+            self._clock.callLater(LOGIN_TIMEOUT, self._timed_out, True),
+        ]
 
     def handshakeCompleted(self) -> None:
         """Check the server's certificate before any line is read or sent."""
@@ -206,11 +384,35 @@ class ChatClientProtocol(LineReceiver):
         # Scrubbed here, once: nothing a server sends reaches a view unscrubbed.
         text = scrub(line.removesuffix(b"\r").decode("utf-8", "replace"))
         verb, _, rest = text.partition(" ")
-        handler = getattr(self, "_on_" + verb.upper().replace("-", "_"), None)
+        if verb.isascii():
+            verb = verb.upper()  # ASCII only: "ſay" is no verb
+        if not self._greeted and verb != "HELLO" and not self.logged_in.called:
+            self._fail_login(Failure(NotPartyPool(text)))
+            return
+        if not self._authenticated and verb not in _LOGIN_VERBS:
+            self._log.debug("ignoring {verb} before login", verb=verb[:20])
+            return
+        handler = self._handlers.get(verb)
         if handler is None:
-            self._log.debug("ignoring unknown server line {line!r}", line=text)
-        else:
+            self._log.debug("ignoring unknown server line {line!r}", line=text[:80])
+            return
+        # One bad line never costs the session: log it and go on.
+        try:
             handler(rest)
+        except ValueError as e:
+            self._log.warn(
+                "skipping a malformed server line {line!r}: {why}",
+                line=text[:80],
+                why=e,
+            )
+        except Exception:
+            self._log.failure("skipping a server line: {line!r}", line=text[:80])
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if not self._authenticated:
+            self._fail_login(Failure(NotPartyPool(line[:_QUOTE].decode("latin-1"))))
+            return
+        super().lineLengthExceeded(line)
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:
         self._fail_login(reason)
@@ -234,9 +436,16 @@ class ChatClientProtocol(LineReceiver):
         """Send a room message; the server answers only if it refuses it."""
         self._send(f"SAY {text}", _Sent(None))
 
+    def msg(self, name: str, text: str) -> Deferred[str]:
+        """A private message to C{name}; fires with the name as the server
+        spells it, or fails with L{ServerError} (``no-such-user``, ``muted``)."""
+        return self._request("MSG", f"MSG {name} {text}")
+
     def online(self) -> Deferred[list[str]]:
         """Fires with the names in the room, this client's own included."""
-        return self._request("ONLINE", "ONLINE")
+        names: list[str] = []
+        d = self._request("ONLINE", "ONLINE", lambda rest: names.extend(rest.split()))
+        return d.addCallback(lambda _: names)
 
     def ip(self) -> Deferred[str]:
         """Fires with this client's address as the server sees it."""
@@ -259,6 +468,27 @@ class ChatClientProtocol(LineReceiver):
                 )
             )
         return self._request("REQUEST", f"REQUEST {text}")
+
+    def history(self, count: int | None = None) -> Deferred[list[HistoryEntry]]:
+        """The room's last messages, oldest first (C{count}: how many at
+        most; the server's default without). Lines that cannot be read are
+        skipped."""
+        entries: list[HistoryEntry] = []
+
+        def part(rest: str) -> None:
+            try:
+                entries.append(parse_history(rest))
+            except ValueError:
+                self._log.info("skipping a history line: {line!r}", line=rest[:80])
+
+        line = "HISTORY" if count is None else f"HISTORY {count}"
+        d = self._request("HISTORY-END", line, part)
+        return d.addCallback(lambda _: entries)
+
+    def admin(self, command: str, output: Callable[[str], None]) -> Deferred[int]:
+        """Run one admin command (root only); each ``ADMIN-OUT`` line goes
+        to C{output} as it arrives; fires with the exit status."""
+        return self._request("ADMIN-END", f"ADMIN {command}", output)
 
     def ping(self, token: str) -> Deferred[str]:
         """Fires with the token of the matching ``PONG`` (round-trip probe)."""
@@ -284,6 +514,9 @@ class ChatClientProtocol(LineReceiver):
     # -- sending and matching replies -------------------------------------
 
     def _send(self, line: str, entry: _Sent | None) -> None:
+        if "\n" in line or "\r" in line:
+            # Text with a line break would be two protocol lines.
+            raise ValueError("a protocol line cannot contain a line break")
         self._outbox.append((line.encode("utf-8"), entry))
         self._flush()
 
@@ -295,7 +528,7 @@ class ChatClientProtocol(LineReceiver):
                 now = self._clock.seconds()
                 self._tokens = min(
                     float(PACE_BURST),
-                    self._tokens + (now - self._tokens_at) * PACE_RATE,
+                    self._tokens + max(0.0, now - self._tokens_at) * PACE_RATE,
                 )
                 self._tokens_at = now
                 if self._tokens < 1:
@@ -327,12 +560,17 @@ class ChatClientProtocol(LineReceiver):
                 self._sent.remove(says[0])
         self._sent.append(entry)
 
-    def _request(self, reply_verb: str, line: str) -> Deferred[Any]:
+    def _request(
+        self,
+        reply_verb: str,
+        line: str,
+        part: Callable[[str], None] | None = None,
+    ) -> Deferred[Any]:
         if self.done.called:
             # The line could never be answered; say so instead of hanging.
             return fail(ConnectionDone("the connection is closed"))
         waiting: Deferred[Any] = Deferred()
-        self._send(line, _Sent(reply_verb, waiting))
+        self._send(line, _Sent(reply_verb, waiting, part=part))
         return waiting
 
     def _expire(self, entry: _Sent) -> None:
@@ -376,6 +614,15 @@ class ChatClientProtocol(LineReceiver):
                     other.validated = True
         self._settle(entry, value)
 
+    def _part(self, final_verb: str, rest: str) -> None:
+        """One line of a multi-line reply: to the oldest line waiting for
+        C{final_verb}."""
+        entry = next((e for e in self._sent if e.expects == final_verb), None)
+        if entry is None or entry.part is None:
+            self._log.debug("unexpected part of a {verb} reply", verb=final_verb)
+            return
+        entry.part(rest)
+
     def _answer_error(self, error: ServerError) -> None:
         if error.code == "rate-limited":
             self.listener.error(error.code, error.text)
@@ -398,17 +645,46 @@ class ChatClientProtocol(LineReceiver):
 
     def _fail_login(self, reason: Failure) -> None:
         """Fail L{logged_in} (once) and drop the connection."""
+        self._stop_login_timers()
         if not self.logged_in.called:
             self.logged_in.errback(reason)
             self.transport.loseConnection()
 
+    def _stop_login_timers(self) -> None:
+        timers, self._login_timers = self._login_timers, []
+        for timer in timers:
+            if timer.active():
+                timer.cancel()
+
+    def _timed_out(self, greeting_done: bool) -> None:
+        if greeting_done or not self._greeted:
+            seconds = LOGIN_TIMEOUT if greeting_done else GREETING_TIMEOUT
+            self._fail_login(Failure(LoginTimeout(self._greeted, seconds)))
+
+    def _channel_binding(self) -> tuple[str, bytes] | None:
+        """``tls-server-end-point`` data for the certificate this TLS
+        connection shows; None over plain TCP."""
+        if not ISSLTransport.providedBy(self.transport):
+            return None
+        certificate = self.transport.getPeerCertificate()
+        if certificate is None:
+            raise ServerAuthenticationError("the server showed no TLS certificate")
+        return CHANNEL_BINDING, tls_server_end_point(certificate.to_cryptography())
+
     def _on_HELLO(self, rest: str) -> None:
+        if self._greeted:
+            return
+        self._greeted = True
         version, _, server_name = rest.partition(" ")
         if not self._peer_checked:
             self._fail_login(
                 Failure(ServerAuthenticationError("TLS certificate not checked"))
             )
-        elif version != PROTOCOL_VERSION:
+            return
+        if not version.startswith("partypool/"):
+            self._fail_login(Failure(NotPartyPool(f"HELLO {rest}")))
+            return
+        if version != PROTOCOL_VERSION:
             self._fail_login(
                 Failure(
                     ServerAuthenticationError(
@@ -416,21 +692,42 @@ class ChatClientProtocol(LineReceiver):
                     )
                 )
             )
-        else:
-            self.server_name = server_name
-            first = self._scram.get_client_first()
-            self.send_line(f"AUTH {SCRAM_MECHANISM} {_b64(first)}")
+            return
+        try:
+            binding = self._channel_binding()
+        except ServerAuthenticationError:
+            self._fail_login(Failure())
+            return
+        mechanism = SCRAM_MECHANISM if binding is None else SCRAM_PLUS_MECHANISM
+        self._scram = ScramClient(
+            [mechanism], self._username, self._secret, channel_binding=binding
+        )
+        self.server_name = server_name
+        first = self._scram.get_client_first()
+        self.send_line(f"AUTH {mechanism} {_b64(first)}")
 
     def _on_AUTH_CHALLENGE(self, rest: str) -> None:
+        if self._scram is None or self.iterations is not None:
+            return
         try:
             self._scram.set_server_first(_unb64(rest))
-            final = self._scram.get_client_final()
         except (ScramException, ValueError) as e:
             self._fail_login(Failure(ServerAuthenticationError(f"bad challenge: {e}")))
-        else:
-            self.send_line(f"AUTH-RESPONSE {_b64(final)}")
+            return
+        self.iterations = int(self._scram.iterations)
+        # Checked before the proof exists: an impostor asking for a cheap
+        # count gets nothing to crack.
+        if self.iterations < self._min_iterations:
+            self._fail_login(
+                Failure(WeakIterations(self.iterations, self._min_iterations))
+            )
+            return
+        final = self._scram.get_client_final()
+        self.send_line(f"AUTH-RESPONSE {_b64(final)}")
 
     def _on_AUTH_OK(self, rest: str) -> None:
+        if self._scram is None or self.iterations is None or self._authenticated:
+            return
         try:
             self._scram.set_server_final(_unb64(rest))
         except (ScramException, ValueError) as e:
@@ -442,6 +739,9 @@ class ChatClientProtocol(LineReceiver):
                 )
             )
         else:
+            self._authenticated = True
+            self.MAX_LENGTH = MAX_LINE
+            self._stop_login_timers()
             self.logged_in.callback(self.server_name or "")
 
     # -- replies ----------------------------------------------------------
@@ -452,10 +752,18 @@ class ChatClientProtocol(LineReceiver):
             self.name = value
             self._answer("NICK", value)
         elif what == "REQUEST":
-            self._answer("REQUEST", int(value))
+            self._answer("REQUEST", ascii_number(value))
+        elif what == "MSG":
+            self._answer("MSG", value)
+
+    def _on_ONLINE_PART(self, rest: str) -> None:
+        self._part("ONLINE", rest)
 
     def _on_ONLINE(self, rest: str) -> None:
-        self._answer("ONLINE", rest.split()[1:])
+        count, _, names = rest.partition(" ")
+        ascii_number(count)
+        self._part("ONLINE", names)  # after any ONLINE-PART lines
+        self._answer("ONLINE", None)
 
     def _on_IP(self, rest: str) -> None:
         self._answer("IP", rest)
@@ -463,10 +771,22 @@ class ChatClientProtocol(LineReceiver):
     def _on_PONG(self, rest: str) -> None:
         self._answer("PONG", rest)
 
+    def _on_HISTORY(self, rest: str) -> None:
+        self._part("HISTORY-END", rest)
+
+    def _on_HISTORY_END(self, rest: str) -> None:
+        self._answer("HISTORY-END", ascii_number(rest.strip() or "0"))
+
+    def _on_ADMIN_OUT(self, rest: str) -> None:
+        self._part("ADMIN-END", rest)
+
+    def _on_ADMIN_END(self, rest: str) -> None:
+        self._answer("ADMIN-END", ascii_number(rest.strip()))
+
     def _on_ERR(self, rest: str) -> None:
         code, _, text = rest.partition(" ")
         error = ServerError(code, text)
-        if not self.logged_in.called:
+        if not self._authenticated:
             self._fail_login(Failure(error))
         else:
             self._answer_error(error)
@@ -480,6 +800,10 @@ class ChatClientProtocol(LineReceiver):
         name, _, text = rest.partition(" ")
         self.listener.chat(name, text)
 
+    def _on_PRIVATE(self, rest: str) -> None:
+        name, _, text = rest.partition(" ")
+        self.listener.private(name, text)
+
     def _on_JOINED(self, rest: str) -> None:
         self.listener.joined(rest)
 
@@ -490,10 +814,16 @@ class ChatClientProtocol(LineReceiver):
     def _on_NOTICE(self, rest: str) -> None:
         self.listener.notice(rest)
 
+    def _on_REQUESTED(self, rest: str) -> None:
+        number, _, rest = rest.partition(" ")
+        name, _, text = rest.partition(" ")
+        self.listener.requested(ascii_number(number), name, text)
+
     def _on_SHUTDOWN(self, rest: str) -> None:
         seconds, _, text = rest.partition(" ")
-        self.listener.shutdown(int(seconds) if seconds.isdigit() else 0, text)
+        self.listener.shutdown(ascii_number(seconds), text)
 
     def _on_BYE(self, rest: str) -> None:
         self._bye_reason = rest
-        self.listener.bye(rest)
+        if self._authenticated:
+            self.listener.bye(rest)

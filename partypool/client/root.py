@@ -9,11 +9,15 @@ command failed" from "it never ran".
 
 Where the server is comes from an invite (``--invite FILE``, opened with the
 chat passkey from ``PARTYPOOL_PASSKEY`` or a prompt; or the one bundled in a
-frozen build) or from ``--host``/``--port``.  The host key is pinned by the
-invite or ``--host-key-fingerprint``, else trusted on first use (see
+frozen build), from ``--host``/``--port``, or from a question, as
+``partypool-client`` asks.  The host key is pinned by the invite or
+``--host-key-fingerprint``, else must be known from an earlier login; a key
+seen for the first time is shown and the user asked, as OpenSSH asks (on a
+terminal, in the shell), or trusted because ``--accept-new-host-key`` says so;
+``-c`` and piped commands refuse it otherwise (see
 L{partypool.client.admin_connect}).  Root logs in with ``--identity KEYFILE``
-or the root password (``PARTYPOOL_ROOT_PASSWORD`` or a hidden prompt); the
-secrets are asked before connecting, so no prompt runs inside the reactor.
+or the root password (``PARTYPOOL_ROOT_PASSWORD``, or a hidden prompt once
+the host key is trusted: nobody types it for the wrong server or port).
 
 The asyncio reactor is installed first, as ``partypool-client`` does, and
 L{partypool.client.admin_connect} is imported only after that: conch's
@@ -46,10 +50,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from prompt_toolkit import PromptSession
 from twisted.conch.ssh import keys
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from partypool.client.known_servers import KnownServers, default_admin_hosts_path
-from partypool.client.main import PASSKEY_ENV, SetupError, ask_passkey, install_reactor
+from partypool.client.main import (
+    PASSKEY_ENV,
+    SetupError,
+    ask_host,
+    ask_passkey,
+    install_reactor,
+)
 from partypool.invite import InviteError, embedded_invite, open_invite
 
 if TYPE_CHECKING:
@@ -62,6 +73,9 @@ EXIT_NOT_RUN = 255
 PROG = "partypool-root"
 #: Lines that end the session here instead of being sent.
 EXIT_WORDS = ("exit", "logout")
+#: The prompt of the server's own shell (partypool.admin.shell), so root sees
+#: the same one on both.
+PROMPT = "root@partypool> "
 #: What to do once logged in; returns the exit status.
 Session = Callable[["AdminConnection"], Coroutine[Any, Any, int]]
 
@@ -90,6 +104,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--host-key-fingerprint",
         metavar="SHA256:…",
         help="expected fingerprint of the admin port's SSH host key",
+    )
+    where.add_argument(
+        "--accept-new-host-key",
+        action="store_true",
+        help="trust a host key seen for the first time without asking "
+        "(it is remembered once root has logged in)",
     )
     where.add_argument(
         "--known-hosts",
@@ -124,7 +144,8 @@ class Target:
 
 
 def find_target(options: argparse.Namespace) -> Target:
-    """Where to connect: ``--host``, else the invite given or bundled."""
+    """Where to connect: ``--host``, else the invite given or bundled, else
+    the user's answer."""
     if options.host:
         return Target(
             options.host, options.port or DEFAULT_PORT, options.host_key_fingerprint
@@ -135,7 +156,10 @@ def find_target(options: argparse.Namespace) -> Target:
         except OSError as e:
             raise SetupError(f"cannot read the invite: {e}") from e
     elif (data := embedded_invite()) is None:
-        raise SetupError("say where the server is: --invite FILE or --host HOST")
+        if not sys.stdin.isatty():
+            raise SetupError("say where the server is: --invite FILE or --host HOST")
+        host, port = ask_host(DEFAULT_PORT)
+        return Target(host, options.port or port, None)
     try:
         invite = open_invite(data, os.environ.get(PASSKEY_ENV) or ask_passkey())
     except InviteError as e:
@@ -147,15 +171,59 @@ def find_target(options: argparse.Namespace) -> Target:
 
 
 def read_credentials(options: argparse.Namespace) -> Credentials:
-    """The key from ``--identity``, else the root password."""
+    """The key from ``--identity``, else the root password from the
+    environment, else a prompt once the host key is trusted."""
     from partypool.client.admin_connect import Credentials
 
     if options.identity is not None:
         return Credentials(key=load_key(str(options.identity)))
-    password = os.environ.get(PASSWORD_ENV) or _ask(
-        "root password: ", f"type it, or set {PASSWORD_ENV}"
-    )
-    return Credentials(password=password.encode("utf-8"))
+    if password := os.environ.get(PASSWORD_ENV):
+        return Credentials(password=password.encode("utf-8"))
+    return Credentials(ask_password=ask_password_later)
+
+
+def ask_password_later() -> Deferred[bytes]:
+    """The root password, typed without echo, read off the reactor thread
+    (the connection stays served meanwhile)."""
+    from twisted.internet.threads import deferToThread
+
+    def ask() -> bytes:
+        return _ask("root password: ", f"type it, or set {PASSWORD_ENV}").encode()
+
+    return deferToThread(ask)
+
+
+def confirm_by_asking(fingerprint: str) -> Deferred[bool]:
+    """OpenSSH's question about a host key seen for the first time; only
+    ``yes`` (or the fingerprint itself) trusts it."""
+    from twisted.internet.threads import deferToThread
+
+    def ask() -> bool:
+        print(
+            "The authenticity of the admin port can't be established.\n"
+            f"Its SSH host key fingerprint is {fingerprint}.\n"
+            "Compare it with the one the server logged at start-up.",
+            file=sys.stderr,
+        )
+        try:
+            answer = input("Are you sure you want to continue connecting (yes/no)? ")
+        except EOFError:
+            return False
+        return answer.strip() in ("yes", fingerprint)
+
+    return deferToThread(ask)
+
+
+def confirm_new_key(
+    options: argparse.Namespace,
+) -> Callable[[str], Deferred[bool]] | None:
+    """How a first-seen host key is decided: the flag trusts it, the
+    interactive shell asks, ``-c`` and piped commands refuse it."""
+    if options.accept_new_host_key:
+        return lambda fingerprint: succeed(True)
+    if options.command is None and sys.stdin.isatty():
+        return confirm_by_asking
+    return None
 
 
 def load_key(path: str) -> keys.Key:
@@ -204,22 +272,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{PROG}: cancelled", file=sys.stderr)
         return EXIT_NOT_RUN
     known = KnownServers(options.known_hosts or default_admin_hosts_path())
+    confirm = confirm_new_key(options)
     session: Session
     if options.command is not None:
         session = functools.partial(run_lines, lines=[options.command])
     elif sys.stdin.isatty():
-        session = functools.partial(shell, prompt=f"root@{target.host}> ")
+        session = functools.partial(shell, prompt=PROMPT)
     else:
         session = functools.partial(run_lines, lines=sys.stdin.read().splitlines())
-    return run(session, target, credentials, known)
+    return run(session, target, credentials, known, confirm)
 
 
 def run(
-    session: Session, target: Target, credentials: Credentials, known: KnownServers
+    session: Session,
+    target: Target,
+    credentials: Credentials,
+    known: KnownServers,
+    confirm: Callable[[str], Deferred[bool]] | None = None,
 ) -> int:
     """Connect, run ``session``, log out; the reactor runs only in here."""
     from twisted.internet import reactor
-    from twisted.internet.defer import Deferred
     from twisted.internet.error import ReactorNotRunning
 
     from partypool.client.admin_connect import (
@@ -229,7 +301,7 @@ def run(
         connect_admin,
     )
 
-    check = HostKeyCheck(target.host, target.port, target.pin, known, _note)
+    check = HostKeyCheck(target.host, target.port, target.pin, known, _note, confirm)
     status: list[int] = []
 
     def logged_in(admin: AdminConnection) -> Deferred[None]:

@@ -2,7 +2,8 @@
 ``partypool-client --script``: chat from a program instead of a person.
 
 Input: every stdin line is what a user would type (plain text is a message,
-``/online``, ``/ip``, ``/request …``, ``/exit`` are commands). Without
+``/online``, ``/ip``, ``/msg …``, ``/request …``, ``/exit`` are commands;
+with ``--root`` also ``/admin …``, ``/kick``, ``/mute``, ``/unmute``). Without
 ``--name``, the first line is the name (and the next one, if the server
 refuses it). Lines read before the name is accepted are sent after it. At end
 of input the client sends ``QUIT`` and exits.
@@ -14,7 +15,11 @@ Output: one line per event on stdout, flushed at once:
   ``CHAT <name> <text>``, ``JOINED <name>``, ``LEFT <name> <reason>``,
   ``NOTICE <text>``, ``SHUTDOWN <seconds> <text>``, ``ERR <code> <text>``,
   ``BYE <reason>``, ``ONLINE <count> <name> …``, ``IP <host>``,
-  ``OK REQUEST <id>``;
+  ``OK REQUEST <id>``, ``PRIVATE <name> <text>``, ``OK MSG <name>``,
+  ``REQUESTED <id> <name> <text>`` (root), ``ADMIN-OUT <line>`` and
+  ``ADMIN-END <status>`` (root), and on joining the room's last messages as
+  ``HISTORY <id> <time> <event line>`` lines, then ``HISTORY-END <n>``
+  (``--history 0``: none);
 - the client's own: ``AUTHENTICATED <server name>``, ``NAME-REFUSED
   <reason>``, ``NAMED <name>`` (``REJOINED <name>`` after a reconnect),
   ``HINT <text>`` for a line that is no command, ``HELP <command> <what>``.
@@ -31,7 +36,8 @@ from typing import TextIO
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads
 
-from partypool.client.commands import HELP
+from partypool.client.commands import HELP, ROOT_HELP
+from partypool.client.protocol import HistoryEntry
 from partypool.client.session import ChatSession, SessionView
 
 
@@ -109,7 +115,8 @@ class ScriptView(SessionView):
             self.session.quit()
 
     def show_help(self) -> None:
-        for command, what in HELP:
+        root = self.session is not None and self.session.root
+        for command, what in HELP + (ROOT_HELP if root else ()):
             self._print("HELP", command, what)
 
     def online(self, names: list[str]) -> None:
@@ -120,6 +127,23 @@ class ScriptView(SessionView):
 
     def request_stored(self, request_id: int) -> None:
         self._print("OK REQUEST", request_id)
+
+    def private_sent(self, name: str, text: str) -> None:
+        self._print("OK MSG", name)
+
+    def history(self, entries: list[HistoryEntry]) -> None:
+        for entry in entries:
+            stamp = entry.time.isoformat(timespec="milliseconds")
+            stamp = stamp.replace("+00:00", "Z")
+            event = f"{entry.verb} {entry.name} " if entry.name else f"{entry.verb} "
+            self._print("HISTORY", entry.id, stamp, event + entry.text)
+        self._print("HISTORY-END", len(entries))
+
+    def admin_output(self, line: str) -> None:
+        self._print("ADMIN-OUT", line)
+
+    def admin_done(self, command: str, status: int) -> None:
+        self._print("ADMIN-END", status)
 
     # -- server events ----------------------------------------------------
 
@@ -132,8 +156,14 @@ class ScriptView(SessionView):
     def left(self, name: str, reason: str) -> None:
         self._print("LEFT", name, reason)
 
+    def private(self, name: str, text: str) -> None:
+        self._print("PRIVATE", name, text)
+
     def notice(self, text: str) -> None:
         self._print("NOTICE", text)
+
+    def requested(self, request_id: int, name: str, text: str) -> None:
+        self._print("REQUESTED", request_id, name, text)
 
     def shutdown(self, seconds: int, text: str) -> None:
         self._print("SHUTDOWN", seconds, text)

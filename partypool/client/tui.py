@@ -8,11 +8,17 @@ the network goes out as L{FormattedText} fragments: text is shown as text,
 no markup or escape in a message is interpreted, and every server line was
 already scrubbed of control characters by L{ChatClientProtocol} (the
 server removes them too, but an impostor would not).
+
+Each line starts with the local time (``--no-timestamps`` hides it). Private
+messages are marked with a lock and the direction (``bob → you``); the
+room's last messages on joining are dimmed, with the time they were said,
+between two rules that mark them off from live ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import zlib
 
 from prompt_toolkit import PromptSession, print_formatted_text
@@ -21,7 +27,8 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.utils import get_cwidth
 from twisted.internet.defer import Deferred
 
-from partypool.client.commands import HELP
+from partypool.client.commands import HELP, ROOT_HELP
+from partypool.client.protocol import HistoryEntry
 from partypool.client.session import ChatSession, SessionView
 
 STYLE = Style.from_dict(
@@ -36,6 +43,11 @@ STYLE = Style.from_dict(
         "status": "italic ansibrightblack",
         "hint": "ansiyellow",
         "box": "ansicyan",
+        "time": "ansibrightblack",
+        "private": "bold ansimagenta",
+        "history": "ansibrightblack",
+        "rule": "ansibrightblack",
+        "request": "bold ansicyan",
     }
 )
 
@@ -78,17 +90,29 @@ def online_box(names: list[str]) -> str:
     )
 
 
+def local_time(when: datetime.datetime, now: datetime.datetime) -> str:
+    """``HH:MM`` in local time, with the date in front when not today."""
+    local = when.astimezone()
+    if local.date() == now.astimezone().date():
+        return local.strftime("%H:%M")
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
 class TerminalView(SessionView):
     """Shows the session in a terminal and reads the user's lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, timestamps: bool = True) -> None:
         self.session: ChatSession | None = None
+        self._timestamps = timestamps
         self._chat_prompt: PromptSession[str] = PromptSession(erase_when_done=True)
         self._name_prompt: PromptSession[str] = PromptSession()
         self._chat_task: asyncio.Task[None] | None = None
 
-    def _show(self, *fragments: tuple[str, str]) -> None:
+    def _show(self, *fragments: tuple[str, str], when: str | None = None) -> None:
         text: StyleAndTextTuples = list(fragments)
+        if self._timestamps:
+            when = when or datetime.datetime.now().strftime("%H:%M")
+            text.insert(0, ("class:time", f"{when} "))
         print_formatted_text(FormattedText(text), style=STYLE)
 
     def close(self) -> None:
@@ -157,8 +181,9 @@ class TerminalView(SessionView):
         self._show(("class:own", f"${name}: "), ("", text))
 
     def show_help(self) -> None:
-        for command, what in HELP:
-            self._show(("bold", f"  {command:<17}"), ("", what))
+        root = self.session is not None and self.session.root
+        for command, what in HELP + (ROOT_HELP if root else ()):
+            self._show(("bold", f"  {command:<23}"), ("", what))
 
     def online(self, names: list[str]) -> None:
         self._show(("class:box", online_box(names)))
@@ -168,6 +193,34 @@ class TerminalView(SessionView):
 
     def request_stored(self, request_id: int) -> None:
         self._show(("class:ok", f"✓ Request sent to the administrator (#{request_id})"))
+
+    def private_sent(self, name: str, text: str) -> None:
+        self._show(
+            ("class:private", "🔒 you → "),
+            (name_style(name), name),
+            ("class:private", ": "),
+            ("", text),
+        )
+
+    def history(self, entries: list[HistoryEntry]) -> None:
+        if not entries:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        self._show(("class:rule", f"──── the last {len(entries)} messages ────"))
+        for entry in entries:
+            when = local_time(entry.time, now)
+            if entry.verb == "CHAT":
+                self._show(("class:history", f"${entry.name}: {entry.text}"), when=when)
+            else:
+                self._show(("class:history", f"📢 NOTICE: {entry.text}"), when=when)
+        self._show(("class:rule", "──── live ────"))
+
+    def admin_output(self, line: str) -> None:
+        self._show(("", line))
+
+    def admin_done(self, command: str, status: int) -> None:
+        if status != 0:
+            self._show(("class:error", f"✗ {command}: exit status {status}"))
 
     # -- server events ----------------------------------------------------
 
@@ -188,8 +241,24 @@ class TerminalView(SessionView):
             ("class:left", f" left ({reason})" if reason else " left"),
         )
 
+    def private(self, name: str, text: str) -> None:
+        self._show(
+            ("class:private", "🔒 "),
+            (name_style(name), name),
+            ("class:private", " → you: "),
+            ("", text),
+        )
+
     def notice(self, text: str) -> None:
         self._show(("class:notice", f" 📢 NOTICE: {text} "))
+
+    def requested(self, request_id: int, name: str, text: str) -> None:
+        self._show(
+            ("class:request", f"📨 request #{request_id} from "),
+            (name_style(name), name),
+            ("class:request", ": "),
+            ("", text),
+        )
 
     def shutdown(self, seconds: int, text: str) -> None:
         self._show(("class:shutdown", f"⚠ The server closes in {seconds} s: {text}"))

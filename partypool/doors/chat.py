@@ -38,6 +38,7 @@ from zope.interface import implementer
 from partypool.doors.v1 import V1Dialect
 from partypool.room.pool import PartyPool, host_and_peer
 from partypool.room.session import Session
+from partypool.tls import tls_server_end_point
 
 # The chat port's namespace: operators filter the log on it.
 log = Logger(namespace="partypool.doors.chat")
@@ -91,14 +92,33 @@ class ChatProtocol(LineReceiver):
     def connectionMade(self) -> None:  # noqa: N802
         host, peer = host_and_peer(self.transport.getPeer())
         handshaking = ISSLTransport.providedBy(self.transport)
-        self.dialect = V1Dialect(
-            self.pool, host, peer, self, handshaking=handshaking, log=log
-        )
+        self.dialect = self.make_dialect(host, peer, handshaking)
         self.session = self.dialect.session
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self._backlog, True)
         self.dialect.start()
+
+    def make_dialect(self, host: str, peer: str, handshaking: bool) -> V1Dialect:
+        """The dialect this connection speaks (another door's carrier, such
+        as the IRC gateway's, overrides this and `dataReceived`)."""
+        return V1Dialect(
+            self.pool,
+            host,
+            peer,
+            self,
+            handshaking=handshaking,
+            log=log,
+            channel_binding=self._channel_binding if handshaking else None,
+        )
+
+    def _channel_binding(self) -> bytes | None:
+        """``tls-server-end-point`` data of the certificate this connection
+        showed: its own, so a certificate reloaded since does not matter."""
+        certificate = self.transport.getHandle().get_certificate()
+        if certificate is None:
+            return None
+        return tls_server_end_point(certificate.to_cryptography())
 
     def handshakeCompleted(self) -> None:  # noqa: N802
         self.session.handshake_done()

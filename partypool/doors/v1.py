@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from partypool.room.auth import (
-    SCRAM_MECHANISM,
+    SCRAM_MECHANISMS,
     AuthFailed,
     b64decode_text,
     b64encode_text,
@@ -106,9 +106,12 @@ class V1Dialect:
         *,
         handshaking: bool,
         log: Logger,
+        channel_binding: Callable[[], bytes | None] | None = None,
     ) -> None:
         self.pool = pool
         self._outlet = outlet
+        # A TLS carrier's tls-server-end-point data, for SCRAM-SHA-256-PLUS.
+        self._channel_binding = channel_binding
         self._gather = outlet.gather  # bound once: it runs for every delivery
         self.session = Session(pool, host, peer, self, handshaking=handshaking, log=log)
 
@@ -173,9 +176,15 @@ class V1Dialect:
 
     def handle_AUTH(self, argument: str) -> None:  # noqa: N802
         mechanism, _, payload = argument.partition(" ")
-        if ascii_upper(mechanism) != SCRAM_MECHANISM:
+        mechanism = ascii_upper(mechanism)
+        if mechanism not in SCRAM_MECHANISMS:
             return self.session.login_failed("unsupported mechanism")
-        self._login_step(self.session.scram_first, payload, "AUTH-CHALLENGE")
+        binding = self._channel_binding() if self._channel_binding else None
+
+        def first(message: str) -> str | None:
+            return self.session.scram_first(message, mechanism, binding)
+
+        self._login_step(first, payload, "AUTH-CHALLENGE")
 
     def handle_AUTH_RESPONSE(self, argument: str) -> None:  # noqa: N802
         self._login_step(self.session.scram_final, argument, "AUTH-OK")

@@ -3,6 +3,11 @@
 The chat passkey lives only as a salted SCRAM-SHA-256 verifier and the root
 password only as a salted PBKDF2 hash; both are derived once at start-up.  No
 object here puts a secret in its repr.
+
+A login is SCRAM-SHA-256, or over TLS SCRAM-SHA-256-PLUS with
+``tls-server-end-point`` channel binding (RFC 5929): the door hands the
+exchange the binding data of the certificate its connection used, and a
+client that saw another certificate (a relay's) cannot prove the passkey.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from partypool.room.addresses import address_group
 from partypool.room.clock import SteadyClock, steady
 
 SCRAM_MECHANISM = "SCRAM-SHA-256"
+#: With channel binding; our clients require it over TLS.
+SCRAM_PLUS_MECHANISM = "SCRAM-SHA-256-PLUS"
+SCRAM_MECHANISMS = frozenset({SCRAM_MECHANISM, SCRAM_PLUS_MECHANISM})
+#: RFC 5929 section 4; the data is partypool.tls.tls_server_end_point's.
+CHANNEL_BINDING = "tls-server-end-point"
 SCRAM_USERNAME = "chat"
 ROOT_USERNAME = "root"  # the SCRAM username of a root login on the chat port
 DEFAULT_ITERATIONS = 390_000
@@ -59,8 +69,15 @@ class ChatVerifier:
         )
         return hmac.compare_digest(stored_key, self.stored_key)
 
-    def exchange(self) -> ScramExchange:
-        return ScramExchange(self)
+    def exchange(
+        self,
+        mechanism: str = SCRAM_MECHANISM,
+        channel_binding: bytes | None = None,
+    ) -> ScramExchange:
+        """One login with C{mechanism}; C{channel_binding} is the
+        ``tls-server-end-point`` data of a TLS connection (None over plain
+        TCP, where only SCRAM-SHA-256 works)."""
+        return ScramExchange(self, mechanism=mechanism, channel_binding=channel_binding)
 
     def __repr__(self) -> str:
         return f"<ChatVerifier iterations={self.iterations}>"
@@ -72,16 +89,36 @@ class ScramExchange:
     The SCRAM username picks the verifier: ``chat`` the passkey's, ``root``
     the root password's (when the server has one).  After `first`,
     ``username`` says which role is logging in; after `final`, that it did.
+    The mechanism is SCRAM-SHA-256, or SCRAM-SHA-256-PLUS bound to
+    ``channel_binding`` (the TLS connection's ``tls-server-end-point`` data).
     """
 
     def __init__(
-        self, verifier: ChatVerifier, root: ChatVerifier | None = None
+        self,
+        verifier: ChatVerifier,
+        root: ChatVerifier | None = None,
+        *,
+        mechanism: str = SCRAM_MECHANISM,
+        channel_binding: bytes | None = None,
     ) -> None:
-        self._server = _mechanism.make_server(self._lookup)
         self._verifiers = {SCRAM_USERNAME: verifier}
         if root is not None:
             self._verifiers[ROOT_USERNAME] = root
         self.username: str | None = None
+        self._server: scramp.core.ScramServer | None = None
+        if mechanism not in SCRAM_MECHANISMS:
+            self._refusal = "unsupported mechanism"
+        elif mechanism == SCRAM_PLUS_MECHANISM and channel_binding is None:
+            self._refusal = "channel binding needs TLS"
+        else:
+            # Given over TLS to both mechanisms: a client that says it could
+            # bind but thinks we cannot ("y") is refused, as RFC 5802 asks.
+            binding = None
+            if channel_binding is not None:
+                binding = (CHANNEL_BINDING, channel_binding)
+            self._server = scramp.ScramMechanism(mechanism).make_server(
+                self._lookup, channel_binding=binding
+            )
 
     def _lookup(self, username: str) -> tuple[bytes, bytes, bytes, int]:
         v = self._verifiers.get(username)
@@ -92,6 +129,8 @@ class ScramExchange:
 
     def first(self, client_first: str) -> str:
         """Take client-first-message, return server-first-message."""
+        if self._server is None:
+            raise AuthFailed(self._refusal)
         try:
             self._server.set_client_first(client_first)
             return self._server.get_server_first()
@@ -100,6 +139,8 @@ class ScramExchange:
 
     def final(self, client_final: str) -> str:
         """Take client-final-message, return server-final-message if the proof holds."""
+        if self._server is None:
+            raise AuthFailed(self._refusal)
         try:
             self._server.set_client_final(client_final)
             return self._server.get_server_final()

@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 from partypool.room import room as events
 from partypool.room.auth import (
     ROOT_USERNAME,
+    SCRAM_MECHANISM,
     SCRAM_USERNAME,
     AuthFailed,
     ScramExchange,
@@ -417,12 +418,23 @@ class Session:
         self.goodbye("auth-throttled", error=WireError("auth-throttled", text))
         return True
 
-    def scram_first(self, client_first: str) -> str | None:
-        """Begin a SCRAM-SHA-256 login: the server-first-message, or None if
-        the login failed and the session has ended."""
+    def scram_first(
+        self,
+        client_first: str,
+        mechanism: str = SCRAM_MECHANISM,
+        channel_binding: bytes | None = None,
+    ) -> str | None:
+        """Begin a SCRAM login (SCRAM-SHA-256, or -PLUS bound to the TLS
+        connection's C{channel_binding} data): the server-first-message, or
+        None if the login failed and the session has ended."""
         if self._throttled():
             return None
-        self._exchange = ScramExchange(self.pool.verifier, self.pool.root_verifier)
+        self._exchange = ScramExchange(
+            self.pool.verifier,
+            self.pool.root_verifier,
+            mechanism=mechanism,
+            channel_binding=channel_binding,
+        )
         try:
             server_first = self._exchange.first(client_first)
         except AuthFailed as e:

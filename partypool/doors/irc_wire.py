@@ -1,0 +1,314 @@
+"""The IRC wire format, with no transport in sight.
+
+The IRC gateway's counterpart of `partypool.wire`: bytes become a `Message`
+or raise `IrcWireError`; server messages are formatted here; nicknames are
+mapped here.  Pure, so the rules are tested directly.
+
+What a line is (RFC 1459 section 2.3, as modern IRC uses it, with IRCv3
+message-tags)::
+
+    [@tag=value;tag2 ][:source ]COMMAND[ param ...][ :trailing param]\\r\\n
+
+- The stream is split on LF, dropping a CR before it (clients send CRLF, a
+  few only LF).  Splitting happens on bytes, before any decoding, so a UTF-8
+  character split across reads arrives whole.
+- Length: at most 512 bytes for the message without its tags, the line ending
+  included, plus at most 8191 for the tags section (``@``, the tags and the
+  space after them).  A longer line is discarded and answered 417
+  (ERR_INPUTTOOLONG); the session goes on.
+- Everything after the tags must be UTF-8 (the server announces UTF8ONLY); a
+  line that is not is discarded and answered ``FAIL <command> INVALID_UTF8``.
+- Tag values use the IRCv3 escapes (``\\:`` ``;``, ``\\s`` space, ``\\\\``,
+  ``\\r``, ``\\n``).
+
+Nicknames: the room's names are used unchanged as IRC nicknames, in UTF-8, as
+ergo does with ``CASEMAPPING=rfc8265``.  A Party Pool name is 1-24 letters of
+any script, digits, ``_``, ``-`` and ``.``, none of which IRC gives another
+meaning inside a ``nick!user@host`` source or a parameter, so every room member
+is reachable from IRC under exactly the name the other doors show.  The other
+way, an IRC user's nickname must itself be a valid Party Pool name (IRC's
+``[]\\`^{|}`` are refused with 432 and the rule), so the room never needs a
+second spelling of anyone.  Two names are the same nickname when they are the
+same room name: NFKC, then case-folded (`partypool.wire.name_key`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterator, Mapping
+
+import attrs
+
+# The message without tags, its CRLF included (RFC 1459), and the tags
+# section ("@", the tags, the space) that IRCv3 message-tags allows beside it.
+MESSAGE_MAX = 512
+TAGS_MAX = 8191
+LINE_MAX = TAGS_MAX + MESSAGE_MAX
+
+# mIRC text formatting: colour with its numbers, hex colour with its digits,
+# and the one-byte toggles (bold, reset, monospace, reverse, italics, strike,
+# underline).
+_FORMATTING = re.compile(
+    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"
+    r"|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?"
+    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
+)
+_TAG_UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+_TAG_ESCAPES = str.maketrans(
+    {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
+)
+
+
+class IrcWireError(Exception):
+    """A line the server answers with one error instead of handling it.
+
+    ``kind`` is ``input-too-long`` (417), ``invalid-utf8`` (``FAIL
+    INVALID_UTF8``) or ``malformed`` (no command at all); ``command`` is the
+    command when it could be read, for the reply.
+    """
+
+    def __init__(self, kind: str, text: str, command: str = "*") -> None:
+        super().__init__(kind, text, command)
+        self.kind = kind
+        self.text = text
+        self.command = command
+
+
+@attrs.frozen
+class Message:
+    """One IRC message: its tags, source, upper-case command and parameters."""
+
+    command: str
+    params: tuple[str, ...] = ()
+    source: str | None = None
+    tags: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+
+
+# -- framing -------------------------------------------------------------------
+
+
+class LineFramer:
+    """Splits a byte stream into lines on LF, never decoding.
+
+    `feed` yields each complete line without its ending, or None where a line
+    longer than ``max_line`` bytes (its ending included) was discarded.  The
+    caller may stop consuming at any point (a session that closed): the lines
+    not yet yielded are dropped with the generator.
+    """
+
+    def __init__(self, max_line: int = LINE_MAX) -> None:
+        self.max_line = max_line
+        self._buffer = b""
+        self._discarding = False
+
+    def feed(self, data: bytes) -> Iterator[bytes | None]:
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            data = data[end + 1 :]
+            self._discarding = False
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        if len(self._buffer) >= self.max_line:
+            self._buffer = b""
+            self._discarding = True
+            lines.append(None)
+        for line in lines:
+            if line is None or len(line) + 1 > self.max_line:
+                yield None
+            else:
+                yield line[:-1] if line.endswith(b"\r") else line
+
+
+# -- parsing -------------------------------------------------------------------
+
+
+def parse_message(raw: bytes) -> Message | None:
+    """Turn one received line (without its ending) into a `Message`.
+
+    Returns None for an empty line, which IRC ignores silently.
+    """
+    tags: dict[str, str] = {}
+    rest = raw
+    if rest.startswith(b"@"):
+        section, _, rest = rest.partition(b" ")
+        if len(section) + 1 > TAGS_MAX:
+            raise IrcWireError("input-too-long", "Input line was too long")
+        tags = _parse_tags(section[1:])
+    rest = rest.lstrip(b" ")
+    if len(rest) + 2 > MESSAGE_MAX:
+        raise IrcWireError("input-too-long", "Input line was too long")
+    try:
+        text = rest.decode("utf-8")
+    except UnicodeDecodeError:
+        words = rest.decode("utf-8", "replace").split()
+        if words and words[0].startswith(":"):
+            words = words[1:]
+        raise IrcWireError(
+            "invalid-utf8",
+            "Message rejected, your message is not UTF-8",
+            words[0].upper() if words else "*",
+        ) from None
+    if not text.strip(" "):
+        if tags:
+            raise IrcWireError("malformed", "Message has tags but no command")
+        return None
+    source = None
+    if text.startswith(":"):
+        source, _, text = text[1:].partition(" ")
+        text = text.lstrip(" ")
+    command, params = _split_params(text)
+    if not command:
+        raise IrcWireError("malformed", "Message has no command")
+    if "\0" in text or "\r" in text:
+        raise IrcWireError("malformed", "Message holds NUL or CR", command.upper())
+    return Message(command.upper(), tuple(params), source or None, tags)
+
+
+def _split_params(text: str) -> tuple[str, list[str]]:
+    head, colon, trailing = text.partition(" :")
+    if text.startswith(":"):  # no command, only a trailing parameter
+        return "", []
+    words = [word for word in head.split(" ") if word]
+    if not words:
+        return "", []
+    params = words[1:]
+    if colon:
+        params.append(trailing)
+    return words[0], params
+
+
+def _parse_tags(section: bytes) -> dict[str, str]:
+    try:
+        text = section.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IrcWireError(
+            "invalid-utf8", "Message rejected, its tags are not UTF-8"
+        ) from None
+    tags = {}
+    for item in text.split(";"):
+        key, _, value = item.partition("=")
+        if key:
+            tags[key] = unescape_tag_value(value)
+    return tags
+
+
+def unescape_tag_value(value: str) -> str:
+    """Undo the IRCv3 tag-value escapes; a lone trailing backslash is dropped."""
+    if "\\" not in value:
+        return value
+    out = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            out.append(_TAG_UNESCAPES.get(following, following))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def escape_tag_value(value: str) -> str:
+    return value.translate(_TAG_ESCAPES)
+
+
+# -- formatting ----------------------------------------------------------------
+
+
+def format_message(
+    command: str,
+    *params: str,
+    source: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    trailing: bool = False,
+) -> bytes:
+    """Encode one server message with its CRLF.
+
+    The last parameter is sent as a trailing one (``:``) when it must be
+    (empty, a space, a leading colon) or ``trailing`` asks (free text, as
+    most servers send it); earlier parameters must be plain words.
+    The caller keeps the message within `MESSAGE_MAX` (`split_text` helps).
+    """
+    parts = []
+    if tags:
+        parts.append(
+            "@"
+            + ";".join(
+                f"{key}={escape_tag_value(value)}" if value else key
+                for key, value in tags.items()
+            )
+        )
+    if source is not None:
+        parts.append(":" + source)
+    parts.append(command)
+    if params:
+        *middle, last = params
+        for param in middle:
+            if not param or " " in param or param.startswith(":"):
+                raise ValueError(f"not a middle parameter: {param!r}")
+        parts.extend(middle)
+        if trailing or not last or " " in last or last.startswith(":"):
+            last = ":" + last
+        parts.append(last)
+    return " ".join(parts).encode("utf-8") + b"\r\n"
+
+
+def split_text(text: str, room: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``room`` UTF-8 bytes each.
+
+    A piece ends at the last space that fits, else between two characters
+    (never inside one); the space a cut is made at goes with the next piece's
+    start removed, so no piece is empty and nothing but that space is lost.
+    """
+    if room < 4:
+        raise ValueError("no room for even one character")
+    pieces = []
+    data = text.encode("utf-8")
+    while len(data) > room:
+        cut = room
+        while data[cut] & 0xC0 == 0x80:  # a continuation byte: back off
+            cut -= 1
+        space = data.rfind(b" ", 0, cut + 1)
+        if space > 0:
+            pieces.append(data[:space].decode("utf-8"))
+            data = data[space + 1 :]
+        else:
+            pieces.append(data[:cut].decode("utf-8"))
+            data = data[cut:]
+    if data or not pieces:
+        pieces.append(data.decode("utf-8"))
+    return pieces
+
+
+def room_text(text: str) -> str | None:
+    """What the room carries of a PRIVMSG's text: formatting codes removed (a
+    colour's numbers too, which scrubbing alone would leave), ``/me text``
+    (CTCP ACTION) as ``* text``, and None for any other CTCP (``VERSION``,
+    ``PING``…), which is client-to-client and not for the room."""
+    if text.startswith("\x01"):
+        command, _, rest = text.strip("\x01").partition(" ")
+        if command.upper() != "ACTION":
+            return None
+        text = "* " + rest
+    return _FORMATTING.sub("", text)
+
+
+def server_time(seconds: float) -> str:
+    """The ``time`` tag of IRCv3 server-time: UTC, milliseconds, a ``Z``."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+CHANNEL_MAX = 32
+
+
+def check_channel(name: str) -> bool:
+    """Whether ``name`` may be the room's channel: ``#`` and a plain word."""
+    body = name[1:]
+    return (
+        name.startswith("#")
+        and 1 <= len(body) < CHANNEL_MAX
+        and all(c.isascii() and (c.isalnum() or c in "_-.") for c in body)
+    )

@@ -1,0 +1,778 @@
+"""The IRC gateway through StringTransport and a fake Clock: every
+registration path, the room as a channel, both ways with v1 users, the
+shared limits and timers."""
+
+from __future__ import annotations
+
+import base64
+import weakref
+
+import attrs
+import pytest
+import scramp
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from partypool.doors.irc import IrcFactory, IrcProtocol
+from partypool.doors.irc_wire import MESSAGE_MAX, parse_message
+from tests.helpers import PASSKEY, ROOT_PASSWORD, connect, make_pool, unit_limits
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pool(clock):
+    return make_pool(clock)
+
+
+@attrs.define(eq=False)
+class IrcPeer:
+    """An IRC client under test: raw lines in, raw lines out."""
+
+    protocol: IrcProtocol
+    transport: StringTransport
+
+    def send(self, *lines: str | bytes) -> None:
+        for line in lines:
+            data = line.encode() if isinstance(line, str) else line
+            self.protocol.dataReceived(data + b"\r\n")
+
+    def received(self) -> list[str]:
+        self.protocol.pool.clock.advance(0)
+        data = self.transport.value()
+        self.transport.clear()
+        assert data == b"" or data.endswith(b"\r\n"), data
+        return data.decode().split("\r\n")[:-1]
+
+    def commands(self) -> list[str]:
+        """The command (or numeric) of each line received, source and tags dropped."""
+        out = []
+        for line in self.received():
+            words = line.split(" ")
+            if words[0].startswith("@"):
+                words = words[1:]
+            if words[0].startswith(":"):
+                words = words[1:]
+            out.append(words[0])
+        return out
+
+    def scram(self, passkey: str = PASSKEY, user: str = "chat") -> list[str]:
+        """SASL SCRAM-SHA-256 after CAP REQ :sasl; the replies to the last step."""
+        client = scramp.ScramClient(["SCRAM-SHA-256"], user, passkey)
+        self.send("AUTHENTICATE SCRAM-SHA-256")
+        assert self.received()[-1] == "AUTHENTICATE +"
+        self.send("AUTHENTICATE " + _b64(client.get_client_first()))
+        reply = self.received()
+        if not reply[-1].startswith("AUTHENTICATE "):
+            return reply
+        client.set_server_first(_unb64(reply[-1].split(" ")[1]))
+        self.send("AUTHENTICATE " + _b64(client.get_client_final()))
+        reply = self.received()
+        if not reply[-1].startswith("AUTHENTICATE "):
+            return reply
+        client.set_server_final(_unb64(reply[-1].split(" ")[1]))  # checks the server
+        self.send("AUTHENTICATE +")
+        return self.received()
+
+    def register(self, nick: str, passkey: str = PASSKEY) -> list[str]:
+        """The plain path: PASS, NICK, USER."""
+        self.send(f"PASS :{passkey}", f"NICK {nick}", f"USER {nick} 0 * :{nick}")
+        return self.received()
+
+
+_factories: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def irc_connect(pool, host: str = "127.0.0.1", port: int = 40000, channel="#party"):
+    """A connection to the pool's one IRC listener (made at first use)."""
+    factories = _factories.setdefault(pool, {})
+    factory = factories.setdefault(channel, IrcFactory(pool, channel))
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    protocol.makeConnection(transport)
+    return IrcPeer(protocol, transport)
+
+
+def irc_named(pool, nick: str, host: str) -> IrcPeer:
+    peer = irc_connect(pool, host=host)
+    lines = peer.register(nick)
+    assert any(" 001 " in line for line in lines), lines
+    return peer
+
+
+def v1_named(pool, name: str, host: str):
+    peer = connect(pool, host=host)
+    peer.received()
+    peer.join(name)
+    return peer
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def _plain(account: str, passkey: str) -> str:
+    return _b64(f"\0{account}\0{passkey}")
+
+
+# -- registration ---------------------------------------------------------------
+
+
+def test_cap_sasl_plain_registers_and_joins_the_channel(pool):
+    """CAP LS 302 / REQ / AUTHENTICATE PLAIN / CAP END: 900, 903, 001…, JOIN."""
+    peer = irc_connect(pool)
+    peer.send("CAP LS 302", "NICK alice", "USER alice 0 * :Alice")
+    ls = peer.received()
+    assert ls == [
+        ":unit CAP * LS :batch echo-message message-tags multi-prefix "
+        "sasl=PLAIN,SCRAM-SHA-256 server-time"
+    ]
+    peer.send("CAP REQ :sasl server-time")
+    assert peer.received() == [":unit CAP alice ACK :sasl server-time"]
+    peer.send("AUTHENTICATE PLAIN")
+    assert peer.received() == ["AUTHENTICATE +"]
+    peer.send("AUTHENTICATE " + _plain("chat", PASSKEY))
+    assert peer.commands() == ["900", "903"]  # registration still waits for END
+    peer.send("CAP END")
+    lines = peer.received()
+    assert lines[0] == ":unit 001 alice :Welcome to unit, alice"
+    assert ":alice!alice@partypool JOIN #party" in lines
+    assert any(" 005 alice " in line and "NETWORK=unit " in line for line in lines)
+    assert ":unit 332 alice #party :unit" in lines
+    assert ":unit 353 alice = #party :alice" in lines
+    assert pool.room.names() == ["alice"]
+
+
+def test_cap_sasl_scram_registers(pool):
+    """SCRAM-SHA-256 over AUTHENTICATE, the server's signature checked."""
+    peer = irc_connect(pool)
+    peer.send("CAP LS 302", "CAP REQ :sasl", "NICK bob", "USER b 0 * :b")
+    peer.received()
+    assert [line.split(" ")[1] for line in peer.scram()] == ["900", "903"]
+    peer.send("CAP END")
+    assert ":bob!bob@partypool JOIN #party" in peer.received()
+
+
+def test_sasl_plain_takes_the_nick_as_account(pool):
+    peer = irc_connect(pool)
+    peer.send("CAP REQ sasl", "NICK carol", "USER c 0 * :c", "AUTHENTICATE PLAIN")
+    peer.received()
+    peer.send("AUTHENTICATE " + _plain("carol", PASSKEY), "CAP END")
+    assert "001" in peer.commands()
+
+
+def test_pass_registers_without_cap(pool):
+    peer = irc_connect(pool)
+    lines = peer.register("dave")
+    assert lines[0].startswith(":unit 001 dave ")
+    assert any(
+        line.startswith(":unit 005 dave ") and "UTF8ONLY" in line for line in lines
+    )
+    assert pool.room.names() == ["dave"]
+
+
+def test_no_secret_at_all_is_464_error_and_close(pool):
+    peer = irc_connect(pool)
+    peer.send("NICK eve", "USER eve 0 * :eve")
+    lines = peer.received()
+    assert lines[0] == ":unit 464 eve :Password required (SASL or PASS)"
+    assert lines[-1].startswith("ERROR :Closing Link: 127.0.0.1")
+    assert peer.transport.disconnecting
+    assert pool.throttle.recent_failures("127.0.0.1") == 1
+
+
+@pytest.mark.parametrize("path", ["PASS", "PLAIN", "SCRAM"])
+def test_a_wrong_secret_fails_closes_and_counts(pool, path):
+    peer = irc_connect(pool)
+    if path == "PASS":
+        lines = peer.register("mallory", passkey="wrong")
+        expected = "464"
+    else:
+        peer.send("CAP REQ :sasl", "NICK mallory", "USER m 0 * :m")
+        peer.received()
+        if path == "PLAIN":
+            peer.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + _plain("chat", "wrong"))
+            lines = peer.received()[1:]
+        else:
+            lines = peer.scram(passkey="wrong")
+        expected = "904"
+    assert lines[0].split(" ")[1] == expected
+    assert lines[-1].startswith("ERROR :Closing Link")
+    assert peer.transport.disconnecting
+    assert pool.throttle.recent_failures("127.0.0.1") == 1
+    assert pool.room.names() == []
+
+
+def test_the_login_throttle_is_shared_with_the_chat_port(pool):
+    for _ in range(5):
+        pool.throttle.failed("127.0.0.9")
+    peer = irc_connect(pool, host="127.0.0.9")
+    lines = peer.register("zed")
+    assert any("auth-throttled" in line for line in lines)
+    assert lines[-1].startswith("ERROR ")
+
+
+def test_unknown_sasl_mechanism_lists_ours_and_lets_the_client_go_on(pool):
+    peer = irc_connect(pool)
+    peer.send("CAP REQ :sasl", "AUTHENTICATE EXTERNAL")
+    lines = peer.received()
+    assert lines[1:] == [
+        ":unit 908 * PLAIN,SCRAM-SHA-256 :are available SASL mechanisms",
+        ":unit 904 * :SASL authentication failed",
+    ]
+    peer.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + _plain("chat", PASSKEY))
+    assert peer.commands()[-2:] == ["900", "903"]
+
+
+def test_sasl_abort_then_pass(pool):
+    peer = irc_connect(pool)
+    peer.send("CAP REQ :sasl", "AUTHENTICATE SCRAM-SHA-256", "AUTHENTICATE *")
+    assert peer.commands()[-1] == "906"
+    peer.send(f"PASS :{PASSKEY}", "NICK fay", "USER f 0 * :f", "CAP END")
+    assert "001" in peer.commands()
+
+
+def test_sasl_payload_in_400_byte_chunks(pool):
+    """A response of exactly 400 bytes is continued by the next AUTHENTICATE."""
+    passkey = "k" * 400
+    pool.verifier = type(pool.verifier).from_passkey(passkey, 4096)
+    peer = irc_connect(pool)
+    peer.send("CAP REQ :sasl", "NICK gus", "USER g 0 * :g", "AUTHENTICATE PLAIN")
+    peer.received()
+    payload = _plain("chat", passkey)
+    for start in range(0, len(payload), 400):
+        peer.send("AUTHENTICATE " + payload[start : start + 400])
+    if len(payload) % 400 == 0:
+        peer.send("AUTHENTICATE +")
+    assert peer.commands() == ["900", "903"]
+
+
+def test_registration_fed_one_byte_at_a_time(pool):
+    peer = irc_connect(pool)
+    for byte in f"PASS :{PASSKEY}\r\nNICK hal\r\nUSER h 0 * :h\r\n".encode():
+        peer.protocol.dataReceived(bytes([byte]))
+    assert "001" in peer.commands()
+
+
+def test_commands_before_registration_get_451_not_a_disconnect(pool):
+    """irssi probes with `JOIN :` before registering."""
+    peer = irc_connect(pool)
+    peer.send("JOIN :", "PRIVMSG #party :hi", "NAMES")
+    assert peer.received() == [":unit 451 * :You have not registered"] * 3
+    assert not peer.transport.disconnecting
+    assert "001" in peer.commands() or peer.register("ida")[0].startswith(":unit 001")
+
+
+@pytest.mark.parametrize(
+    "nick, numeric",
+    [("two words", "432"), ("a[b]", "432"), ("partypool", "432")],
+)
+def test_bad_nicks_get_432_and_the_client_may_try_again(pool, nick, numeric):
+    peer = irc_connect(pool)
+    peer.send(f"PASS :{PASSKEY}", f"NICK :{nick}")
+    assert peer.commands() == [numeric]
+    peer.send("NICK jo", "USER jo 0 * :jo")
+    assert "001" in peer.commands()
+
+
+def test_taken_nick_gets_433_even_against_a_v1_user(pool):
+    v1_named(pool, "Kim", "127.0.0.2")
+    peer = irc_connect(pool)
+    peer.send(f"PASS :{PASSKEY}", "NICK kim")
+    assert peer.received() == [":unit 433 * kim :Nickname is already in use"]
+    peer.send("NICK kim_", "USER k 0 * :k")
+    assert "001" in peer.commands()
+
+
+def test_no_nick_is_431_and_nick_change_later_is_refused(pool):
+    peer = irc_connect(pool)
+    peer.send("NICK")
+    assert peer.commands() == ["431"]
+    peer.register("lee")
+    peer.send("NICK other")
+    assert peer.commands() == ["447"]
+
+
+def test_login_timeout_closes_with_error(pool, clock):
+    peer = irc_connect(pool)
+    peer.send("CAP LS 302")
+    peer.received()
+    clock.advance(pool.limits.login_timeout)
+    assert peer.received()[-1].startswith("ERROR :Closing Link: 127.0.0.1 (timeout)")
+    assert peer.transport.disconnecting
+    peer.protocol.connectionLost(None)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_full_room_refuses_at_connect(clock):
+    pool = make_pool(clock, max_clients=1)
+    irc_named(pool, "one", "127.0.0.2")
+    peer = irc_connect(pool, host="127.0.0.3")
+    lines = peer.received()
+    assert "server-full" in lines[0] and lines[-1].startswith("ERROR ")
+
+
+# -- wire-level robustness --------------------------------------------------------
+
+
+def test_a_utf8_character_split_across_reads(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    bob.received()
+    alice.received()
+    data = "PRIVMSG #party :smørrebrød ✓\r\n".encode()
+    cut = data.index("✓".encode()) + 1  # inside the three bytes of ✓
+    alice.protocol.dataReceived(data[:cut])
+    alice.protocol.dataReceived(data[cut:])
+    assert bob.received() == ["CHAT alice smørrebrød ✓"]
+
+
+def test_invalid_utf8_is_refused_and_the_session_goes_on(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send(b"PRIVMSG #party :\xff\xfe")
+    assert alice.received() == [
+        ":unit FAIL PRIVMSG INVALID_UTF8 :Message rejected, your message is not UTF-8"
+    ]
+    alice.send("PING x")
+    assert alice.received() == [":unit PONG unit x"]
+
+
+def test_an_overlong_line_is_417_and_the_next_line_works(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send("PRIVMSG #party :" + "x" * MESSAGE_MAX, "PING y")
+    assert alice.commands() == ["417", "PONG"]
+
+
+def test_unknown_command_is_421(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send("FROB x")
+    assert alice.received() == [":unit 421 alice FROB :Unknown command"]
+
+
+# -- the room both ways ------------------------------------------------------------
+
+
+def test_messages_both_ways_with_a_v1_user(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    assert alice.received() == [":bob!bob@partypool JOIN #party"]
+    alice.send("PRIVMSG #party :hello bob")
+    assert bob.received() == ["CHAT alice hello bob"]
+    bob.send("SAY hello alice")
+    assert alice.received() == [":bob!bob@partypool PRIVMSG #party :hello alice"]
+    bob.send("QUIT gone fishing")
+    assert alice.received() == [":bob!bob@partypool QUIT :Quit: gone fishing"]
+
+
+def test_irc_quit_is_left_for_v1_users(pool):
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    assert bob.received() == ["JOINED alice"]
+    alice.received()
+    alice.send("QUIT :see you")
+    assert alice.received() == ["ERROR :Closing Link: 127.0.0.2 (Quit: see you)"]
+    assert bob.received() == ["LEFT alice quit: see you"]
+
+
+def test_part_leaves_the_room(pool):
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob.received()
+    alice.received()
+    alice.send("PART #party :bye")
+    lines = alice.received()
+    assert lines[0] == ":alice!alice@partypool PART #party bye"
+    assert bob.received() == ["LEFT alice quit: bye"]
+
+
+def test_tags_for_clients_that_asked_and_the_same_msgid_for_all(pool):
+    pool.clock.advance(1767323045.006)
+    alice = irc_connect(pool, host="127.0.0.2")
+    alice.send("CAP REQ :server-time message-tags", "CAP END")
+    alice.register("alice")
+    carol = irc_named(pool, "carol", "127.0.0.4")
+    dave = irc_connect(pool, host="127.0.0.5")
+    dave.send("CAP REQ :message-tags server-time", "CAP END")
+    dave.register("dave")
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    for peer in (alice, carol, dave):
+        peer.received()
+    bob.send("SAY tagged")
+    [tagged] = alice.received()
+    assert tagged.startswith("@time=2026-01-02T03:04:05.006Z;msgid=")
+    assert tagged.endswith(" :bob!bob@partypool PRIVMSG #party :tagged")
+    assert dave.received() == [tagged]  # one encoding, one msgid
+    assert carol.received() == [":bob!bob@partypool PRIVMSG #party :tagged"]
+
+
+def test_echo_message(pool):
+    alice = irc_connect(pool, host="127.0.0.2")
+    alice.send("CAP REQ :echo-message", "CAP END")
+    alice.register("alice")
+    alice.received()
+    alice.send("PRIVMSG #party :me too")
+    assert alice.received() == [":alice!alice@partypool PRIVMSG #party :me too"]
+
+
+def test_a_long_v1_message_is_split_to_fit_irc_lines(clock):
+    pool = make_pool(clock, limits=unit_limits(max_line=8192, max_text=3000))
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice.received()
+    text = " ".join(["word"] * 500)
+    bob.send("SAY " + text)
+    lines = alice.received()
+    assert len(lines) > 1
+    assert all(len(line.encode()) + 2 <= MESSAGE_MAX for line in lines)
+    prefix = ":bob!bob@partypool PRIVMSG #party :"
+    assert " ".join(line.removeprefix(prefix) for line in lines) == text
+
+
+def test_names_split_across_353_lines(clock):
+    pool = make_pool(clock, max_clients=60, allow_same_ip=True)
+    for n in range(40):
+        v1_named(pool, f"user{n:02d}_{'x' * 16}", "127.0.0.3")
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    lines = alice.received()
+    alice.send("NAMES #party")
+    lines = alice.received()
+    names_lines = [line for line in lines if " 353 " in line]
+    assert len(names_lines) > 1
+    assert all(len(line.encode()) + 2 <= MESSAGE_MAX for line in names_lines)
+    shown = [
+        name
+        for line in names_lines
+        for name in parse_message(line.encode()).params[-1].split()
+    ]
+    assert sorted(shown) == sorted(pool.room.names())
+    assert lines[-1] == ":unit 366 alice #party :End of /NAMES list"
+
+
+def test_other_channels_are_403_and_join_of_ours_is_echoed(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send("JOIN #other", "JOIN #PARTY")
+    lines = alice.received()
+    assert lines[0] == ":unit 403 alice #other :No such channel"
+    assert lines[1] == ":alice!alice@partypool JOIN #party"
+    alice.send("PRIVMSG #other :x")
+    assert alice.commands() == ["403"]
+
+
+def test_a_configured_channel(pool):
+    peer = irc_connect(pool, channel="#lobby")
+    lines = peer.register("alice")
+    assert ":alice!alice@partypool JOIN #lobby" in lines
+
+
+def test_mode_who_whois_userhost_ison_away_topic_list(clock):
+    pool = make_pool(clock, limits=unit_limits(burst=100))
+    v1_named(pool, "bob", "127.0.0.3")
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send("MODE #party", "MODE alice", "MODE alice +i", "MODE #party b")
+    assert alice.received() == [
+        ":unit 324 alice #party :+nt",
+        ":unit 221 alice :+i",
+        ":unit 221 alice :+i",
+        ":unit 368 alice #party :End of channel ban list",
+    ]
+    alice.send("WHO #party")
+    assert alice.commands() == ["352", "352", "315"]
+    alice.send("WHOIS bob")
+    assert alice.commands() == ["311", "319", "312", "318"]
+    alice.send("WHOIS nobody")
+    assert alice.commands() == ["401", "318"]
+    alice.send("USERHOST bob nobody", "ISON bob nobody alice")
+    assert alice.received() == [
+        ":unit 302 alice :bob=+bob@partypool",
+        ":unit 303 alice :bob alice",
+    ]
+    alice.send("AWAY :lunch", "AWAY", "TOPIC #party", "TOPIC #party :new")
+    assert alice.commands() == ["306", "305", "332", "482"]
+    alice.send("LIST")
+    assert alice.received()[1] == ":unit 322 alice #party 2 :unit"
+
+
+def test_ping_both_ways_and_a_silent_client_is_dropped(pool, clock):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send("PING :abc")
+    assert alice.received() == [":unit PONG unit abc"]
+    clock.advance(pool.limits.idle_ping)
+    [ping] = alice.received()
+    assert ping.startswith(":unit PING ")
+    clock.advance(pool.limits.idle_ping)
+    assert alice.received()[-1] == "ERROR :Closing Link: 127.0.0.2 (timeout)"
+    alice.protocol.connectionLost(None)
+    assert clock.getDelayedCalls() == []
+
+
+def test_answered_ping_keeps_the_client(pool, clock):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    clock.advance(pool.limits.idle_ping)
+    token = alice.received()[-1].split(" ")[-1]
+    alice.send(f"PONG {token}")
+    clock.advance(pool.limits.idle_ping)
+    assert not alice.transport.disconnecting
+
+
+def test_flood_gets_the_same_limits_as_the_chat_port(clock):
+    pool = make_pool(clock, limits=unit_limits(rate=1, burst=3, flood_drops=5))
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice.received()
+    bob.received()
+    clock.advance(10)  # refill the bucket
+    alice.send(*[f"PRIVMSG #party :{n}" for n in range(4)])
+    lines = alice.received()
+    assert lines[0].startswith(":unit NOTICE alice :rate-limited: ")
+    assert bob.received() == ["CHAT alice 0", "CHAT alice 1", "CHAT alice 2"]
+    alice.send(*[f"PRIVMSG #party :{n}" for n in range(4)])
+    assert alice.received()[-1] == "ERROR :Closing Link: 127.0.0.2 (flooding)"
+    assert bob.received() == ["LEFT alice flooding"]
+
+
+def test_removed_by_admin_arrives_as_kick_then_error(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    carol = irc_named(pool, "carol", "127.0.0.4")
+    alice.received()
+    carol.received()
+    pool.room.remove(pool.room.by_name("alice"), "removed by admin")
+    assert alice.received() == [
+        ":partypool!partypool@partypool KICK #party alice :removed by admin",
+        "ERROR :Closing Link: 127.0.0.2 (removed by admin)",
+    ]
+    assert carol.received() == [
+        ":partypool!partypool@partypool KICK #party alice :removed by admin"
+    ]
+
+
+def test_admin_notice_and_shutdown_are_notices(pool):
+    from partypool.room import room as events
+
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    pool.room.broadcast(events.notice("maintenance at noon"))
+    pool.schedule_shutdown(30, "bye")
+    assert alice.received() == [
+        ":partypool!partypool@partypool NOTICE #party :maintenance at noon",
+        ":partypool!partypool@partypool NOTICE #party :the server closes in 30 s: bye",
+    ]
+    pool.cancel_shutdown()
+
+
+def test_empty_text_is_412(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send("PRIVMSG #party :", "PRIVMSG", "PRIVMSG #party :   ")
+    lines = alice.received()
+    assert [line.split(" ")[1] for line in lines[:2]] == ["412", "411"]
+    assert lines[2].startswith(":unit NOTICE alice :bad-syntax: ")
+
+
+def test_the_nick_root_is_refused_at_registration_unless_root(pool):
+    peer = irc_connect(pool)
+    peer.send(f"PASS :{PASSKEY}", "NICK root", "USER r 0 * :r")
+    assert peer.received() == [":unit 432 root root :the name root is reserved"]
+    peer.send("NICK notroot")
+    assert "001" in peer.commands()
+
+
+# -- private messages, history ---------------------------------------------------
+
+
+def test_private_messages_both_ways_with_a_v1_user(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "Bob", "127.0.0.3")
+    carol = irc_named(pool, "carol", "127.0.0.4")
+    for peer in (alice, bob, carol):
+        peer.received()
+    alice.send("PRIVMSG bob :psst")
+    assert bob.received() == ["PRIVATE alice psst"]
+    bob.send("MSG alice hello there")
+    assert bob.received() == ["OK MSG alice"]
+    assert alice.received() == [":Bob!Bob@partypool PRIVMSG alice :hello there"]
+    alice.send("PRIVMSG carol :irc to irc")
+    assert carol.received() == [":alice!alice@partypool PRIVMSG carol :irc to irc"]
+    alice.send("PRIVMSG nobody :x")
+    assert alice.received() == [":unit 401 alice nobody :no user named nobody"]
+
+
+def test_a_muted_user_gets_404(clock):
+    pool = make_pool(clock, root=True)
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    pool.mutes.mute("alice", "127.0.0.2", None)
+    alice.send("PRIVMSG #party :hi", "PRIVMSG bob :hi")
+    lines = alice.received()
+    assert lines[0].startswith(":unit 404 alice #party :you are muted")
+    assert lines[1].startswith(":unit 404 alice bob :you are muted")
+
+
+def test_history_is_replayed_in_a_chathistory_batch_on_joining(pool, clock):
+    clock.advance(1767323045.0)
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    bob.send("SAY first", "SAY second")
+    alice = irc_connect(pool, host="127.0.0.2")
+    alice.send("CAP REQ :batch server-time", "CAP END")
+    lines = alice.register("alice")
+    start = lines.index(":unit 366 alice #party :End of /NAMES list") + 1
+    opening, first, second, closing = lines[start:]
+    reference = opening.split(" ")[2][1:]
+    assert opening == f":unit BATCH +{reference} chathistory #party"
+    assert first == (
+        f"@batch={reference};time=2026-01-02T03:04:05.000Z "
+        ":bob!bob@partypool PRIVMSG #party :first"
+    )
+    assert second.endswith(":bob!bob@partypool PRIVMSG #party :second")
+    assert closing == f":unit BATCH -{reference}"
+
+
+def test_history_without_batch_is_plain_lines(pool):
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    bob.send("SAY earlier")
+    alice = irc_connect(pool, host="127.0.0.2")
+    assert alice.register("alice")[-1] == ":bob!bob@partypool PRIVMSG #party :earlier"
+
+
+# -- root -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_pool(clock):
+    return make_pool(clock, root=True)
+
+
+def irc_root(pool, mechanism: str = "PLAIN") -> IrcPeer:
+    root = irc_connect(pool, host="127.0.0.9")
+    root.send("CAP REQ :sasl", "NICK admin_nick", "USER r 0 * :r")
+    root.received()
+    if mechanism == "PLAIN":
+        root.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + _plain("root", ROOT_PASSWORD))
+    else:
+        root.scram(ROOT_PASSWORD, user="root")
+    root.send("CAP END")
+    return root
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM"])
+def test_sasl_root_is_the_operator(root_pool, mechanism):
+    alice = irc_named(root_pool, "alice", "127.0.0.2")
+    alice.received()
+    root = irc_root(root_pool, mechanism)
+    lines = root.received()
+    assert ":admin_nick!admin_nick@partypool NICK root" in lines
+    assert any(" 001 root " in line for line in lines)
+    assert ":unit 353 root = #party :alice @root" in lines
+    assert alice.received() == [
+        ":root!root@partypool JOIN #party",
+        ":partypool!partypool@partypool MODE #party +o root",
+    ]
+    alice.send("NAMES #party", "WHOIS root")
+    lines = alice.received()
+    assert ":unit 353 alice = #party :alice @root" in lines
+    assert ":unit 313 alice root :is the server's administrator" in lines
+
+
+def test_the_root_password_as_chat_passkey_or_vice_versa_fails(root_pool):
+    peer = irc_connect(root_pool)
+    peer.send("CAP REQ :sasl", "NICK x", "USER x 0 * :x", "AUTHENTICATE PLAIN")
+    peer.send("AUTHENTICATE " + _plain("root", PASSKEY))
+    assert "904" in peer.commands()
+    assert peer.transport.disconnecting
+
+
+def test_root_kicks_a_v1_user(root_pool):
+    bob = v1_named(root_pool, "bob", "127.0.0.3")
+    alice = irc_named(root_pool, "alice", "127.0.0.2")
+    root = irc_root(root_pool)
+    for peer in (bob, alice, root):
+        peer.received()
+    root.send("KICK #party bob :behave")
+    assert bob.received()[-1] == "BYE removed by admin"
+    kick = ":partypool!partypool@partypool KICK #party bob :removed by admin"
+    assert alice.received() == [kick]
+    assert root.received() == [kick]
+    root.send("KICK #party nobody")
+    notices = root.received()
+    assert notices[-1].endswith(":(exit status 1)")
+
+
+def test_only_root_kicks_or_runs_commands(pool):
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    alice.received()
+    alice.send("KICK #party bob", "KILL bob", "PRIVMSG partypool :list")
+    lines = alice.received()
+    assert [line.split(" ")[1] for line in lines] == ["482", "481", "481"]
+    assert bob.received() == ["JOINED alice"]
+
+
+def test_root_runs_admin_commands_answered_by_the_service(root_pool):
+    root = irc_root(root_pool)
+    root.received()
+    root.send("PRIVMSG partypool :list-conn -u")
+    lines = root.received()
+    assert lines and all(
+        line.startswith(":partypool!partypool@partypool NOTICE root :")
+        for line in lines
+    )
+    assert any("root" in line for line in lines)
+    root.send('PRIVMSG partypool :send -all "tea time"')
+    lines = root.received()
+    assert ":partypool!partypool@partypool NOTICE #party :tea time" in lines
+
+
+def test_root_hears_requests_as_notices(root_pool):
+    bob = v1_named(root_pool, "bob", "127.0.0.3")
+    root = irc_root(root_pool)
+    root.received()
+    bob.send("REQUEST more tea")
+    assert root.received() == [
+        ":partypool!partypool@partypool NOTICE root :request 1 from bob: more tea"
+    ]
+
+
+def test_nobody_can_pose_as_the_service(pool):
+    peer = irc_connect(pool)
+    peer.send(f"PASS :{PASSKEY}", "NICK partypool")
+    assert peer.commands() == ["432"]
+
+
+def test_actions_and_formatting_reach_v1_users_as_plain_text(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice.received()
+    alice.send(
+        "PRIVMSG #party :\x01ACTION waves\x01", "PRIVMSG #party :\x0304red\x03 alert"
+    )
+    alice.send("PRIVMSG bob :\x01VERSION\x01")  # a CTCP request: not for the room
+    assert bob.received() == ["CHAT alice * waves", "CHAT alice red alert"]
+    assert alice.received() == []
+
+
+def test_sasl_abort_then_a_wrong_pass_is_464(pool):
+    peer = irc_connect(pool)
+    peer.send("CAP REQ :sasl", "AUTHENTICATE PLAIN", "AUTHENTICATE *")
+    peer.send("PASS wrong", "NICK x", "USER x 0 * :x", "CAP END")
+    assert peer.commands()[-2:] == ["464", "ERROR"]
+
+
+def test_the_network_name_is_escaped_in_isupport(clock):
+    pool = make_pool(clock)
+    pool.server_name = "Tea Room=1"
+    peer = irc_connect(pool)
+    lines = peer.register("alice")
+    assert any("NETWORK=Tea\\x20Room\\x3D1 " in line for line in lines)
