@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from partypool.admin.commands import AdminCommands, Operator, Result
+from partypool.admin.commands import BANNED, AdminCommands, Operator, Result
 from partypool.room.auth import ChatVerifier
 from partypool.room.pool import SHUTDOWN_CANCELLED, make_server
 from partypool.room.room import Event
@@ -374,6 +374,19 @@ class CommandsTests(unittest.TestCase):
         self.assertEqual(result.output, "unbanned ip 2001:db8::/64")
         self.assertIsNone(self.pool.room.admission_error("2001:db8::abcd"))
         self.assertIsNotNone(self.pool.room.admission_error("127.0.9.9"))
+
+    @inlineCallbacks
+    def test_unban_lifts_an_address_ban_stored_before_bans_were_networks(
+        self,
+    ) -> Deferred:
+        """A row of an older server holds the IPv6 address itself; loaded,
+        it bans the /64, and ``unban -ip`` with that address lifts it."""
+        yield self.store.add_ban("ip", "2001:db8::5", BANNED)
+        self.pool.room.banned_hosts.add("2001:db8::5")
+        result = yield self.commands.run("unban -ip 2001:db8::5")
+        self.assertEqual(result.output, "unbanned ip 2001:db8::/64")
+        self.assertEqual((yield self.store.bans()), [])
+        self.assertIsNone(self.pool.room.admission_error("2001:db8::9"))
 
     def test_ban_refuses_what_is_no_address_or_network(self) -> None:
         for text in ("10.0.0.0/33", "example.com", "2001:db8::/x", "ff00::/8"):

@@ -358,7 +358,10 @@ class AdminCommands:
                 return Result(f"{kind} {shown} was not banned", 1)
             return Result(f"unbanned {kind} {shown}")
 
-        return self.pool.store.remove_ban(kind, value).addCallback(apply)
+        # A ban stored before bans were networks keeps the address as typed.
+        keys = {value, *_stored_before_networks(args[1], network)}
+        removals = [self.pool.store.remove_ban(kind, key) for key in keys]
+        return defer.gatherResults(removals).addCallback(any).addCallback(apply)
 
     def _bans(self, args: list[str]) -> Deferred[Result]:
         _no_arguments(args)
@@ -522,6 +525,14 @@ def _ban_target(args: list[str]) -> tuple[str, str, Network | None]:
     except ValueError as e:
         raise UsageError(str(e)) from None
     return "ip", network_text(network), network
+
+
+def _stored_before_networks(text: str, network: Network | None) -> list[str]:
+    """How an IPv6 address ban was stored before bans were networks (the
+    address itself, not its /64), so ``unban`` lifts such a ban too."""
+    if network is None or network.version != 6 or "/" in text:
+        return []
+    return [normal_address(text)]
 
 
 def _address(text: str, hint: str = "") -> str:
