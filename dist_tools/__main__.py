@@ -26,11 +26,13 @@ from dist_tools.build import (
     build_zip,
     platform_label,
 )
+from partypool.datadir import read_server_record
+from partypool.identity import default_data_dir, public_host_guess
 from partypool.invite import (
     InviteError,
     add_server_arguments,
-    default_data_dir,
-    invite_for_data_dir,
+    describe,
+    invite_from_arguments,
     package_version,
     read_passkey,
     seal_invite,
@@ -53,7 +55,7 @@ def _menu(
     ask: Callable[[str], str],
     say: Callable[[str], None],
 ) -> int | None:
-    """Numbered menu, seed style; the last option cancels (returns None)."""
+    """Numbered menu, seed style; the last option goes back (returns None)."""
     say("")
     say(title)
     for number, label in enumerate(options, 1):
@@ -78,7 +80,7 @@ def ask_choices(
             "Client package only",
             "Root/admin package only",
             "Both client & root packages",
-            "Cancel",
+            "Back",
         ],
         ask,
         say,
@@ -94,7 +96,7 @@ def ask_choices(
             f"Executable for this system ({platform_label()})",
             "ZIP: source + setup scripts (any system with Python 3.11+)",
             "Both",
-            "Cancel",
+            "Back",
         ],
         ask,
         say,
@@ -156,15 +158,21 @@ def _sealed_invite(args: argparse.Namespace) -> bytes:
         if b'"partypool-invite"' not in data:
             raise InviteError(f"{args.invite_file} is not a Party Pool invite")
         return data
-    invite = invite_for_data_dir(
-        args.data_dir or default_data_dir(),
-        args.host.strip(),
-        chat_port=args.port,
-        admin_port=args.admin_port,
-        tls=not args.no_tls,
-        server_name=args.server_name,
+    invite = invite_from_arguments(args)
+    passkey = read_passkey(
+        args.passkey_file, data_dir=args.data_dir or default_data_dir()
     )
-    return seal_invite(invite, read_passkey(args.passkey_file))
+    print(f"Packages for {describe(invite)}")
+    return seal_invite(invite, passkey)
+
+
+def ask_host(data_dir: Path, ask: Callable[[str], str] = input) -> str:
+    """The address users reach the server at, offering the recorded or
+    guessed one (Enter takes it)."""
+    record = read_server_record(data_dir)
+    default = (record.host if record else None) or public_host_guess()
+    answer = ask(f"Public host name or address of the server [{default}]: ")
+    return answer.strip() or default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,12 +191,14 @@ def main(argv: list[str] | None = None) -> int:
             if choices is None:
                 print("Cancelled.")
                 return 0
-            if not args.host and not args.invite_file:
-                args.host = input("Public host name or address of the server: ")
-            if args.data_dir is None and not args.invite_file:
+            if not args.invite_file:
                 default = default_data_dir()
-                answer = input(f"Server data directory [{default}]: ").strip()
-                args.data_dir = Path(answer) if answer else default
+                if args.data_dir is None and read_server_record(default) is None:
+                    # No server has run from the default directory: ask where.
+                    answer = input(f"Server data directory [{default}]: ").strip()
+                    args.data_dir = Path(answer) if answer else default
+                if not args.host:
+                    args.host = ask_host(args.data_dir or default)
         except (EOFError, KeyboardInterrupt):
             print("\nCancelled.")
             return 1
@@ -197,9 +207,6 @@ def main(argv: list[str] | None = None) -> int:
             p for p, wanted in ((CLIENT, args.client), (ROOT, args.root)) if wanted
         )
         choices = Choices(packages=packages, formats=_formats(args.format or "both"))
-    if not args.invite_file and not (args.host or "").strip():
-        print("partypool-dist: --host is required", file=sys.stderr)
-        return 2
     try:
         sealed = _sealed_invite(args)
     except (InviteError, EOFError, KeyboardInterrupt) as e:
@@ -207,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if "exe" in choices.formats:
         print(f"Executables will be built for {platform_label()} only.")
-    failures = 0
+    failures = built = 0
     for package in choices.packages:
         for fmt in choices.formats:
             build = build_executable if fmt == "exe" else build_zip
@@ -222,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 130
             else:
+                built += 1
                 print(f"built {path}")
+    if built:
+        print("Give your users these files, and tell them the passkey.")
     return 1 if failures else 0
 
 

@@ -16,6 +16,7 @@ runs on. The ZIP is the same on every system.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import importlib.util
 import os
@@ -45,6 +46,7 @@ __all__ = [
     "build_executable",
     "build_zip",
     "executable_path",
+    "readme_path",
     "platform_label",
     "zip_path",
 ]
@@ -299,8 +301,29 @@ def build_executable(
         _publish(built, target, force)
         stale_log = target.with_name(target.name + ".build.log")
         stale_log.unlink(missing_ok=True)
+        _write_executable_readme(package, version, target)
     progress(f"  PyInstaller finished in {time.monotonic() - started:.0f} s")
     return target
+
+
+def readme_path(executable: Path) -> Path:
+    """The README handed out with an executable (how to open it, per system)."""
+    return executable.with_name(executable.name.removesuffix(".exe") + ".README.txt")
+
+
+def _write_executable_readme(package: Package, version: str, target: Path) -> Path:
+    heading = f"Party Pool {package.title}, version {version}"
+    text = _EXECUTABLE_README.format(
+        title=package.title,
+        version=version,
+        underline="=" * len(heading),
+        name=package.stem(version),
+    )
+    path = readme_path(target)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text.replace("\n", os.linesep), encoding="utf-8")
+    os.replace(staging, path)
+    return path
 
 
 def _run_with_ticker(
@@ -346,8 +369,28 @@ _SETUP_SH = """\
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-PYTHON=${{PYTHON:-python3}}
+new_enough() {{
+    "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}}
 if [ ! -x .venv/bin/{script} ]; then
+    # Check the Python version before downloading anything (macOS ships 3.9).
+    if [ -z "${{PYTHON:-}}" ]; then
+        for candidate in python3 python3.13 python3.12 python3.11; do
+            if command -v "$candidate" >/dev/null 2>&1 && new_enough "$candidate"
+            then
+                PYTHON=$candidate
+                break
+            fi
+        done
+    fi
+    PYTHON=${{PYTHON:-python3}}
+    if ! new_enough "$PYTHON"; then
+        found=$("$PYTHON" -V 2>&1 || echo "not found")
+        echo "Party Pool needs Python 3.11 or newer; $PYTHON is: $found" >&2
+        echo "Install it from https://www.python.org/downloads/ (on macOS, or:" >&2
+        echo "brew install python@3.12), then run: PYTHON=python3.12 sh setup.sh" >&2
+        exit 1
+    fi
     echo "Installing Party Pool {version} into $here/.venv ..."
     "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install --disable-pip-version-check -q \\
@@ -374,29 +417,53 @@ rem Party Pool {title}: make a virtual environment, install, start.
 rem Usage: setup.bat [--setup-only] [options for {script}]
 setlocal
 cd /d "%~dp0"
+{keep_window}
 rem Set outside the block below: cmd expands %PIP% when it reads the block.
 set "PIP=.venv\\Scripts\\python.exe -m pip install --disable-pip-version-check -q"
-if not exist ".venv\\Scripts\\{script}.exe" (
-    echo Installing Party Pool {version} into %~dp0.venv ...
-    py -3 -m venv .venv || python -m venv .venv || goto :fail
-    %PIP% -r requirements.txt || goto :fail
-    %PIP% --no-deps . || goto :fail
-)
+if exist ".venv\\Scripts\\{script}.exe" goto :installed
+rem Check the Python version before downloading anything.
+set "PY=py -3"
+%PY% -c "import sys; sys.exit(sys.version_info < (3, 11))" 2>nul || set "PY=python"
+%PY% -c "import sys; sys.exit(sys.version_info < (3, 11))" 2>nul || goto :old
+echo Installing Party Pool {version} into %~dp0.venv ...
+%PY% -m venv .venv || goto :fail
+%PIP% -r requirements.txt || goto :fail
+%PIP% --no-deps . || goto :fail
+:installed
 if "%~1"=="--setup-only" (
     echo Installed. Start with: %~dp0start.bat
     exit /b 0
 )
 ".venv\\Scripts\\{script}.exe" --invite "%~dp0{invite}" %*
-exit /b %errorlevel%
+set "STATUS=%errorlevel%"
+if not "%STATUS%"=="0" if defined DOUBLE_CLICKED pause
+exit /b %STATUS%
+:old
+echo Party Pool needs Python 3.11 or newer: https://www.python.org/downloads/
+echo (tick "Add python.exe to PATH" when installing), then run setup.bat again.
 :fail
 echo Installation failed.
+if defined DOUBLE_CLICKED pause
 exit /b 1
 """
 
 _START_BAT = """\
 @echo off
+setlocal
+{keep_window}
 "%~dp0.venv\\Scripts\\{script}.exe" --invite "%~dp0{invite}" %*
+set "STATUS=%errorlevel%"
+if not "%STATUS%"=="0" if defined DOUBLE_CLICKED pause
+exit /b %STATUS%
 """
+
+# A double-clicked script runs as ``cmd /c ""…\\setup.bat" "`` in a window
+# that closes when it ends; from a prompt, %cmdcmdline% is the shell's own.
+# Then an error message stays readable until Enter.
+_KEEP_WINDOW = (
+    'set "DOUBLE_CLICKED="\n'
+    'echo %cmdcmdline% | find /i "%~nx0" >nul && set "DOUBLE_CLICKED=1"'
+)
 
 _README = """\
 Party Pool {title}, version {version}
@@ -420,6 +487,32 @@ Windows:
 
 The program asks for the passkey; set PARTYPOOL_PASSKEY to skip the prompt.
 `sh start.sh --help` lists the options.
+"""
+
+_EXECUTABLE_README = """\
+Party Pool {title}, version {version}
+{underline}
+
+{name} is the whole program: nothing to install. It carries the address of
+one Party Pool server and the fingerprints that prove it is the real one,
+encrypted with the passkey the server's operator gives you. Start it and
+type the passkey (or set PARTYPOOL_PASSKEY). `{name} --help` lists the options.
+
+Windows ({name}.exe): double-click it. If SmartScreen says "Windows protected
+your PC", choose "More info", then "Run anyway": the program is not signed.
+After an error the window stays open until you press Enter.
+
+macOS: the program is not signed by Apple, so macOS refuses the first start
+("cannot be opened because the developer cannot be verified"). Either:
+  - in Finder, Control-click (or right-click) the file, choose Open, then Open
+    again in the dialog; on macOS 15 and later, try to open it once, then go
+    to System Settings > Privacy & Security and choose "Open Anyway";
+  - or in Terminal, in the folder that holds it:
+        xattr -d com.apple.quarantine {name}
+        chmod +x {name}
+        ./{name}
+
+Linux: chmod +x {name}, then run ./{name} in a terminal.
 """
 
 _PYPROJECT = """\
@@ -459,14 +552,18 @@ def _package_data() -> dict[str, str]:
     }
 
 
-def _package_setup_cfg(package: Package, version: str, requires: list[str]) -> str:
+def _package_setup_cfg(
+    package: Package, version: str, requires: list[str], packages: set[str]
+) -> str:
     """A setup.cfg for the ZIP: the client packages only, no server plugin."""
     scripts = [f"{CLIENT.script} = {CLIENT.module}:main"]
     if package is ROOT:
         scripts.append(f"{ROOT.script} = {ROOT.module}:main")
     requires_text = "".join(f"\n    {r}" for r in requires)
     package_data = "".join(
-        f"{name} = {pattern}\n" for name, pattern in _package_data().items()
+        f"{name} = {pattern}\n"
+        for name, pattern in _package_data().items()
+        if name in packages
     )
     scripts_text = "".join(f"\n    {s}" for s in scripts)
     return (
@@ -487,16 +584,52 @@ def _package_setup_cfg(package: Package, version: str, requires: list[str]) -> s
     )
 
 
-def _source_files() -> Iterator[tuple[Path, str]]:
-    """The partypool package sources: (file, name inside the package)."""
+def _module_file(root: Path, name: str) -> Path | None:
+    """The source file of module ``name`` under ``root``, if it is ours."""
+    base = root.joinpath(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> Iterator[str]:
+    """Every ``partypool`` module ``path`` imports, at any depth of its code
+    (imports inside functions too, so lazily imported modules are kept)."""
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # ``from partypool.x import y``: y may be a module or a name in x.
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        yield from (n for n in names if n.split(".")[0] == "partypool")
+
+
+def _source_files() -> list[tuple[Path, str]]:
+    """The sources the client programs run: (file, name in the ZIP).
+
+    Starting from every module of ``partypool.client`` (the chat and root
+    clients), follow the imports, with each package's ``__init__``: the
+    clients need the invite, wire and TLS helpers, not the server, the admin
+    side or the benchmark.
+    """
     root = _source_root()
-    for path in sorted((root / "partypool").rglob("*")):
-        relative = path.relative_to(root)
-        if path.is_dir() or "__pycache__" in relative.parts:
+    seen: set[Path] = set()
+    todo = sorted((root / "partypool" / "client").glob("*.py"))
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
             continue
-        if path.suffix in {".pyc", ".pyo"} or path.name.startswith("."):
-            continue
-        yield path, relative.as_posix()
+        seen.add(path)
+        for name in _imported_modules(path):
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):  # the packages on the way too
+                found = _module_file(root, ".".join(parts[:depth]))
+                if found is not None:
+                    todo.append(found)
+    return [(path, path.relative_to(root).as_posix()) for path in sorted(seen)]
 
 
 def _add_text(archive: zipfile.ZipFile, name: str, text: str, mode: int) -> None:
@@ -535,7 +668,8 @@ def build_zip(
     with tempfile.TemporaryDirectory(prefix="partypool-zip-") as tmp:
         built = Path(tmp) / target.name
         with zipfile.ZipFile(built, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path, name in _source_files():
+            sources = _source_files()
+            for path, name in sources:
                 archive.write(path, f"{top}/{name}")
             _add_text(archive, f"{top}/{INVITE_FILENAME}", invite.decode(), 0o600)
             _add_text(
@@ -545,14 +679,20 @@ def build_zip(
             _add_text(
                 archive,
                 f"{top}/setup.cfg",
-                _package_setup_cfg(package, version, requires),
+                _package_setup_cfg(
+                    package,
+                    version,
+                    requires,
+                    {name.rpartition("/")[0].replace("/", ".") for _, name in sources},
+                ),
                 0o644,
             )
             _add_text(archive, f"{top}/setup.sh", _SETUP_SH.format(**fields), 0o755)
             _add_text(archive, f"{top}/start.sh", _START_SH.format(**fields), 0o755)
-            bat = _SETUP_BAT.format(**fields).replace("\n", "\r\n")
+            bat_fields = {**fields, "keep_window": _KEEP_WINDOW}
+            bat = _SETUP_BAT.format(**bat_fields).replace("\n", "\r\n")
             _add_text(archive, f"{top}/setup.bat", bat, 0o644)
-            start_bat = _START_BAT.format(**fields).replace("\n", "\r\n")
+            start_bat = _START_BAT.format(**bat_fields).replace("\n", "\r\n")
             _add_text(archive, f"{top}/start.bat", start_bat, 0o644)
             _add_text(archive, f"{top}/README.txt", readme, 0o644)
         _publish(built, target, force)

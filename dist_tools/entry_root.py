@@ -12,6 +12,7 @@ if __name__ == "__main__":
 
         print(f"PartyPoolRoot {package_version()}")
         sys.exit(0)
+    from dist_tools.console import run_keeping_console
     from partypool.client.root import main
 
-    sys.exit(main())
+    sys.exit(run_keeping_console(main))

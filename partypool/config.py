@@ -23,15 +23,16 @@ from partypool.tls import ConfigError
 SECRETS = {"passkey": "passkey-file", "root-password": "root-password-file"}
 
 
-def config_path(argv: Sequence[str]) -> str | None:
-    """The last ``--config`` in ``argv``, found before the options are parsed."""
+def config_path(argv: Sequence[str], option: str = "--config") -> str | None:
+    """The last ``--config`` (or other ``option``) in ``argv``, found before
+    the options are parsed."""
     path = None
     for i, arg in enumerate(argv):
         if arg == "--":
             break
-        if arg == "--config" and i + 1 < len(argv):
+        if arg == option and i + 1 < len(argv):
             path = argv[i + 1]
-        elif arg.startswith("--config="):
+        elif arg.startswith(option + "="):
             path = arg.partition("=")[2]
     return path
 

@@ -8,7 +8,10 @@ fingerprint is `partypool.tls.certificate_fingerprint`.)
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+import sys
 from pathlib import Path
 
 from twisted.conch.ssh import keys
@@ -16,13 +19,37 @@ from twisted.conch.ssh import keys
 
 def default_data_dir() -> Path:
     """systemd's ``StateDirectory=`` when run as a service, else the XDG data
-    home (``~/.local/share/partypool``)."""
+    home (``~/.local/share/partypool``); on Windows ``%LOCALAPPDATA%\\partypool``,
+    a folder Windows lets only its user into."""
     state = os.environ.get("STATE_DIRECTORY")
     if state:
         # systemd may pass several colon-separated directories; the first is ours.
         return Path(state.split(":")[0])
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "partypool"
     xdg = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(xdg) / "partypool"
+
+
+def public_host_guess() -> str:
+    """The address other machines on the LAN most likely reach this one by.
+
+    The first IPv4 address this host's name resolves to that is neither
+    loopback nor link-local; else the host name itself (``name.local`` on
+    macOS, a name the LAN's router often knows elsewhere).  A guess to show
+    as a default, never something to rely on: the operator can always type
+    another.  No packet is sent.
+    """
+    name = socket.gethostname()
+    try:
+        found = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        found = []
+    for *_, (address, _port) in found:
+        ip = ipaddress.ip_address(address)
+        if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified):
+            return address
+    return name
 
 
 def ssh_fingerprint(key: keys.Key) -> str:

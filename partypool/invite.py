@@ -52,8 +52,10 @@ __all__ = [
     "Invite",
     "InviteError",
     "add_server_arguments",
+    "describe",
     "embedded_invite",
     "invite_for_data_dir",
+    "invite_from_arguments",
     "main",
     "open_invite",
     "package_version",
@@ -70,6 +72,10 @@ MAX_ITERATIONS = 10_000_000
 PROTOCOL = PROTOCOL_VERSION
 #: The name of the invite file inside a frozen build and inside a ZIP package.
 INVITE_FILENAME = "partypool-invite.json"
+
+#: The ports an invite names when neither a flag nor the server's record does.
+DEFAULT_CHAT_PORT = 12345
+DEFAULT_ADMIN_PORT = 12346
 
 _DAMAGED = "wrong passkey or damaged invite"
 _SALT_BYTES = 16
@@ -250,8 +256,8 @@ def invite_for_data_dir(
     data_dir: Path,
     host: str,
     *,
-    chat_port: int = 12345,
-    admin_port: int | None = 12346,
+    chat_port: int = DEFAULT_CHAT_PORT,
+    admin_port: int | None = DEFAULT_ADMIN_PORT,
     tls: bool = True,
     server_name: str | None = None,
 ) -> Invite:
@@ -290,13 +296,65 @@ def invite_for_data_dir(
     )
 
 
-def read_passkey(passkey_file: str | None, *, confirm: bool = True) -> str:
-    """The chat passkey: ``--passkey-file``, else ``$PARTYPOOL_PASSKEY``, else a prompt.
+def invite_from_arguments(args: argparse.Namespace) -> Invite:
+    """The invite for the server that `add_server_arguments` describe.
+
+    What the flags leave open comes from what the server recorded in its data
+    directory when it last started (`partypool.datadir.ServerRecord`): its
+    ports, whether TLS is on, its name, and its address if it listens on one
+    only.  So an invite reaches a server on a non-default port without being
+    told; a flag still wins.  With no record: ports 12345 and 12346, TLS.
+    """
+    from partypool.datadir import read_server_record
+
+    data_dir = args.data_dir or default_data_dir()
+    record = read_server_record(data_dir)
+    host = (args.host or "").strip() or (record.host if record else None)
+    if not host:
+        raise InviteError(
+            "--host is required (the name or address clients use to reach the server)"
+        )
+    if record is None:
+        chat_port = args.port or DEFAULT_CHAT_PORT
+        admin_port = args.admin_port or DEFAULT_ADMIN_PORT
+    else:
+        chat_port = args.port or record.port("chat") or DEFAULT_CHAT_PORT
+        admin_port = args.admin_port or record.port("admin")  # None: no admin port
+    return invite_for_data_dir(
+        data_dir,
+        host,
+        chat_port=chat_port,
+        admin_port=admin_port,
+        tls=not args.no_tls and (record is None or record.tls),
+        server_name=args.server_name or (record.server_name if record else None),
+    )
+
+
+def describe(invite: Invite) -> str:
+    """One line for the operator: where an invite sends people."""
+    admin = f", admin port {invite.admin_port}" if invite.admin_port else ""
+    plain = "" if invite.tls else ", no TLS"
+    return f"{invite.server_name} at {invite.host}:{invite.chat_port}{admin}{plain}"
+
+
+def read_passkey(
+    passkey_file: str | None, *, confirm: bool = True, data_dir: Path | None = None
+) -> str:
+    """The chat passkey: ``--passkey-file``, else ``$PARTYPOOL_PASSKEY``, else
+    the one the operator kept in the server's ``data_dir`` (``partypool
+    serve`` offers that), else a prompt.
 
     Never a command-line argument: those show in ``ps`` and shell history.
     A weak passkey is warned about on stderr (the invite it seals can be
     used to guess it offline), but used: it is the one the server runs with.
     """
+    from partypool.datadir import read_stored_secret
+    from partypool.tls import ConfigError
+
+    try:
+        stored = read_stored_secret(data_dir, "passkey") if data_dir else None
+    except ConfigError as e:
+        raise InviteError(str(e)) from e
     if passkey_file:
         try:
             text = Path(passkey_file).read_text(encoding="utf-8")
@@ -305,6 +363,8 @@ def read_passkey(passkey_file: str | None, *, confirm: bool = True) -> str:
         passkey = text.rstrip("\r\n")
     elif os.environ.get("PARTYPOOL_PASSKEY"):
         passkey = os.environ["PARTYPOOL_PASSKEY"]
+    elif stored:
+        passkey = stored
     else:
         if not sys.stdin.isatty():
             raise InviteError(
@@ -339,18 +399,30 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="the server's data directory (default: $STATE_DIRECTORY, else "
         "$XDG_DATA_HOME/partypool)",
     )
-    parser.add_argument("--host", help="the public host name or address of the server")
-    parser.add_argument("--port", type=_port, default=12345, help="chat port")
+    recorded = "as the server recorded in --data-dir when it last started"
     parser.add_argument(
-        "--admin-port", type=_port, default=12346, help="admin (SSH) port"
+        "--host",
+        help="the public host name or address of the server (default: the "
+        "address it listens on, if only one)",
+    )
+    parser.add_argument(
+        "--port", type=_port, help=f"chat port (default: {recorded}, else 12345)"
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=_port,
+        help=f"admin (SSH) port (default: {recorded}, else 12346)",
     )
     parser.add_argument(
         "--no-tls", action="store_true", help="the server serves plain TCP"
     )
-    parser.add_argument("--server-name", help="name shown to users (default: host)")
+    parser.add_argument(
+        "--server-name", help=f"name shown to users (default: {recorded})"
+    )
     parser.add_argument(
         "--passkey-file",
-        help="file holding the chat passkey (default: $PARTYPOOL_PASSKEY or a prompt)",
+        help="file holding the chat passkey (default: $PARTYPOOL_PASSKEY, the "
+        "passkey kept in --data-dir, or a prompt)",
     )
 
 
@@ -366,24 +438,20 @@ def main(argv: list[str] | None = None) -> int:
         "--output", "-o", help="write the invite here (default: standard output)"
     )
     args = parser.parse_args(argv)
-    if not args.host:
-        parser.error("--host is required (the name clients use to reach the server)")
     try:
-        invite = invite_for_data_dir(
-            args.data_dir or default_data_dir(),
-            args.host,
-            chat_port=args.port,
-            admin_port=args.admin_port,
-            tls=not args.no_tls,
-            server_name=args.server_name,
+        invite = invite_from_arguments(args)
+        passkey = read_passkey(
+            args.passkey_file, data_dir=args.data_dir or default_data_dir()
         )
-        sealed = seal_invite(invite, read_passkey(args.passkey_file))
+        sealed = seal_invite(invite, passkey)
     except InviteError as e:
         print(f"partypool-invite: {e}", file=sys.stderr)
         return 1
     if args.output:
         Path(args.output).write_bytes(sealed)
-        print(f"invite written to {args.output}", file=sys.stderr)
+        print(
+            f"invite for {describe(invite)} written to {args.output}", file=sys.stderr
+        )
     else:
         sys.stdout.write(sealed.decode("utf-8"))
     return 0

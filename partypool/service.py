@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet import task
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import (
+    Deferred,
+    gatherResults,
+    inlineCallbacks,
+    maybeDeferred,
+)
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -26,6 +32,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 
 from partypool import sighup
+from partypool.datadir import ServerRecord, write_server_record
 from partypool.room.pool import PartyPool
 from partypool.room.store import Store
 from partypool.tls import ConfigError, ServerTLS
@@ -165,6 +172,8 @@ class CertificateReload(Service):
         reload runs as soon as the reactor does.
         """
         super().privilegedStartService()
+        if not hasattr(signal, "SIGHUP"):  # Windows has none: reload-tls still works
+            return
         signal.signal(signal.SIGHUP, self._hangup)
         if sighup.take_pending():
             log.info("SIGHUP while starting: reloading the certificate")
@@ -172,6 +181,8 @@ class CertificateReload(Service):
 
     def stopService(self) -> None:  # noqa: N802
         super().stopService()
+        if not hasattr(signal, "SIGHUP"):
+            return
         # Nothing to reload from here on.  Ignoring SIGHUP (rather than
         # catching it) also holds while Python exits: it puts the default
         # action, which ends the process, back on every handler it ran.
@@ -212,3 +223,58 @@ class StoreService(Service):
     def stopService(self) -> None:  # noqa: N802
         super().stopService()
         self.store.close()
+
+
+class PublishAddress(Service):
+    """Once every port listens, write down how the server can be reached.
+
+    The record (`partypool.datadir.ServerRecord`, ``server.json`` in the data
+    directory) names each door's port as bound, ``tcp:0`` and passed sockets
+    included, so ``partypool-invite`` and ``partypool-dist`` make invites that
+    reach this server without being told its ports.  Then ``announce`` (if
+    any; ``partypool serve`` prints the addresses with it) gets the record.
+    Each `Listener` is a door named by the first word of its label
+    (``chat port``, ``admin port``, ``web door``).
+    """
+
+    def __init__(
+        self,
+        listeners: Sequence[Listener],
+        data_dir: Path,
+        *,
+        server_name: str,
+        tls: bool,
+        announce: Callable[[ServerRecord], object] | None = None,
+    ) -> None:
+        self.listeners = list(listeners)
+        self.data_dir = data_dir
+        self.server_name = server_name
+        self.tls = tls
+        self.announce = announce
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        ready = gatherResults([x.listening for x in self.listeners], consumeErrors=True)
+        ready.addCallback(self._publish)
+        ready.addErrback(lambda _: None)  # a listener that fails stops start-up
+
+    def _publish(self, ports: list[IListeningPort]) -> None:
+        found = {
+            listener.label.split()[0]: port.getHost()
+            for listener, port in zip(self.listeners, ports, strict=True)
+        }
+        chat_host = getattr(found.get("chat"), "host", "")
+        record = ServerRecord(
+            ports={door: getattr(a, "port", 0) for door, a in found.items()},
+            server_name=self.server_name,
+            tls=self.tls,
+            host=None if chat_host in ("", "0.0.0.0", "::") else chat_host,
+        )
+        try:
+            path = write_server_record(self.data_dir, record)
+        except OSError as e:
+            log.warn("cannot record the server's ports: {error}", error=e)
+        else:
+            log.info("ports recorded in {path} for invites and packages", path=path)
+        if self.announce is not None:
+            self.announce(record)

@@ -12,7 +12,8 @@ import partypool.sighup  # noqa: F401
 
 # isort: split
 
-import os
+import difflib
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -33,9 +34,11 @@ from partypool.admin.ssh import (
     make_admin_factory,
 )
 from partypool.config import config_arguments, config_path
+from partypool.datadir import prepare_data_dir, read_stored_secret
 from partypool.doors.chat import ChatFactory
 from partypool.doors.irc import IrcFactory
 from partypool.doors.irc_wire import CHANNEL_MAX, check_channel
+from partypool.environ import take_secret
 from partypool.identity import default_data_dir, ssh_fingerprint
 from partypool.passkeys import weak_passkey_warning
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
@@ -48,6 +51,7 @@ from partypool.service import (
     CertificateReload,
     Farewell,
     Listener,
+    PublishAddress,
     StopInOrder,
     StopOnSigterm,
     StoreService,
@@ -56,17 +60,6 @@ from partypool.tls import ConfigError, ServerTLS, check_private, ensure_self_sig
 from partypool.wire import PROTOCOL_VERSION, format_line, scrub
 
 log = Logger(namespace="partypool.tap")
-
-
-def prepare_data_dir(path: Path) -> Path:
-    """Create the data directory owner-only, or refuse one others can enter."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        raise ConfigError(
-            f"data directory {path} is open to other users; fix it with: "
-            f"chmod 700 {path}"
-        )
-    return path
 
 
 # --log-format → twistd --logger factory
@@ -127,6 +120,20 @@ _channel.coerceDoc = "Like #party."
 
 
 _SECRETS = frozenset({"passkey", "root-password"})
+_UNKNOWN_OPTION = re.compile(r"option (-{1,2}\S+) not recognized")
+
+
+class _NamedCoerce(usage.CoerceParameter):
+    """A converted option whose error names the option (``--rate: must be…``):
+    twistd's own says only "Parameter type enforcement failed"."""
+
+    def dispatch(self, parameterName: str, value: str | None) -> None:  # noqa: N803
+        if value is None:
+            raise usage.UsageError(f"--{parameterName} needs a value")
+        try:
+            self.options.opts[parameterName] = self.coerce(value)
+        except ValueError as e:
+            raise usage.UsageError(f"--{parameterName}: {e}") from None
 
 
 class Options(usage.Options):
@@ -237,11 +244,46 @@ class Options(usage.Options):
             None,
             DEFAULT_ITERATIONS,
             "PBKDF2 iterations (at least 4096).",
-            int,
+            _positive(int),
         ],
     ]
 
+    #: The line shown after an option error instead of the whole option list.
+    help_hint = "twistd partypool --help lists every option."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+        for name, handler in self._dispatch.items():
+            if isinstance(handler, usage.CoerceParameter):
+                self._dispatch[name] = _NamedCoerce(self, handler.coerce)
+
+    def getUsage(self, width: int | None = None) -> str:  # noqa: N802
+        """After an option error, twistd prints this and then the error: one
+        hint rather than the whole option list, in which the error is lost."""
+        if self.failed:
+            return self.help_hint
+        return super().getUsage(width)
+
     def parseOptions(self, options: Sequence[str] | None = None) -> None:  # noqa: N802
+        """Parse; an error is one line (with a close match for a mistyped
+        option) and marks these options failed (see `getUsage`)."""
+        try:
+            self._parse(options)
+        except usage.UsageError as e:
+            self.failed = True
+            raise usage.UsageError(self._suggest(str(e))) from None
+
+    def _suggest(self, message: str) -> str:
+        """``option --max-client not recognized`` gains ``did you mean…``."""
+        unknown = _UNKNOWN_OPTION.fullmatch(message)
+        if unknown is None:
+            return message
+        known = [f"--{name}" for name in self.synonyms if len(name) > 1]
+        close = difflib.get_close_matches(unknown[1], known, n=1)
+        return f"{message} (did you mean {close[0]}?)" if close else message
+
+    def _parse(self, options: Sequence[str] | None) -> None:
         """Read --config first and put its options before the command line's."""
         argv = list(sys.argv[1:] if options is None else options)
         path = config_path(argv)
@@ -281,17 +323,12 @@ class Options(usage.Options):
         hello = format_line("HELLO", PROTOCOL_VERSION, self["server-name"])
         if len(hello) > self["max-line"]:  # no server line passes --max-line
             raise usage.UsageError("--server-name is too long for --max-line")
-        self["passkey"] = self._secret("passkey", "PARTYPOOL_PASSKEY")
-        if not self["passkey"]:
-            raise usage.UsageError(
-                "no passkey: give --passkey-file FILE, set PARTYPOOL_PASSKEY, "
-                "or --passkey"
-            )
-        self["root-password"] = self._secret("root-password", "PARTYPOOL_ROOT_PASSWORD")
         try:
             self["data-dir"] = prepare_data_dir(
                 Path(self["data-dir"] or default_data_dir())
             )
+            for name in sorted(_SECRETS):
+                self[name] = self._secret(name) or self.missing_secret(name)
             self["tls"] = _chat_tls(self, self["data-dir"])
             if not self["no-admin"]:
                 self["host-key"] = ensure_host_key(
@@ -329,17 +366,23 @@ class Options(usage.Options):
             )
         twistd["logger"] = observer
 
-    def _secret(self, name: str, variable: str) -> str | None:
-        """Read a secret from --NAME-file, the environment, or --NAME (warned)."""
+    def _secret(self, name: str) -> str | None:
+        """A secret from --NAME-file, --NAME (warned), the environment, or the
+        file the operator kept in the data directory, in that order.
+
+        The environment variable is taken out of the environment in any case
+        (`partypool.environ`), so it cannot be read from the running server.
+        A --NAME-file that others can read is refused.
+        """
+        variable = "PARTYPOOL_" + name.upper().replace("-", "_")
+        from_environment = take_secret(variable)
         if self[f"{name}-file"]:
             path = Path(self[f"{name}-file"])
             try:
-                text = path.read_text("utf-8")
                 check_private(path)
+                text = path.read_text("utf-8")
             except OSError as e:
                 raise usage.UsageError(f"--{name}-file: {e}") from None
-            except ConfigError as e:
-                log.warn("{problem}", problem=e)
             return text.rstrip("\r\n")
         if self[name]:
             log.warn(
@@ -349,7 +392,18 @@ class Options(usage.Options):
                 variable=variable,
             )
             return self[name]
-        return os.environ.get(variable) or None
+        return from_environment or read_stored_secret(self["data-dir"], name)
+
+    def missing_secret(self, name: str) -> str | None:
+        """No passkey or root password was given: refuse to start without a
+        passkey (the root password is optional).  `partypool.launcher` asks
+        the person at the terminal instead."""
+        if name == "passkey":
+            raise usage.UsageError(
+                "no passkey: give --passkey-file FILE or set PARTYPOOL_PASSKEY "
+                "(or run `partypool serve` in a terminal to choose one)"
+            )
+        return None
 
 
 def limits_from(options: Options) -> Limits:
@@ -464,8 +518,15 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
             )
             endpoint = endpoints.serverFromString(reactor, options["admin"])
             Listener("admin port", endpoint, admin).setServiceParent(top)
-    listening = [child.listening for child in top if isinstance(child, Listener)]
-    Readiness(listening, reactor, reactor).setServiceParent(top)
+    listeners = [child for child in top if isinstance(child, Listener)]
+    PublishAddress(
+        listeners,
+        data_dir,
+        server_name=options["server-name"],
+        tls=tls is not None,
+        announce=options.get("announce"),  # set by partypool.launcher
+    ).setServiceParent(top)
+    Readiness([x.listening for x in listeners], reactor, reactor).setServiceParent(top)
     Farewell(pool).setServiceParent(top)
     # Only the verifiers and the hash are needed from here on.
     options["passkey"] = options["root-password"] = None

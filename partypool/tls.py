@@ -13,6 +13,7 @@ import hashlib
 import os
 import socket
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,7 +71,13 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def check_private(path: Path) -> None:
-    """Refuse a secret file that group or others can read."""
+    """Refuse a secret file that group or others can read.
+
+    Not on Windows, where ``os.stat`` reports every file as readable by all
+    whatever its access list says (see `partypool.datadir`).
+    """
+    if sys.platform == "win32":
+        return
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(

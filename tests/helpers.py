@@ -43,8 +43,8 @@ class FakeStore:
         self.requests.append((name, address, text))
         return defer.succeed(len(self.requests))
 
-    def add_history(self, entries: list) -> defer.Deferred:
-        self.history.extend(entries)
+    def add_history(self, entries: list, first_kept: int) -> defer.Deferred:
+        self.history = [e for e in self.history + entries if e.id >= first_kept]
         return defer.succeed(None)
 
     def prune_history(self, before: float, first_kept: int) -> defer.Deferred:

@@ -79,6 +79,20 @@ def test_zip_contents(tmp_path: Path, sealed: bytes, client: build.Package) -> N
         assert f"version = {VERSION}" in setup_cfg
         assert "partypool-client = partypool.client.main:main" in setup_cfg
         assert "twisted.plugins" not in setup_cfg
+        # Only what the clients run: no server, admin side or benchmark.
+        sources = {n.removeprefix(top) for n in names if n.endswith(".py")}
+        for server_side in [
+            "partypool/tap.py",
+            "partypool/service.py",
+            "partypool/room/session.py",
+            "partypool/room/store.py",
+            "partypool/doors/chat.py",
+            "partypool/admin/commands.py",
+            "partypool/bench/run.py",
+        ]:
+            assert server_side not in sources
+        assert "partypool/client/root.py" in sources
+        assert "schema" not in setup_cfg
 
 
 def test_refuses_to_overwrite(
@@ -254,10 +268,10 @@ def test_interactive_menu(tmp_path: Path, client: build.Package) -> None:
     child.sendline("1")  # client only
     child.expect(r"ZIP.*Enter your choice \(1-4\)")
     child.sendline("2")  # ZIP
+    child.expect("data directory")  # no server has run from the default one
+    child.sendline(str(tmp_path / "data"))
     child.expect("host name")
     child.sendline("chat.example.org")
-    child.expect("data directory")
-    child.sendline(str(tmp_path / "data"))
     child.expect("passkey:")
     child.sendline("menu passkey")
     child.expect("again:")

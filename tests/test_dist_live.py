@@ -19,6 +19,7 @@ import pytest
 
 from dist_tools import build
 from partypool.invite import INVITE_FILENAME, package_version
+from tests.conftest import server_env
 
 pytestmark = pytest.mark.slow
 
@@ -55,14 +56,16 @@ def clean_env(tmp_path: Path, passkey: str) -> dict[str, str]:
 
 
 def dist(server, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``partypool-dist`` for the live server, as an operator would."""
-    argv = [sys.executable, "-m", "dist_tools", *args, "--out", str(tmp_path / "out")]
-    argv += ["--host", server.host, "--port", str(server.chat_port)]
-    argv += ["--data-dir", str(server.data_dir)]
-    if server.admin_port is not None:
-        argv += ["--admin-port", str(server.admin_port)]
-    if not server.fingerprint:
-        argv.append("--no-tls")
+    """Run ``partypool package`` for the live server, as an operator would:
+    no host, no ports, no --no-tls.  The server listens on ports the system
+    chose (never the default 12345) and recorded them, with its loopback
+    address, in its data directory; the packages must reach it from that."""
+    deadline = time.monotonic() + 30
+    while not (server.data_dir / "server.json").exists():
+        assert time.monotonic() < deadline, "the server recorded no address"
+        time.sleep(0.1)
+    argv = [sys.executable, "-m", "partypool", "package", *args]
+    argv += ["--out", str(tmp_path / "out"), "--data-dir", str(server.data_dir)]
     env = dict(os.environ, PARTYPOOL_PASSKEY=server.passkey)
     return subprocess.run(
         argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900
@@ -139,6 +142,21 @@ def test_frozen_client(server, tmp_path: Path) -> None:
     assert wrong.returncode != 0
     assert "wrong passkey or damaged invite" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+    smoke(tmp_path, "--client", binary)
+
+
+def smoke(tmp_path: Path, *args: str | Path) -> None:
+    """What the dist workflow runs on each system after building: the built
+    program against a fresh ``partypool serve`` on this one."""
+    run = subprocess.run(
+        [sys.executable, "-m", "dist_tools.smoke", *map(str, args)],
+        cwd=tmp_path,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 ROOT_PASSWORD = "root password for the dist tests"
@@ -194,6 +212,7 @@ def test_frozen_root(admin_server, tmp_path: Path) -> None:
     workdir.mkdir()
     env = clean_env(tmp_path, admin_server.passkey)
     root_list_conn(admin_server, [str(binary)], env, workdir)
+    smoke(tmp_path, "--root", binary)
 
 
 def test_root_zip(admin_server, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ class SlowStore(FakeStore):
         super().__init__()
         self.writes: list[tuple[list[Entry], defer.Deferred]] = []
 
-    def add_history(self, entries: list[Entry]) -> defer.Deferred:
+    def add_history(self, entries: list[Entry], first_kept: int) -> defer.Deferred:
         d = defer.Deferred()
         self.writes.append(([e.id for e in entries], d))
         return d
@@ -105,6 +105,8 @@ def test_recent_keeps_the_last_n_and_forgets_the_expired():
     assert [e.id for e in history.recent(3)] == [3, 4, 5]
     clock.advance(DAY / 2)  # message 2 is now older than a day
     assert said(history) == ["alice 3", "alice 4"]
+    history.flush()
+    assert [e.id for e in history.store.history] == [3, 4, 5]  # never more than 3
 
 
 def test_entry_time_is_rfc3339_utc_with_milliseconds():
@@ -275,8 +277,8 @@ class StoreHistoryTests(unittest.TestCase):
             Entry(3, NOW - 5, events.chat("bob", "hi there")),
             Entry(4, NOW, events.chat("carol", "last")),
         ]
-        yield self.store.add_history(entries[:2])
-        yield self.store.add_history(entries[2:])
+        yield self.store.add_history(entries[:2], 1)
+        yield self.store.add_history(entries[2:], 1)
         kept, last_id = load_history(self.path, 2, NOW - DAY)
         self.assertEqual(kept, entries[2:])
         self.assertEqual(last_id, 4)
@@ -291,9 +293,21 @@ class StoreHistoryTests(unittest.TestCase):
         )
 
     @defer.inlineCallbacks
+    def test_a_write_drops_the_rows_past_the_count_kept(self):
+        """The table never holds more than --history rows, whatever the pace."""
+        for first in range(1, 40, 3):
+            yield self.store.add_history(
+                [Entry(i, NOW, events.notice(str(i))) for i in range(first, first + 3)],
+                first + 3 - 10,
+            )
+        kept, last_id = load_history(self.path, 100, 0)
+        self.assertEqual([e.id for e in kept], list(range(30, 40)))
+        self.assertEqual(last_id, 39)
+
+    @defer.inlineCallbacks
     def test_prune_by_age_and_count_and_clear_keeps_ids_increasing(self):
         yield self.store.add_history(
-            [Entry(i, NOW - 10 + i, events.chat("a", str(i))) for i in range(1, 6)]
+            [Entry(i, NOW - 10 + i, events.chat("a", str(i))) for i in range(1, 6)], 1
         )
         gone = yield self.store.prune_history(NOW - 8, 3)  # ids 1, 2 too old
         self.assertEqual(gone, 2)
@@ -315,7 +329,8 @@ class ErasedTests(unittest.TestCase):
             [
                 Entry(i, NOW, events.chat("alice", f"needle-{i}-xyzzy"))
                 for i in range(1, 30)
-            ]
+            ],
+            1,
         )
         yield store.clear_history()
         yield store._pool.runOperation("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -265,6 +265,7 @@ def test_every_option_round_trips_through_the_config_file(tmp_path, monkeypatch)
     parameters = [p[0] for p in tap.Options.optParameters]
     secret = tmp_path / "secret"
     secret.write_text("from a file\n")
+    secret.chmod(0o600)
     samples = {
         **SAMPLES,
         "data-dir": (str(tmp_path / "other"), tmp_path / "other"),
@@ -395,9 +396,11 @@ def test_log_format_chooses_twistds_logger(tmp_path, monkeypatch):
     options.parseOptions(["-n", *common, "--log-format", "journal"])
     assert options["logger"] is logs.journal_observer
     options = ServerOptions()
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # the first parse took it
     options.parseOptions(["-n", *common])
     assert options["logger"] is logs.text_observer
     options = ServerOptions()
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
     options.parseOptions(
         ["-n", "--logger", "twisted.logger.jsonFileLogObserver", *common]
     )

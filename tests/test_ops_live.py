@@ -67,6 +67,7 @@ def test_socket_activation_of_the_ports(tmp_path):
     data_dir.mkdir(mode=0o700)
     passkey_file = tmp_path / "passkey"
     passkey_file.write_text(PASSKEY)
+    passkey_file.chmod(0o600)  # one others can read is refused
     env = server_env()
     # systemd-socket-activate passes on only the variables named with -E.
     variables = {

@@ -69,3 +69,13 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
         cwd=tmp_path,
     ).stdout
     assert "--passkey-file" in options
+    # The operator's command finds the same plugin in a real install.
+    serve_help = subprocess.run(
+        [tmp_path / "venv" / "bin" / "partypool", "serve", "--help"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    ).stdout
+    assert serve_help.startswith("Usage: partypool serve [options]")
+    assert "--passkey-file" in serve_help

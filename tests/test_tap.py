@@ -27,6 +27,7 @@ def test_no_passkey_is_a_clear_error(tmp_path, monkeypatch):
 def test_passkey_from_file_env_or_argument(tmp_path, monkeypatch):
     secret = tmp_path / "passkey"
     secret.write_text("from a file\n")
+    secret.chmod(0o600)
     assert parse(tmp_path, "--passkey-file", str(secret))["passkey"] == "from a file"
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "from the environment")
     assert parse(tmp_path)["passkey"] == "from the environment"
@@ -99,6 +100,7 @@ def test_irc_gateway_is_off_by_default_and_a_tls_listener_when_asked(
     service = tap.makeService(parse(tmp_path, "--no-admin"))
     assert [c.label for c in service if isinstance(c, Listener)] == ["chat port"]
     list(service)[1].store.close()
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # the first parse took it
     options = parse(
         tmp_path, "--no-admin", "--irc", "tcp:6697", "--irc-channel", "#lobby"
     )
@@ -125,11 +127,13 @@ def test_history_options_and_service(tmp_path, monkeypatch):
     ):
         with pytest.raises(usage.UsageError, match=message):
             parse(tmp_path, *bad)
+        monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # each parse takes it
     service = tap.makeService(parse(tmp_path, "--no-admin", "--history", "5"))
     children = list(service)
     assert isinstance(children[2], HistoryService)
     assert children[2].history.keep == 5 and children[2].history.days == 7
     children[1].store.close()
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
     service = tap.makeService(parse(tmp_path, "--no-admin", "--history", "0"))
     assert not [c for c in service if isinstance(c, HistoryService)]
     assert children[-1].pool.history is not None
@@ -150,7 +154,7 @@ def test_root_verifier_on_the_chat_port_only_with_a_root_password(
     assert pool.root_verifier is not None and pool.root_commands is not None
     assert options["root-password"] is None
     list(service)[1].store.close()
-    monkeypatch.delenv("PARTYPOOL_ROOT_PASSWORD")
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # the first parse took both
     service = tap.makeService(parse(tmp_path, "--no-admin"))
     assert list(service)[-1].pool.root_verifier is None
     list(service)[1].store.close()

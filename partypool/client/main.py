@@ -60,7 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where = parser.add_argument_group("where the server is")
     where.add_argument("--invite", metavar="FILE", help="invite file from the admin")
     where.add_argument("--host", help="server host name or address")
-    where.add_argument("--port", type=int, help=f"chat port (default: {DEFAULT_PORT})")
+    where.add_argument(
+        "--port",
+        type=int,
+        help=f"chat port (default: the invite's, else {DEFAULT_PORT}); with an "
+        "invite, reach the same server on another port (a forwarded one)",
+    )
     where.add_argument(
         "--fingerprint",
         help="expected SHA-256 fingerprint of the server's TLS certificate",

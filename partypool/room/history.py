@@ -59,7 +59,7 @@ class Entry:
 class HistoryStore(Protocol):
     """The database side (`partypool.room.store.Store`)."""
 
-    def add_history(self, entries: list[Entry]) -> Deferred[None]: ...
+    def add_history(self, entries: list[Entry], first_kept: int) -> Deferred[None]: ...
 
     def prune_history(self, before: float, first_kept: int) -> Deferred[int]: ...
 
@@ -97,7 +97,10 @@ class History:
         if not self.keep:
             return
         self._last_id += 1
-        entry = Entry(self._last_id, self.clock.seconds(), event)
+        # A fresh event: the one broadcast carries its encoded lines too.
+        entry = Entry(
+            self._last_id, self.clock.seconds(), Event(event.verb, event.parts)
+        )
         self._recent.append(entry)
         self._unwritten.append(entry)
         self._schedule()
@@ -111,7 +114,8 @@ class History:
         batch, self._unwritten = self._unwritten, []
         if not batch:  # cleared meanwhile
             return
-        d = defer.maybeDeferred(self.store.add_history, batch)
+        first_kept = self._last_id - self.keep + 1
+        d = defer.maybeDeferred(self.store.add_history, batch, first_kept)
         d.addErrback(self._lost, len(batch))
         d.addBoth(self._written)
         if not d.called:

@@ -25,13 +25,14 @@ clients never import this module.
 
 from __future__ import annotations
 
+import functools
+
 try:
     import icu
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "the Party Pool server needs PyICU for its name rules: "
-        "pip install 'partypool[server]' (PyICU builds against the system's "
-        "ICU: on Debian apt-get install libicu-dev pkg-config g++)"
+        "the Party Pool server needs ICU (the icu module) for its name rules: "
+        "pip install 'partypool[server]'"
     ) from e
 
 from partypool.wire import WireError, name_key
@@ -58,6 +59,7 @@ def check_script(name: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=4096)  # names present and banned, checked per join
 def skeletons(name: str) -> frozenset[str]:
     """The case-folded TR39 skeletons of ``name`` as typed, in lower case and
     in upper case: two names whose sets meet look alike."""

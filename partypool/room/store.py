@@ -207,15 +207,17 @@ class Store:
             lambda rows: [Ban(*row) for row in rows]
         )
 
-    def add_history(self, entries: list[Entry]) -> Deferred[None]:
-        """Write ``entries`` in one transaction (`partypool.room.history` calls
-        it one batch at a time, so rows land in the order they were said)."""
+    def add_history(self, entries: list[Entry], first_kept: int) -> Deferred[None]:
+        """Write ``entries`` and drop the rows older than id ``first_kept``, in
+        one transaction, so the table never holds more than the history keeps
+        (`partypool.room.history` writes one batch at a time, in order)."""
 
         def insert(cursor: sqlite3.Cursor) -> None:
             cursor.executemany(
                 "INSERT INTO history (id, at, verb, name, text) VALUES (?, ?, ?, ?, ?)",
                 [_row(entry) for entry in entries],
             )
+            cursor.execute("DELETE FROM history WHERE id < ?", (first_kept,))
 
         return self._pool.runInteraction(insert)
 

@@ -1,0 +1,5 @@
+"""``python -m partypool``: the ``partypool`` command (see `partypool.launcher`)."""
+
+from partypool.launcher import main
+
+raise SystemExit(main())
