@@ -44,8 +44,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, int]]
     loopback = "tcp:0:interface=127.0.0.1"
     process = subprocess.Popen(
         [sys.executable, "-m", "partypool", "serve", "--data-dir", str(data_dir)]
-        + ["--chat", loopback, "--admin", loopback, "--web", loopback]
-        + ["--kdf-iterations", "4096"],
+        + ["--chat", loopback, "--admin", loopback, "--web", loopback],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -138,15 +138,15 @@ class Farewell(Service):
         return self._drained()
 
     def _drained(self) -> Deferred[None]:
-        clock, connections = self.pool.clock, self.pool.connections
-        deadline = clock.seconds() + self.grace
+        pool, connections = self.pool, self.pool.connections
+        deadline = pool.now() + self.grace
 
         def check() -> None:
-            if not connections or clock.seconds() >= deadline:
+            if not connections or pool.now() >= deadline:
                 poll.stop()
 
         poll = task.LoopingCall(check)
-        poll.clock = clock
+        poll.clock = pool.clock
         return poll.start(0.05).addCallback(lambda _: None)
 
 

@@ -43,6 +43,7 @@ from partypool.environ import take_secret
 from partypool.identity import default_data_dir, ssh_fingerprint
 from partypool.passkeys import weak_passkey_warning
 from partypool.room.auth import DEFAULT_ITERATIONS, ChatVerifier, RootPassword
+from partypool.room.clock import steady_reactor
 from partypool.room.history import DAY, HistoryService
 from partypool.room.pool import Limits, make_server
 from partypool.room.store import Store, load_bans, load_history
@@ -227,7 +228,7 @@ class Options(usage.Options):
             "login-budget",
             None,
             20,
-            "Failed admin passwords from all addresses per --login-window.",
+            "Failed logins from all addresses per --login-window, per port.",
             _positive(int),
         ],
         [
@@ -441,6 +442,7 @@ def warn_weak_secrets(options: Options) -> None:
 def makeService(options: Options) -> MultiService:  # noqa: N802
     from twisted.internet import reactor
 
+    steady_reactor(reactor)  # timers and limits immune to clock steps
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
     warn_weak_secrets(options)

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from partypool.admin.commands import AdminCommands, Operator, Result
+from partypool.admin.commands import BANNED, AdminCommands, Operator, Result
 from partypool.room.auth import ChatVerifier
 from partypool.room.pool import SHUTDOWN_CANCELLED, make_server
 from partypool.room.room import Event
@@ -339,6 +339,61 @@ class CommandsTests(unittest.TestCase):
         self.assertEqual((yield self.store.bans()), [])
         again = yield self.commands.run("unban -ip 127.0.5.2")
         self.assertEqual(again.status, 1)
+
+    @inlineCallbacks
+    def test_ban_a_network_kicks_everyone_in_it_and_refuses_newcomers(
+        self,
+    ) -> Deferred:
+        """``ban -ip`` takes a CIDR (IPv6 or IPv4); an IPv6 address bans its
+        /64, as every per-address rule counts IPv6 peers by /64."""
+        inside = [
+            self.connect(f"2001:db8::{i}", 5000 + i, f"v6user{i}") for i in (1, 2)
+        ]
+        pending = self.connect("2001:db8::ff", 5003, None)  # still logging in
+        outside = self.connect("2001:db8:0:1::1", 5004, "neighbour")
+        result = yield self.commands.run("ban -ip 2001:db8::/64")
+        self.assertEqual(
+            (result.status, result.output), (0, "banned ip 2001:db8::/64; kicked 3")
+        )
+        for member in (*inside, pending):
+            self.assertEqual(member.lines[-1], "BYE banned by admin")
+        self.assertFalse(outside.closed)
+        self.assertEqual(
+            self.pool.room.admission_error("2001:db8::abcd").code, "banned"
+        )
+        result = yield self.commands.run("ban -ip 2001:db8:0:1::9")
+        self.assertEqual(result.output, "banned ip 2001:db8:0:1::/64; kicked 1")
+        result = yield self.commands.run("ban -ip 127.0.0.0/16")
+        self.assertEqual(result.output, "banned ip 127.0.0.0/16; kicked 3")
+        bans = yield self.store.bans()
+        self.assertEqual(
+            sorted(b.value for b in bans),
+            ["127.0.0.0/16", "2001:db8:0:1::/64", "2001:db8::/64"],
+        )
+        result = yield self.commands.run("unban -ip 2001:db8::1/64")
+        self.assertEqual(result.output, "unbanned ip 2001:db8::/64")
+        self.assertIsNone(self.pool.room.admission_error("2001:db8::abcd"))
+        self.assertIsNotNone(self.pool.room.admission_error("127.0.9.9"))
+
+    @inlineCallbacks
+    def test_unban_lifts_an_address_ban_stored_before_bans_were_networks(
+        self,
+    ) -> Deferred:
+        """A row of an older server holds the IPv6 address itself; loaded,
+        it bans the /64, and ``unban -ip`` with that address lifts it."""
+        yield self.store.add_ban("ip", "2001:db8::5", BANNED)
+        self.pool.room.banned_hosts.add("2001:db8::5")
+        result = yield self.commands.run("unban -ip 2001:db8::5")
+        self.assertEqual(result.output, "unbanned ip 2001:db8::/64")
+        self.assertEqual((yield self.store.bans()), [])
+        self.assertIsNone(self.pool.room.admission_error("2001:db8::9"))
+
+    def test_ban_refuses_what_is_no_address_or_network(self) -> None:
+        for text in ("10.0.0.0/33", "example.com", "2001:db8::/x", "ff00::/8"):
+            result = self.run_sync(f"ban -ip {text}")
+            self.assertEqual(result.status, 1)
+            self.assertRegex(result.output, "not an IP address|no client addresses")
+        self.assertEqual(len(self.pool.room.banned_hosts), 0)
 
     @inlineCallbacks
     def test_ban_name_stores_the_name_key(self) -> Deferred:

@@ -90,6 +90,57 @@ def test_throttle_tables_stay_bounded():
     assert throttle.is_refused("127.3.231.1")  # the newest refusal survives
 
 
+def test_throttle_counts_an_ipv6_64_as_one_address():
+    """Five guesses from five addresses of one /64 refuse the whole /64;
+    the next /64 may still try."""
+    throttle = LoginThrottle(Clock())
+    for i in range(5):
+        throttle.failed(f"2001:db8::{i + 1:x}")
+    assert throttle.is_refused("2001:db8::99")
+    assert throttle.recent_failures("2001:db8::abcd") == 0  # counted, then refused
+    assert not throttle.is_refused("2001:db8:0:1::1")
+    for i in range(5):  # IPv4 neighbours stay apart
+        throttle.failed(f"192.0.2.{i + 1}")
+    assert not throttle.is_refused("192.0.2.1")
+
+
+def test_a_clock_stepped_back_does_not_stretch_a_refusal():
+    """An hour back, the minute's refusal still ends a minute later, and
+    failures of "the future" still leave the window."""
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    throttle = LoginThrottle(clock)
+    for _ in range(5):
+        throttle.failed("192.0.2.1")
+    for _ in range(4):
+        throttle.failed("192.0.2.2")
+    clock.rightNow -= 3600  # an operator fixed the time
+    assert throttle.is_refused("192.0.2.1")
+    clock.advance(61)
+    assert not throttle.is_refused("192.0.2.1")
+    assert throttle.recent_failures("192.0.2.2") == 0
+    throttle.failed("192.0.2.2")
+    assert not throttle.is_refused("192.0.2.2")
+    clock.rightNow += 7200  # and forward again: time passed, refusals end
+    for _ in range(5):
+        throttle.failed("192.0.2.3")
+    clock.rightNow += 7200
+    assert not throttle.is_refused("192.0.2.3")
+
+
+def test_a_login_trusts_its_group_for_a_day():
+    """`trusted` (what lets a group through a pause of the failure budget)
+    covers the /64 that logged in, for 24 hours."""
+    clock = Clock()
+    throttle = LoginThrottle(clock)
+    throttle.succeeded("2001:db8::1")
+    assert throttle.trusted("2001:db8::2")
+    assert not throttle.trusted("2001:db8:0:1::1")
+    assert not throttle.trusted("192.0.2.1")
+    clock.advance(24 * 3600)
+    assert not throttle.trusted("2001:db8::2")
+
+
 BINDING = b"\x01" * 32  # the tls-server-end-point data of "our" certificate
 
 

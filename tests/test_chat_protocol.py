@@ -194,7 +194,7 @@ def test_quit_tells_others_and_cleans_up(pool, clock):
     bob.lose()
     alice.lose()
     assert clock.getDelayedCalls() == []
-    assert len(pool.room) == 0 and not pool.connections and not pool.pending_logins
+    assert len(pool.room) == 0 and not pool.connections and not pool.unauthenticated
 
 
 def test_lost_connection_is_announced(pool):
@@ -216,7 +216,7 @@ def test_login_timeout(pool, clock):
     assert peer.transport.disconnecting
     peer.lose()
     assert clock.getDelayedCalls() == []
-    assert not pool.pending_logins
+    assert not pool.unauthenticated
 
 
 def test_goodbye_aborts_a_peer_that_never_closes(pool, clock):
@@ -410,8 +410,9 @@ def connect_tls(pool, host: str) -> Peer:
 def test_peer_that_never_finished_tls_is_aborted_not_waited_for(pool, clock):
     """A TLS peer still mid-handshake cannot read a BYE, and the TLS layer would
     hold its connection open waiting to send one: stopping the server, the
-    login timeout and the keepalive abort it.  A refusal at connect is still
-    queued as ERR + BYE for a peer that does finish its handshake."""
+    login timeout and the keepalive abort it.  A refusal at connect waits
+    for the handshake to end and is then said (ERR + BYE), for one such peer
+    per address; another is aborted at once."""
     stuck = connect_tls(pool, "127.0.0.2")
     stuck.received()
     done = connect_tls(pool, "127.0.0.3")
@@ -437,11 +438,16 @@ def test_peer_that_never_finished_tls_is_aborted_not_waited_for(pool, clock):
     full = make_pool(clock, max_clients=1)
     named(full, "alice", "127.0.0.6")
     refused = connect_tls(full, "127.0.0.7")
-    assert refused.received()[1:] == [
+    assert refused.received()[1:] == []
+    again = connect_tls(full, "127.0.0.7")
+    assert again.transport.disconnected and again.received()[1:] == []
+    refused.protocol.handshakeCompleted()
+    refused.send("AUTH SCRAM-SHA-256 biwsbj1jaGF0LHI9YWJj")  # ignored: refused
+    assert refused.received() == [
         "ERR server-full the server is full (1 users)",
         "BYE server-full",
     ]
-    assert not refused.transport.disconnected
+    assert refused.transport.disconnecting and not refused.transport.disconnected
 
 
 @settings(max_examples=300, deadline=None)

@@ -139,6 +139,31 @@ def test_ipv4_clients_of_a_dual_stack_listener_are_named_by_ipv4():
     )
 
 
+def test_one_session_per_address_means_per_ipv6_64():
+    """A second address of the same /64 is the same address; the next /64
+    and IPv4 neighbours are not."""
+    room = Room()
+    room.join(FakeMember("2001:db8::1"), "alice")
+    assert room.admission_error("2001:db8::2").code == "duplicate-ip"
+    with pytest.raises(WireError, match="already a session"):
+        room.join(FakeMember("2001:db8::ffff:1"), "bob")
+    assert room.admission_error("2001:db8:0:1::1") is None
+    room.join(FakeMember("192.0.2.1"), "carol")
+    assert room.admission_error("192.0.2.2") is None
+    room.leave(room.by_name("alice"), "quit")
+    assert room.admission_error("2001:db8::2") is None
+
+
+def test_banned_networks_refuse_every_address_in_them():
+    room = Room()
+    room.banned_hosts.add("10.0.0.0/8")
+    room.banned_hosts.add("2001:db8::7")  # bans the /64
+    for host in ("10.1.2.3", "10.255.255.255", "2001:db8::1", "2001:db8::7"):
+        assert room.admission_error(host).code == "banned", host
+    for host in ("11.0.0.1", "2001:db8:0:1::7"):
+        assert room.admission_error(host) is None, host
+
+
 # -- issue 12: look-alike names ------------------------------------------------------
 
 

@@ -89,7 +89,7 @@ def test_sessions_chat_without_any_transport():
     assert bob_out.lines() == ["CHAT alice hello from nowhere"]
     assert pool.room.names() == ["alice", "bob"]
     assert pool.connections == {alice.session, bob.session}
-    assert not pool.pending_logins
+    assert not pool.unauthenticated
 
 
 def test_session_ends_through_its_outlet():
@@ -114,7 +114,7 @@ def test_session_ends_through_its_outlet():
     assert alice.session.closed and len(pool.room) == 0
     alice.session.lost()
     assert clock.getDelayedCalls() == []
-    assert not pool.connections and not pool.pending_logins
+    assert not pool.connections and not pool.unauthenticated
 
 
 class RecordingDoor:
@@ -177,7 +177,7 @@ def test_a_door_with_its_own_dialect_drives_the_session_by_calls():
     alice.session.lost()
     pool.history.flush()  # the room's own timer (its history's next write)
     assert clock.getDelayedCalls() == []
-    assert not pool.connections and not pool.pending_logins
+    assert not pool.connections and not pool.unauthenticated
 
 
 def test_the_session_says_its_own_errors_and_pings_through_the_door():

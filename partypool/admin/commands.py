@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from partypool.room import room as events
+from partypool.room.addresses import Network, ban_network, in_network, network_text
 from partypool.room.pool import PartyPool, normal_address
 from partypool.room.store import Ban, Request
 from partypool.tls import ConfigError
@@ -134,9 +135,13 @@ class AdminCommands:
                 "requests [-n <count>]", "stored requests, newest first", self._requests
             ),
             "ban": _Command(
-                "ban -ip <ip> | -u <name>", "ban for good, kicking matches", self._ban
+                "ban -ip <ip or CIDR> | -u <name>",
+                "ban for good, kicking matches",
+                self._ban,
             ),
-            "unban": _Command("unban -ip <ip> | -u <name>", "lift a ban", self._unban),
+            "unban": _Command(
+                "unban -ip <ip or CIDR> | -u <name>", "lift a ban", self._unban
+            ),
             "bans": _Command("bans", "list the bans", self._bans),
             "mute": _Command(
                 "mute -u <name> [-t <seconds>]",
@@ -321,36 +326,42 @@ class AdminCommands:
         return self.pool.store.recent_requests(limit).addCallback(_show_requests)
 
     def _ban(self, args: list[str]) -> Deferred[Result]:
-        kind, value = _target(args)
-        key = value if kind == "ip" else _name_key(value)
+        kind, value, network = _ban_target(args)
 
         def apply(_: None) -> Result:
             room = self.pool.room
-            if kind == "ip":
-                room.banned_hosts.add(key)
-                kicked = self._from_host(key)
+            if network is not None:
+                room.banned_hosts.add(network)
+                kicked = [c for c in self._connections() if in_network(c.host, network)]
             else:
-                room.banned_names.add(key)
-                member = room.by_name(value)
+                room.banned_names.add(value)
+                member = room.by_name(args[1])
                 kicked = [] if member is None else [member]
             for connection in kicked:
                 room.remove(connection, BANNED)
-            return Result(f"banned {kind} {value}; kicked {len(kicked)}")
+            shown = value if kind == "ip" else args[1]
+            return Result(f"banned {kind} {shown}; kicked {len(kicked)}")
 
-        return self.pool.store.add_ban(kind, key, BANNED).addCallback(apply)
+        return self.pool.store.add_ban(kind, value, BANNED).addCallback(apply)
 
     def _unban(self, args: list[str]) -> Deferred[Result]:
-        kind, value = _target(args)
-        key = value if kind == "ip" else _name_key(value)
+        kind, value, network = _ban_target(args)
 
         def apply(removed: bool) -> Result:
             room = self.pool.room
-            (room.banned_hosts if kind == "ip" else room.banned_names).discard(key)
+            if network is not None:
+                room.banned_hosts.discard(network)
+            else:
+                room.banned_names.discard(value)
+            shown = value if kind == "ip" else args[1]
             if not removed:
-                return Result(f"{kind} {value} was not banned", 1)
-            return Result(f"unbanned {kind} {value}")
+                return Result(f"{kind} {shown} was not banned", 1)
+            return Result(f"unbanned {kind} {shown}")
 
-        return self.pool.store.remove_ban(kind, key).addCallback(apply)
+        # A ban stored before bans were networks keeps the address as typed.
+        keys = {value, *_stored_before_networks(args[1], network)}
+        removals = [self.pool.store.remove_ban(kind, key) for key in keys]
+        return defer.gatherResults(removals).addCallback(any).addCallback(apply)
 
     def _bans(self, args: list[str]) -> Deferred[Result]:
         _no_arguments(args)
@@ -428,7 +439,7 @@ class AdminCommands:
     def _stats(self, args: list[str]) -> Result:
         _no_arguments(args)
         pool, stats, gatherer = self.pool, self.pool.room.stats, self.pool.gatherer
-        uptime = int(pool.clock.seconds() - pool.started)
+        uptime = int(pool.now() - pool.started)
         rows = [
             ("uptime", _duration(uptime)),
             (
@@ -497,6 +508,31 @@ def _target(args: list[str]) -> tuple[str, str]:
     if args[0] == "-ip":
         return "ip", _address(args[1])
     return "name", args[1]
+
+
+def _ban_target(args: list[str]) -> tuple[str, str, Network | None]:
+    """``-ip <ip or CIDR>`` or ``-u <name>`` → (kind, key as stored, network).
+
+    An IPv6 address bans its /64, as the rules count IPv6 peers
+    (`partypool.room.addresses`).
+    """
+    if len(args) != 2 or args[0] not in ("-ip", "-u"):
+        raise UsageError("expected -ip <ip or network> or -u <name>")
+    if args[0] == "-u":
+        return "name", _name_key(args[1]), None
+    try:
+        network = ban_network(args[1])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return "ip", network_text(network), network
+
+
+def _stored_before_networks(text: str, network: Network | None) -> list[str]:
+    """How an IPv6 address ban was stored before bans were networks (the
+    address itself, not its /64), so ``unban`` lifts such a ban too."""
+    if network is None or network.version != 6 or "/" in text:
+        return []
+    return [normal_address(text)]
 
 
 def _address(text: str, hint: str = "") -> str:

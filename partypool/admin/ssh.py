@@ -32,8 +32,11 @@ Anyone can reach the port, so everything before login is bounded:
   for a while, and checks still running count as failures.  Password checks,
   slow on purpose, also have a budget for all addresses together
   (`FailureBudget`, ``--login-budget``) and at most `PASSWORD_CHECKS` run at
-  once; past either, a password is refused unchecked.  Key logins are never
-  paused for other addresses' failures.
+  once; past either, a password is refused unchecked (from an address that
+  logged in within a day, not for the budget: `LoginThrottle.trusted`).  Key
+  logins are never paused for other addresses' failures.
+- "An address" is an address group for every rule here, as on the chat
+  port: an IPv6 /64 (`partypool.room.addresses`).
 
 A normal login and logout log three lines (login, each command, logout);
 conch's own chatter stays at debug and info level, where `partypool.logs`
@@ -76,6 +79,7 @@ from zope.interface import implementer
 from partypool.admin.commands import AdminCommands, Operator, Result
 from partypool.admin.shell import AdminShell
 from partypool.identity import ssh_fingerprint
+from partypool.room.addresses import address_group
 from partypool.room.auth import FailureBudget, LoginThrottle, RootPassword
 from partypool.room.pool import PartyPool, Unauthenticated, host_and_peer
 from partypool.tls import ConfigError, check_private, write_private
@@ -272,8 +276,8 @@ def _login_method(creds: object) -> str:
 class AdminLogins:
     """What every connection to the admin port shares about logging in.
 
-    ``running`` counts the checks in progress per address; ``passwords`` the
-    password checks in progress from all addresses.
+    ``running`` counts the checks in progress per address group; ``passwords``
+    the password checks in progress from all addresses.
     """
 
     portal: portal.Portal
@@ -313,14 +317,15 @@ class _LoginGate:
             log.warn("admin login refused from {peer}: {why}", peer=self.peer, why=why)
             return defer.fail(UnauthorizedLogin(why))
         method = _login_method(creds)
-        logins.running[host] += 1
+        group = address_group(host)  # as the throttle counts
+        logins.running[group] += 1
         logins.passwords += password
         d = logins.portal.login(creds, Operator(method, self.peer), *interfaces)
 
         def finished(result: object) -> object:
-            logins.running[host] -= 1
-            if logins.running[host] <= 0:
-                del logins.running[host]
+            logins.running[group] -= 1
+            if logins.running[group] <= 0:
+                del logins.running[group]
             logins.passwords -= password
             return result
 
@@ -355,13 +360,13 @@ class _LoginGate:
         if throttle.is_refused(host):
             return "throttled"
         if (
-            logins.running[host] + throttle.recent_failures(host)
+            logins.running[address_group(host)] + throttle.recent_failures(host)
             >= throttle.max_failures
         ):
             return "throttled"
         if not password:
             return None
-        if pause := budget.paused():
+        if (pause := budget.paused()) and not throttle.trusted(host):
             return (
                 f"password checks paused for {pause:.0f} s: {budget.limit} failures "
                 f"from all addresses in {budget.window:g} s"
@@ -778,12 +783,7 @@ def make_admin_factory(
     logins = AdminLogins(
         portal.Portal(AdminRealm(pool, manhole, reload_tls), checkers),
         throttle or pool.new_throttle(),
-        FailureBudget(
-            pool.clock,
-            limit=limits.login_budget,
-            window=limits.login_window,
-            max_backoff=limits.login_penalty,
-        ),
+        pool.new_budget(),
     )
     return AdminFactory(
         host_key,

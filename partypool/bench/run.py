@@ -138,6 +138,7 @@ def server_args(clients: int, idle_ping: float = 60.0) -> list[str]:
         "--rate=1000",
         "--burst=1000",
         "--max-pending-logins=100000",
+        "--max-unauthenticated=100000",
         "--kdf-iterations=4096",  # the minimum: cheap PBKDF2 at start-up
         "--login-timeout=600",
         f"--idle-ping={idle_ping:g}",

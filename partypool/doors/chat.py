@@ -17,8 +17,8 @@ slow to keep up is dropped) and room events held for the next round of
 writes are every carrier's (`partypool.doors.outlet`).  `ChatProtocol` is
 the dialect's `~partypool.doors.v1.Outlet`.
 
-Framing is our own: LineReceiver's would drop the connection, and the good
-lines behind it, on one overlong line.
+Framing is our own (`partypool.doors.framing`): LineReceiver's would drop
+the connection, and the good lines behind it, on one overlong line.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from partypool.doors.framing import LineFramer
 from partypool.doors.outlet import HeldOutput
 from partypool.doors.v1 import V1Dialect
 from partypool.room.pool import PartyPool, host_and_peer
@@ -55,8 +56,7 @@ class ChatProtocol(HeldOutput, LineReceiver):
         self.pool = pool
         self.dialect: V1Dialect | None = None
         self.session: Session | None = None
-        self._buffer = b""
-        self._discarding = False
+        self._framer = LineFramer(pool.limits.max_line)  # a door may use its own
 
     # -- connection life ---------------------------------------------------
 
@@ -118,28 +118,14 @@ class ChatProtocol(HeldOutput, LineReceiver):
     # -- input ----------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        """Split on ``\\n``, dropping an ``\\r`` before it; skip overlong lines."""
         session, dialect = self.session, self.dialect
-        if self._discarding:
-            end = data.find(b"\n")
-            if end < 0:
-                return
-            data = data[end + 1 :]
-            self._discarding = False
-        lines = (self._buffer + data).split(b"\n")
-        self._buffer = lines.pop()
-        max_line = self.pool.limits.max_line
-        for line in lines:
+        for line in self._framer.feed(data):
             if session.closed:
                 return
-            if len(line) + 1 > max_line:
-                session.line_too_long()
-                continue
-            dialect.line(line[:-1] if line.endswith(b"\r") else line)
-        if len(self._buffer) >= max_line and not session.closed:
-            self._buffer = b""
-            self._discarding = True
-            session.line_too_long()
+            if line is None:
+                dialect.line_too_long()
+            else:
+                dialect.line(line)
 
 
 class ChatFactory(ServerFactory):

@@ -970,16 +970,6 @@ class IrcProtocol(ChatProtocol):
     def make_dialect(self, host: str, peer: str, handshaking: bool) -> IrcDialect:
         return IrcDialect(self.gateway, host, peer, self, handshaking=handshaking)
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        session, dialect = self.session, self.dialect
-        for line in self._framer.feed(data):
-            if session.closed:
-                return
-            if line is None:
-                dialect.line_too_long()
-            else:
-                dialect.line(line)
-
 
 class IrcFactory(ServerFactory):
     """Makes an `IrcProtocol` for each connection to the IRC gateway."""

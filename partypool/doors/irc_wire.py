@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import attrs
+
+from partypool.doors import framing
 
 # The message without tags, its CRLF included (RFC 1459), and the tags
 # section ("@", the tags, the space) that IRCv3 message-tags allows beside it.
@@ -88,38 +90,12 @@ class Message:
 # -- framing -------------------------------------------------------------------
 
 
-class LineFramer:
-    """Splits a byte stream into lines on LF, never decoding.
-
-    `feed` yields each complete line without its ending, or None where a line
-    longer than ``max_line`` bytes (its ending included) was discarded.  The
-    caller may stop consuming at any point (a session that closed): the lines
-    not yet yielded are dropped with the generator.
-    """
+class LineFramer(framing.LineFramer):
+    """IRC's framing: the doors' `partypool.doors.framing.LineFramer` at
+    IRC's line limit (the message and its tags)."""
 
     def __init__(self, max_line: int = LINE_MAX) -> None:
-        self.max_line = max_line
-        self._buffer = b""
-        self._discarding = False
-
-    def feed(self, data: bytes) -> Iterator[bytes | None]:
-        if self._discarding:
-            end = data.find(b"\n")
-            if end < 0:
-                return
-            data = data[end + 1 :]
-            self._discarding = False
-        lines = (self._buffer + data).split(b"\n")
-        self._buffer = lines.pop()
-        if len(self._buffer) >= self.max_line:
-            self._buffer = b""
-            self._discarding = True
-            lines.append(None)
-        for line in lines:
-            if line is None or len(line) + 1 > self.max_line:
-                yield None
-            else:
-                yield line[:-1] if line.endswith(b"\r") else line
+        super().__init__(max_line)
 
 
 # -- parsing -------------------------------------------------------------------

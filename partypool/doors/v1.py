@@ -144,6 +144,10 @@ class V1Dialect:
 
     # -- input ------------------------------------------------------------------
 
+    def line_too_long(self) -> None:
+        """The carrier discarded a line longer than ``limits.max_line``."""
+        self.session.line_too_long()
+
     def line(self, raw: bytes) -> None:
         """Handle one line from the peer, without its line ending."""
         session = self.session

@@ -174,7 +174,7 @@ class WebProtocol(HeldOutput):
         if session.closed:
             return
         if message is TOO_LONG:
-            session.line_too_long()
+            self.dialect.line_too_long()
         else:
             self.dialect.line(message.encode("utf-8"))
 

@@ -24,7 +24,9 @@ import scramp
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from twisted.internet.interfaces import IReactorTime
+
+from partypool.room.addresses import address_group
+from partypool.room.clock import SteadyClock, steady
 
 SCRAM_MECHANISM = "SCRAM-SHA-256"
 #: With channel binding; our clients require it over TLS.
@@ -196,59 +198,84 @@ def _kdf(salt: bytes, iterations: int) -> PBKDF2HMAC:
     )
 
 
+# A group that logged in gets through pauses of the `FailureBudget` this long.
+TRUSTED_FOR = 24 * 3600.0
+
+
 @attrs.define
 class LoginThrottle:
-    """Refuse an address for ``penalty`` s after ``max_failures`` in ``window`` s.
+    """Guessing limits for one port, by address group (`address_group`).
+
+    One group is refused for ``penalty`` s after ``max_failures`` failed logins
+    in ``window`` s.  A group that logs in has its failures forgotten, and is
+    `trusted` for `TRUSTED_FOR`: a pause of the port's `FailureBudget` (when
+    everyone's failures spent it) lets it through, so regular users are not
+    locked out by someone else's attack.
 
     Keyed by client addresses, so it is pruned and capped: at most
-    ``max_tracked`` addresses are remembered, the oldest forgotten first.
+    ``max_tracked`` groups are remembered in each table, the oldest forgotten
+    first.  Time is read through a `SteadyClock`: a clock stepped back cannot
+    stretch a refusal.
     """
 
-    clock: IReactorTime
+    clock: SteadyClock = attrs.field(converter=steady)
     max_failures: int = 5
     window: float = 60.0
     penalty: float = 60.0
     max_tracked: int = 10_000
     _failures: dict[str, collections.deque[float]] = attrs.Factory(dict)
     _refused_until: dict[str, float] = attrs.Factory(dict)
+    _trusted: dict[str, float] = attrs.Factory(dict)  # group -> last login
 
     def is_refused(self, host: str) -> bool:
-        until = self._refused_until.get(host)
+        group = address_group(host)
+        until = self._refused_until.get(group)
         if until is None:
             return False
         if self.clock.seconds() < until:
             return True
-        del self._refused_until[host]
+        del self._refused_until[group]
         return False
 
     def recent_failures(self, host: str) -> int:
-        """Failures from ``host`` counted now (within ``window``, since a refusal)."""
-        times = self._failures.get(host)
+        """Failures from ``host``'s group counted now (within ``window``, since
+        a refusal)."""
+        times = self._failures.get(address_group(host))
         if not times:
             return 0
         cutoff = self.clock.seconds() - self.window
         return sum(1 for t in times if t > cutoff)
 
     def failed(self, host: str) -> None:
-        now = self.clock.seconds()
-        times = self._failures.pop(host, None) or collections.deque()
+        group, now = address_group(host), self.clock.seconds()
+        times = self._failures.pop(group, None) or collections.deque()
         times.append(now)
         while times and times[0] <= now - self.window:
             times.popleft()
         if len(times) >= self.max_failures:
-            self._refused_until[host] = now + self.penalty
+            self._refused_until[group] = now + self.penalty
             times.clear()
         else:
-            self._failures[host] = times  # re-inserted: newest last
+            self._failures[group] = times  # re-inserted: newest last
         self._prune(now)
 
     def succeeded(self, host: str) -> None:
-        """``host`` logged in: its failures so far are forgotten.
+        """``host`` logged in: its group's failures so far are forgotten, and
+        the group is `trusted` for a while.
 
         An SSH client offers each of its keys in turn, and each refused one
         counts; without this, a few logins a minute would lock root out.
         """
-        self._failures.pop(host, None)
+        group, now = address_group(host), self.clock.seconds()
+        self._failures.pop(group, None)
+        self._trusted.pop(group, None)
+        self._trusted[group] = now  # newest last
+        _trim(self._trusted, self.max_tracked, lambda t: t <= now - TRUSTED_FOR)
+
+    def trusted(self, host: str) -> bool:
+        """Whether ``host``'s group logged in within `TRUSTED_FOR`."""
+        since = self._trusted.get(address_group(host))
+        return since is not None and self.clock.seconds() - since < TRUSTED_FOR
 
     def _prune(self, now: float) -> None:
         _trim(self._failures, self.max_tracked, lambda t: t[-1] <= now - self.window)
@@ -263,10 +290,11 @@ class FailureBudget:
     the total.  Once ``limit`` failures fall within ``window`` seconds, checks
     pause for ``backoff`` seconds, starting at 1 s and doubling with each
     further failure while over the limit, up to ``max_backoff``; a failure
-    when the budget has room again starts the pause over at 1 s.
+    when the budget has room again starts the pause over at 1 s.  Each port
+    has its own (`PartyPool.new_budget`).
     """
 
-    clock: IReactorTime
+    clock: SteadyClock = attrs.field(converter=steady)
     limit: int = 20
     window: float = 60.0
     max_backoff: float = 60.0

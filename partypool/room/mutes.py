@@ -1,8 +1,9 @@
 """Who may not speak, and until when: the administrator's mutes.
 
 A mute is set on a name (compared as names are, ignoring case) and, when the
-user is online, on the addresses they are connected from, so it holds across
-a reconnect under the same name or from the same address.  It ends when it
+user is online, on the addresses they are connected from (address groups,
+as every per-address rule: an IPv6 /64), so it holds across a reconnect
+under the same name or from the same address.  It ends when it
 expires or is lifted.  Every door's session asks `Mutes.remaining` before a
 ``SAY`` or a private message; nothing else is refused.  Mutes live in
 memory: a restart lifts them (bans are the durable tool).
@@ -13,28 +14,32 @@ from __future__ import annotations
 import math
 
 import attrs
-from twisted.internet.interfaces import IReactorTime
 
+from partypool.room.addresses import address_group
+from partypool.room.clock import SteadyClock, steady
 from partypool.wire import name_key
 
 
 @attrs.frozen
 class Mute:
     name: str  # as the administrator typed it
-    hosts: frozenset[str]
-    until: float  # seconds since the epoch; math.inf until lifted
+    hosts: frozenset[str]  # address groups
+    until: float  # on the steady clock; math.inf until lifted
 
 
 @attrs.define(eq=False)
 class Mutes:
-    clock: IReactorTime
+    """The mutes in force; time is read through a `SteadyClock`, so a clock
+    stepped back cannot stretch one."""
+
+    clock: SteadyClock = attrs.field(converter=steady)
     _by_name: dict[str, Mute] = attrs.Factory(dict)  # name key -> mute
 
     def mute(self, name: str, hosts: frozenset[str], seconds: float | None) -> Mute:
         """Mute ``name`` (and ``hosts``) for ``seconds``, or until lifted;
         a new mute of the same name replaces the old one."""
         until = math.inf if seconds is None else self.clock.seconds() + seconds
-        mute = Mute(name, hosts, until)
+        mute = Mute(name, frozenset(map(address_group, hosts)), until)
         self._by_name[name_key(name)] = mute
         return mute
 
@@ -51,7 +56,8 @@ class Mutes:
         self._prune()
         mute = self._by_name.get(name_key(name))
         if mute is None:
-            mute = next((m for m in self._by_name.values() if host in m.hosts), None)
+            group = address_group(host)
+            mute = next((m for m in self._by_name.values() if group in m.hosts), None)
         if mute is None:
             return None
         return mute.until - self.clock.seconds()

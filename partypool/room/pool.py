@@ -2,16 +2,15 @@
 
 `PartyPool` bundles what every front door shares — the room, the passkey
 verifier (and root's, for root logins on the chat port), the login throttle,
-the mutes, the store, the limits and the clock — and owns server-wide
-actions such as the shutdown countdown.  `make_server` builds it
+the connections not logged in yet, the mutes, the store, the limits and the
+clock — and owns server-wide actions such as the shutdown countdown.
+`make_server` builds it
 from explicit keyword arguments so tests need no command-line options.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -22,13 +21,14 @@ from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from partypool.room import room as events
-from partypool.room.auth import ChatVerifier, LoginThrottle
+from partypool.room.addresses import address_group, normal_address
+from partypool.room.auth import ChatVerifier, FailureBudget, LoginThrottle
+from partypool.room.clock import SteadyClock
 from partypool.room.gather import Gatherer
 from partypool.room.history import Entry, History
 from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
-from partypool.wire import scrub
 
 log = Logger(namespace="partypool.room.pool")
 
@@ -69,34 +69,6 @@ class Connection(Protocol):
     def disconnect(self, reason: str) -> None: ...
 
 
-def normal_address(text: str) -> str:
-    """The one spelling of an IP address that rules compare: raise ValueError
-    for text that names no address a client could connect from.
-
-    Every rule keyed by address (bans, one session per address, throttles,
-    the admin commands' ``-ip``) goes through here, for connections and for
-    what the administrator types alike: an IPv4 client of a dual-stack
-    listener (``::ffff:a.b.c.d``) is its IPv4 address, IPv6 is in its
-    compressed lower-case form (``0:0::1`` is ``::1``), a zone id
-    (``fe80::1%eth0``) is dropped (it names our interface, not the peer),
-    and ``[…]`` brackets are allowed.  The unspecified address, multicast
-    and the IPv4 broadcast address can never be a peer, so they are refused.
-    """
-    try:
-        address = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        raise ValueError(f"not an IP address: {scrub(text)[:60]}") from None
-    if address.version == 6:
-        address = address.ipv4_mapped or ipaddress.IPv6Address(address.packed)
-    if (
-        address.is_unspecified
-        or address.is_multicast
-        or address == ipaddress.IPv4Address("255.255.255.255")
-    ):
-        raise ValueError(f"{address} is never the address of a client")
-    return str(address)
-
-
 class RootCommands(Protocol):
     """The admin command executor (`partypool.admin.commands.AdminCommands`)."""
 
@@ -118,57 +90,77 @@ def host_and_peer(address: IAddress) -> tuple[str, str]:
     return host, f"{host}:{address.port}"
 
 
-@attrs.define
+# Why a connection is closed to make room for a newer one (`Unauthenticated`).
+MAKE_ROOM = "too many connections not logged in"
+
+
+@attrs.define(eq=False)
 class Unauthenticated:
     """One port's connections that have not logged in yet, per address and in all.
 
     A flood of connections that never log in must not use up the process's
-    file descriptors.  Past ``per_address`` from one address, a new one is
-    refused (closed at once).  Past ``total`` from all addresses, the oldest
-    is dropped to make room: refusing the newcomer instead would let silent
-    connections from a few dozen addresses lock everyone else out, while a
-    real login finishes long before it becomes the oldest.  Each port has its
-    own count (`PartyPool.new_unauthenticated`), so a flood on the chat port
-    cannot lock root out of the admin port.
+    file descriptors.  Past ``per_address`` from one address group
+    (`address_group`: an IPv6 /64), a new one is refused (closed at once).
+    Past ``total`` from all addresses, room is made: the oldest connection of
+    the group holding the most is told to go (``disconnect(MAKE_ROOM)``).
+    Refusing the newcomer instead would let silent connections from a few
+    dozen addresses lock everyone else out, while a real login finishes long
+    before it becomes the oldest of the busiest address.  Each port has its
+    own count (`PartyPool.new_unauthenticated`; the chat doors share
+    ``PartyPool.unauthenticated``), so a flood on the chat port cannot lock
+    root out of the admin port.
+
+    A door may also count, per group, one connection it has refused but
+    cannot tell why yet (a TLS peer still in its handshake): ``refused``.
     """
 
     per_address: int
     total: int
-    _hosts: collections.Counter[str] = attrs.field(
-        factory=collections.Counter, init=False
-    )
-    _waiting: dict[Connection, str] = attrs.field(factory=dict, init=False)
+    _groups: dict[str, dict[Connection, bool]] = attrs.Factory(dict)  # -> refused?
+    _group_of: dict[Connection, str] = attrs.Factory(dict)
 
-    def admit(self, connection: Connection, host: str) -> str | None:
+    def admit(
+        self, connection: Connection, host: str, refused: bool = False
+    ) -> str | None:
         """Count ``connection`` from ``host``; or, counting nothing, say why not.
 
-        If the port is full, the oldest connection is told to go
-        (``disconnect``) and no longer counts.
+        If the port is full, the oldest connection of the busiest address is
+        told to go (``disconnect``) and no longer counts.
         """
-        if self._hosts[host] >= self.per_address:
-            return f"{self._hosts[host]} connections from it not logged in"
-        if len(self._waiting) >= self.total:
-            oldest = next(iter(self._waiting))
-            self.release(oldest)
-            oldest.disconnect(f"the oldest of {self.total} connections not logged in")
-        self._waiting[connection] = host
-        self._hosts[host] += 1
+        group = address_group(host)
+        held = self._groups.get(group, {})
+        if refused and any(held.values()):
+            return "a refused connection from it is waiting already"
+        pending = sum(not r for r in held.values())
+        if not refused and pending >= self.per_address:
+            return f"{pending} connections from it not logged in"
+        if len(self) >= self.total:
+            self._make_room()
+        self._groups.setdefault(group, {})[connection] = refused
+        self._group_of[connection] = group
         return None
 
     def release(self, connection: Connection) -> None:
         """``connection`` logged in or went away (again: no harm)."""
-        host = self._waiting.pop(connection, None)
-        if host is None:
+        group = self._group_of.pop(connection, None)
+        if group is None:
             return
-        self._hosts[host] -= 1
-        if self._hosts[host] <= 0:
-            del self._hosts[host]
+        held = self._groups[group]
+        del held[connection]
+        if not held:
+            del self._groups[group]
 
     def count(self, host: str) -> int:
-        return self._hosts[host]
+        """Connections counted for ``host``'s address group."""
+        return len(self._groups.get(address_group(host), {}))
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        return len(self._group_of)
+
+    def _make_room(self) -> None:
+        victim = next(iter(max(self._groups.values(), key=len)))
+        self.release(victim)
+        victim.disconnect(MAKE_ROOM)
 
 
 @attrs.define(eq=False)
@@ -197,30 +189,54 @@ class PartyPool:
     # Runs a slow check (a password's PBKDF2) off the reactor.
     defer_to_thread: Callable[..., Deferred] = threads.deferToThread
     started: float = attrs.field(init=False)
-    throttle: LoginThrottle = attrs.field(init=False)
+    throttle: LoginThrottle = attrs.field(init=False)  # the chat doors'
+    budget: FailureBudget = attrs.field(init=False)  # the chat doors'
     mutes: Mutes = attrs.field(init=False)
     history: History | None = None  # None: the room keeps no history
     gatherer: Gatherer = attrs.field(init=False)  # every door's room-event rounds
     connections: set[Connection] = attrs.Factory(set)
-    pending_logins: collections.Counter[str] = attrs.Factory(collections.Counter)
+    unauthenticated: Unauthenticated = attrs.field(init=False)  # the chat doors'
     countdown: Countdown | None = None
+    _steady: SteadyClock = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.started = self.clock.seconds()
+        self._steady = SteadyClock(self.clock)
+        self.started = self.now()
         self.throttle = self.new_throttle()
-        self.mutes = Mutes(self.clock)
+        self.budget = self.new_budget()
+        self.mutes = Mutes(self._steady)
         self.gatherer = Gatherer(
-            self.clock, self.limits.write_rate, self.limits.max_hold
+            self._steady, self.limits.write_rate, self.limits.max_hold
         )
+        self.unauthenticated = self.new_unauthenticated()
+
+    def now(self) -> float:
+        """Seconds for measuring time: limits, deadlines, uptime.
+
+        ``clock.seconds()`` that never go back (`partypool.room.clock`), so a
+        wall clock stepped back cannot make an elapsed time negative.
+        """
+        return self._steady.seconds()
 
     def new_throttle(self) -> LoginThrottle:
         """A login throttle with the operator's policy (each port has its own)."""
         limits = self.limits
         return LoginThrottle(
-            self.clock,
+            self._steady,
             max_failures=limits.login_failures,
             window=limits.login_window,
             penalty=limits.login_penalty,
+        )
+
+    def new_budget(self) -> FailureBudget:
+        """A budget of failed logins from all addresses, with the operator's
+        policy (each port has its own)."""
+        limits = self.limits
+        return FailureBudget(
+            self._steady,
+            limit=limits.login_budget,
+            window=limits.login_window,
+            max_backoff=limits.login_penalty,
         )
 
     def new_unauthenticated(self) -> Unauthenticated:
@@ -232,7 +248,7 @@ class PartyPool:
     def schedule_shutdown(self, seconds: int, message: str) -> None:
         """Announce ``SHUTDOWN`` now and at each mark, then say BYE and stop."""
         self._stop_countdown()
-        self.countdown = Countdown(self.clock.seconds() + seconds, message, None)
+        self.countdown = Countdown(self.now() + seconds, message, None)
         log.info("shutdown in {seconds} s: {message}", seconds=seconds, message=message)
         self._announce(seconds)
 
@@ -296,7 +312,10 @@ def make_server(
     """
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
     for ban in bans:
-        (room.banned_hosts if ban.kind == "ip" else room.banned_names).add(ban.value)
+        if ban.kind == "ip":
+            room.banned_hosts.add(ban.value)
+        else:
+            room.banned_names.add(ban.value)
     if history:
         entries, last_id = history_kept
         room.history = History(store, clock, history, history_days, entries, last_id)

@@ -18,6 +18,7 @@ import attrs
 from twisted.logger import Logger
 
 from partypool.room import names as lookalikes
+from partypool.room.addresses import BanList, address_group
 from partypool.wire import RESERVED_NAMES, WireError, check_name, format_line, name_key
 
 log = Logger(namespace="partypool.room.room")
@@ -118,22 +119,24 @@ class RoomStats:
 class Room:
     """Named members, their addresses, bans, and broadcast.
 
-    A root session in the room (named ``root``) takes no seat and is no
-    session from its address: the cap and the one-session-per-address rule
-    are for users.  What is said to everyone (``CHAT``, a ``NOTICE`` to all)
-    goes to ``history`` as well.
+    One session per address means one per address group (an IPv6 /64, see
+    `partypool.room.addresses`), and bans are networks.  A root session in
+    the room (named ``root``) takes no seat and is no session from its
+    address: the cap and the one-session-per-address rule are for users.
+    What is said to everyone (``CHAT``, a ``NOTICE`` to all) goes to
+    ``history`` as well.
     """
 
     max_members: int = 25
     allow_same_ip: bool = False
-    banned_hosts: set[str] = attrs.Factory(set)
+    banned_hosts: BanList = attrs.Factory(BanList)
     banned_names: set[str] = attrs.Factory(set)  # name keys
     stats: RoomStats = attrs.Factory(RoomStats)
     history: Recorder | None = None
     root: Member | None = None  # the root session, while in the room
     _members: dict[str, Member] = attrs.Factory(dict)
     _skeletons: dict[str, Member] = attrs.Factory(dict)  # names.skeletons -> member
-    _hosts: collections.Counter[str] = attrs.Factory(collections.Counter)
+    _groups: collections.Counter[str] = attrs.Factory(collections.Counter)
     _everyone: tuple[Member, ...] = ()
 
     def admission_error(self, host: str) -> WireError | None:
@@ -144,7 +147,7 @@ class Room:
             return WireError(
                 "server-full", f"the server is full ({self.max_members} users)"
             )
-        if not self.allow_same_ip and self._hosts[host]:
+        if not self.allow_same_ip and self._groups[address_group(host)]:
             return WireError(
                 "duplicate-ip", "there is already a session from your address"
             )
@@ -176,7 +179,7 @@ class Room:
         refusal = self.admission_error(member.host)
         if refusal is not None:
             raise refusal
-        self._hosts[member.host] += 1
+        self._groups[address_group(member.host)] += 1
         return self._enter(member, name)
 
     def join_root(self, member: Member, requested: str) -> str:
@@ -208,9 +211,10 @@ class Room:
         if member is self.root:
             self.root = None
         else:
-            self._hosts[member.host] -= 1
-            if not self._hosts[member.host]:
-                del self._hosts[member.host]
+            group = address_group(member.host)
+            self._groups[group] -= 1
+            if not self._groups[group]:
+                del self._groups[group]
         self._everyone = tuple(self._members.values())
         self.broadcast(left(member.name, reason))
         return True

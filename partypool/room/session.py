@@ -1,11 +1,16 @@
 """One user's session in the room, whatever door they came in by.
 
 A `Session` holds every rule a front door shares: admission and the count of
-pending logins per address, the login throttle, the SCRAM-SHA-256 exchange
-(for chat, or for root with the root password), the rate limit and flood
-cut-off, the login and keepalive timers, room membership, mutes, private
-messages, root's commands, and the goodbye that ends it.  It is the room
-`~partypool.room.room.Member` once named, and the
+connections not logged in yet (`~partypool.room.pool.Unauthenticated`), the
+login throttle and failure budget, the SCRAM-SHA-256 exchange (for chat, or
+for root with the root password), the rate limit and flood cut-off, the
+login and keepalive timers, room membership, mutes, private messages, root's
+commands, and the goodbye that ends it.  Every per-address rule counts an
+address group (an IPv6 /64); every elapsed time is read from the pool's
+steady clock (`PartyPool.now`), which a wall-clock step cannot turn
+negative.  However a session ends, its timers stop then, so the goodbye is
+the last thing said.  It is the room `~partypool.room.room.Member` once
+named, and the
 `~partypool.room.pool.Connection` in ``pool.connections`` from the start.
 
 It knows no wire.  A door drives it with plain calls — `Session.start`,
@@ -152,15 +157,15 @@ class Session:
         self._door = door
         self._handshaking = handshaking
         self._exchange: ScramExchange | None = None
-        self._held_refusal: WireError | None = None
+        self._held_refusal: WireError | None = None  # told at the first login step
+        self._refusal: WireError | None = None  # told once the handshake is done
         self._commands: RootCommands | None = None
         self._admin_queue: Deferred[None] = defer.succeed(None)
-        self._pending_login = False
         self._timers: dict[str, IDelayedCall] = {}
         self._pinged_at: float | None = None  # when our unanswered ping went out
         self._drops: collections.deque[float] | None = None  # at the first drop
         self._last_rate_error = float("-inf")
-        self.since = self.last_heard = pool.clock.seconds()
+        self.since = self.last_heard = pool.now()
         self._bucket = _TokenBucket(pool.limits.rate, pool.limits.burst, self.since)
 
     @property
@@ -171,16 +176,20 @@ class Session:
     # -- life (called by the door) ----------------------------------------------
 
     def start(self) -> bool:
-        """Refuse or admit the peer and start the timers; False if refused
-        (the goodbye is said).  A door greets its peer first, if its
-        dialect greets.
+        """Refuse or admit the peer and start the timers; False if refused.
+        A door greets its peer first, if its dialect greets.
+
+        A refusal is said at once, or, to a TLS peer still in its handshake
+        (it could not read it yet), once the handshake is done, if its
+        address may hold one such connection (`Unauthenticated`); else the
+        connection is closed at once, unanswered.
 
         Root is exempt from the cap and the one-session-per-address rule,
         and only the login says who is root: so when the chat port takes
         root logins, a connection refused for those two reasons is told so
         at its first login step instead, unless that step logs in as root.
         """
-        pool, clock = self.pool, self.pool.clock
+        pool = self.pool
         pool.connections.add(self)
         self.state = LOGIN
         self.log.info("connect from {peer}", peer=self.peer)
@@ -191,62 +200,79 @@ class Session:
             and pool.root_verifier is not None
         ):
             self._held_refusal, refusal = refusal, None
-        if pool.pending_logins[self.host] >= pool.limits.max_pending_logins:
+        if refusal is None:
+            if pool.unauthenticated.admit(self, self.host) is None:
+                self._start_timers()
+                return True
             refusal = WireError(
                 "auth-throttled", "too many pending logins from your address"
             )
-        if refusal is not None:
-            self.log.info("refused {peer}: {code}", peer=self.peer, code=refusal.code)
+        self.log.info("refused {peer}: {code}", peer=self.peer, code=refusal.code)
+        if not self._handshaking:
             self.goodbye(refusal.code, error=refusal)
-            return False
-        pool.pending_logins[self.host] += 1
-        self._pending_login = True
+        elif pool.unauthenticated.admit(self, self.host, refused=True) is None:
+            self._refusal = refusal
+            self._timers["login"] = pool.clock.callLater(
+                pool.limits.login_timeout, self._login_timed_out
+            )
+        else:
+            self._abort_handshake(refusal.code)
+        return False
+
+    def _start_timers(self) -> None:
+        clock, limits = self.pool.clock, self.pool.limits
         self._timers["login"] = clock.callLater(
-            pool.limits.login_timeout, self._login_timed_out
+            limits.login_timeout, self._login_timed_out
         )
-        self._timers["idle"] = clock.callLater(pool.limits.idle_ping, self._idle_check)
-        return True
+        self._timers["idle"] = clock.callLater(limits.idle_ping, self._idle_check)
 
     def handshake_done(self) -> None:
-        """The carrier's TLS handshake completed: the peer can read a goodbye now."""
+        """The carrier's TLS handshake completed: the peer can read a goodbye
+        now, and a refusal waiting for that is said."""
         self._handshaking = False
+        if self._refusal is not None:
+            # On the next turn: a TLS carrier sends what was written during
+            # the handshake (the greeting) only once this call has returned.
+            self._timers["refusal"] = self.pool.clock.callLater(0, self._refuse_now)
+
+    def _refuse_now(self) -> None:
+        del self._timers["refusal"]
+        self.goodbye(self._refusal.code, error=self._refusal)
 
     def too_slow(self) -> None:
         """The peer reads too slowly to ever see a goodbye: leave and abort."""
         self.log.info("dropping slow reader {peer}", peer=self.peer)
         self.pool.room.leave(self, "too slow")
-        self._close()
+        self._end()
         self._door.abort()
 
     def lost(self) -> None:
         """The connection is gone, however it ended."""
+        self._end()  # the close grace too
+        self.pool.connections.discard(self)
+        if self.pool.room.leave(self, "lost"):
+            self.log.info("{name} lost ({peer})", name=self.name, peer=self.peer)
+
+    def _end(self) -> None:
+        """The session is over, however it ended: nothing more is said, so no
+        timer of it may run on, and it is no longer logging in."""
+        self.state = CLOSED
+        vars(self).pop("deliver", None)  # the room's events stop here
+        self._stop_timers()
+        self.pool.unauthenticated.release(self)
+
+    def _stop_timers(self) -> None:
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()
         self._timers.clear()
-        self._end_pending_login()
-        self.pool.connections.discard(self)
-        if self.pool.room.leave(self, "lost"):
-            self.log.info("{name} lost ({peer})", name=self.name, peer=self.peer)
-        self._close()
-
-    def _close(self) -> None:
-        self.state = CLOSED
-        vars(self).pop("deliver", None)  # the room's events stop here
 
     def _end_login(self) -> None:
-        """Logged in for good: no longer pending, no login timeout."""
-        self._end_pending_login()
+        """Logged in for good: no longer unauthenticated, no login timeout."""
+        self.pool.unauthenticated.release(self)
         timer = self._timers.pop("login", None)
         if timer is not None:
             timer.cancel()
-
-    def _end_pending_login(self) -> None:
-        if self._pending_login:
-            self._pending_login = False
-            self.pool.pending_logins[self.host] -= 1
-            if not self.pool.pending_logins[self.host]:
-                del self.pool.pending_logins[self.host]
 
     def goodbye(
         self, reason: str, error: WireError | None = None, left: str | None = None
@@ -260,7 +286,7 @@ class Session:
                 "{name} left: {reason}", name=self.name, reason=left or reason
             )
         self._door.goodbye(reason, error)
-        self._close()
+        self._end()
         self._timers["close"] = self.pool.clock.callLater(CLOSE_GRACE, self._door.abort)
         self._door.close()
 
@@ -273,7 +299,7 @@ class Session:
 
     def deliver(self, event: Event) -> None:
         """Nothing: only a session in the room gets events, and `join` makes
-        the door's own ``deliver`` this session's until `_close` — the room
+        the door's own ``deliver`` this session's until `_end` — the room
         calls it for every member and every event, so no call of ours stands
         between (a member gone mid-broadcast still meets this one)."""
 
@@ -288,7 +314,7 @@ class Session:
         self.log.info(
             "closing {peer} mid-handshake: {reason}", peer=self.peer, reason=reason
         )
-        self._close()
+        self._end()
         self._door.abort()
 
     # -- input: every line received counts ---------------------------------------
@@ -296,8 +322,11 @@ class Session:
     def admit_line(self) -> bool:
         """Count one received line: a sign of life, and a token from the rate
         limit's bucket.  False: drop the line (the session has said why, or
-        has ended the session of a flooder)."""
-        now = self.pool.clock.seconds()
+        has ended the session of a flooder, or it is refused and about to
+        say so)."""
+        if self._refusal is not None:
+            return False
+        now = self.pool.now()
         self.last_heard = now
         if self._bucket.take(now):
             return True
@@ -351,7 +380,7 @@ class Session:
         answered at once.
         """
         clock, idle = self.pool.clock, self.pool.limits.idle_ping
-        now = clock.seconds()
+        now = self.pool.now()
         silent_for = now - self.last_heard
         answered = self._pinged_at is not None and self.last_heard >= self._pinged_at
         if silent_for < idle or answered:
@@ -372,14 +401,21 @@ class Session:
     # -- login --------------------------------------------------------------------
 
     def _throttled(self) -> bool:
-        """Refuse an address with too many failed logins (checked at both steps,
-        so logins started in parallel cannot all be tried)."""
-        if not self.pool.throttle.is_refused(self.host):
+        """Refuse an address with too many failed logins, and, while the
+        failures of all addresses have spent the budget, any address that has
+        not logged in lately (checked at both steps, so logins started in
+        parallel cannot all be tried)."""
+        pool = self.pool
+        if pool.throttle.is_refused(self.host):
+            text = "too many failed logins; try again in a minute"
+        elif (pause := pool.budget.paused()) and not pool.throttle.trusted(self.host):
+            text = (
+                "too many failed logins on this server; "
+                f"try again in {math.ceil(pause)} s"
+            )
+        else:
             return False
-        error = WireError(
-            "auth-throttled", "too many failed logins; try again in a minute"
-        )
-        self.goodbye("auth-throttled", error=error)
+        self.goodbye("auth-throttled", error=WireError("auth-throttled", text))
         return True
 
     def scram_first(
@@ -467,6 +503,7 @@ class Session:
         self.is_root = username == ROOT_USERNAME
         self._exchange = None
         self.state = NAMING
+        self.pool.throttle.succeeded(self.host)
         if self.is_root:  # logged in for good: root need not join the room
             self._end_login()
             self.log.warn("root logged in on the chat port from {peer}", peer=self.peer)
@@ -481,6 +518,7 @@ class Session:
         if self._throttled():
             return
         self.pool.throttle.failed(self.host)
+        self.pool.budget.failed()
         self.log.info("login failed from {peer}: {why}", peer=self.peer, why=why)
         self.goodbye(
             "auth-failed", error=WireError("auth-failed", "wrong passkey or bad login")
