@@ -20,7 +20,6 @@ running").  Options come from ``<data dir>/partypool.toml`` when it exists
 from __future__ import annotations
 
 import getpass
-import io
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -39,7 +38,9 @@ from partypool.invite import (
     INVITE_FILENAME,
     InviteError,
     invite_for_data_dir,
+    qr_text,
     seal_invite,
+    web_url,
 )
 from partypool.passkeys import generate_passkey, passkey_weakness
 from partypool.tap import Options
@@ -279,24 +280,14 @@ def command(name: str) -> str:
 
 def web_lines(host: str, port: int, tls: bool, out: TextIO) -> list[str]:
     """The web door's link, and its QR code when the terminal can draw it."""
-    link = f"{'https' if tls else 'http'}://{_url_host(host)}:{port}/"
+    link = web_url(host, port, tls=tls)
     lines = [f"  Web page:      {link}"]
     encoding = getattr(out, "encoding", None) or "ascii"
     try:
         "█▀▄".encode(encoding)
     except (UnicodeEncodeError, LookupError):
         return lines
-    import qrcode
-
-    code = qrcode.QRCode(border=1)
-    code.add_data(link)
-    drawing = io.StringIO()
-    code.print_ascii(out=drawing, invert=True)
-    return lines + ["    " + row for row in drawing.getvalue().splitlines()]
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+    return lines + ["    " + row for row in qr_text(link).splitlines()]
 
 
 __all__ = ["Announcement", "ServeOptions", "main", "twistd_arguments"]
