@@ -3,7 +3,7 @@
 A received line becomes a `Command` or raises `WireError` carrying exactly one
 protocol error code; replies and events are formatted here; names and free
 text are scrubbed and checked here.  Everything in this module is pure, so
-the rules of ../shared/PROTOCOL.md and docs/protocol.md are tested directly.
+the rules of docs/protocol.md are tested directly.
 """
 
 from __future__ import annotations

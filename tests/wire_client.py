@@ -1,4 +1,4 @@
-"""A chat client written only from ../shared/PROTOCOL.md: ``ssl`` + ``scramp``.
+"""A chat client written only from docs/protocol.md: ``ssl`` + ``scramp``.
 
 It deliberately imports nothing from partypool, so the end-to-end tests prove
 that a stranger's client can log in and chat.  Blocking sockets with

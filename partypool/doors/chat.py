@@ -1,7 +1,7 @@
 """The chat port: one `ChatProtocol` per connection, speaking protocol v1.
 
-The contract in brief (../shared/PROTOCOL.md is the source, docs/protocol.md
-the details): the server greets ``HELLO partypool/1 <server-name>``; the
+The contract in brief (docs/protocol.md has the whole of it and every
+detail): the server greets ``HELLO partypool/1 <server-name>``; the
 client logs in with SCRAM-SHA-256 (``AUTH`` / ``AUTH-CHALLENGE`` /
 ``AUTH-RESPONSE`` / ``AUTH-OK``), picks a name (``NICK`` / ``OK NICK``), then
 sends ``SAY``, ``ONLINE``, ``IP``, ``REQUEST``, ``PING`` and ``QUIT``.  Every
