@@ -82,6 +82,15 @@ class CommandsTests(unittest.TestCase):
         """Commands that touch no store answer at once."""
         return self.successResultOf(self.commands.run(line))
 
+    def assert_usage_error(self, line: str) -> None:
+        """``line`` fails (status 1) with one line of reason, then its usage."""
+        with self.subTest(line=line):
+            result = self.run_sync(line)
+            self.assertEqual(result.status, 1)
+            reason, usage = result.output.split("\n")
+            self.assertTrue(reason.startswith(line.split()[0] + ": "), reason)
+            self.assertTrue(usage.startswith("usage: " + line.split()[0]), usage)
+
     # -- list, parsing, unknown ----------------------------------------------
 
     def test_list_and_help_show_every_command_with_usage(self) -> None:
@@ -172,12 +181,7 @@ class CommandsTests(unittest.TestCase):
             "ban -u",
             "bans all",
         ):
-            with self.subTest(line=line):
-                result = self.run_sync(line)
-                self.assertEqual(result.status, 1)
-                reason, usage = result.output.split("\n")
-                self.assertTrue(reason.startswith(line.split()[0] + ": "), reason)
-                self.assertTrue(usage.startswith("usage: " + line.split()[0]), usage)
+            self.assert_usage_error(line)
 
     # -- list-conn -----------------------------------------------------------
 
@@ -477,12 +481,7 @@ class CommandsTests(unittest.TestCase):
             "unmute -u bob -t 5",
             "mutes now",
         ):
-            with self.subTest(line=line):
-                result = self.run_sync(line)
-                self.assertEqual(result.status, 1)
-                reason, usage = result.output.split("\n")
-                self.assertTrue(reason.startswith(line.split()[0] + ": "), reason)
-                self.assertTrue(usage.startswith("usage: " + line.split()[0]), usage)
+            self.assert_usage_error(line)
         self.assertEqual(self.pool.mutes.active(), [])
 
 
