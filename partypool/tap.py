@@ -7,7 +7,8 @@ they work but are visible in the process list, so that logs a warning.
 
 from __future__ import annotations
 
-# First, before the slow imports: from here on SIGHUP cannot end the process.
+# First, before the slow imports: from here on SIGHUP cannot end the server
+# (if partypool-sighup.pth has not already seen to it; see partypool.sighup).
 import partypool.sighup  # noqa: F401
 
 # isort: split

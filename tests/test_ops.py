@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -137,11 +139,97 @@ def test_reload_takes_new_certificate_and_keeps_old_on_error(tmp_path):
     assert any(e.get("log_level") == LogLevel.error for e in errors)
 
 
-def test_importing_tap_makes_sighup_harmless_before_its_slow_imports():
-    """twistd imports tap while parsing options, long before the services
-    start; a SIGHUP while tap's own imports load (conch) is already caught."""
-    code = (
+@pytest.mark.parametrize(
+    ("argv", "orig_argv", "serves"),
+    [
+        (["/v/bin/twistd", "-n", "partypool"], ["/v/bin/python", "/v/bin/twistd"], 1),
+        (["/v/bin/twistd", "--pidfile=", "partypool", "--no-tls"], [], 1),
+        (["/v/bin/twist", "partypool"], [], 1),
+        (["-m", "-n", "partypool"], ["python", "-m", "twisted", "-n", "partypool"], 1),
+        (["/v/bin/partypool", "serve", "--no-tls"], [], 1),
+        (["-m", "serve"], ["python", "-X", "dev", "-m", "partypool", "serve"], 1),
+        (["/v/bin/twistd", "--help"], [], 0),
+        (["/v/bin/twistd", "-n", "web", "--path", "/srv/partypool"], [], 0),
+        (["/v/bin/partypool"], [], 0),  # the menu: its child serves
+        (["/v/bin/partypool", "client"], [], 0),
+        (["/v/bin/partypool-client", "serve"], [], 0),
+        (["-m", "client"], ["python", "-m", "partypool", "client"], 0),
+        (["-m", "serve"], ["python", "-m", "partypool.bench", "serve"], 0),
+        (["-c", "partypool", "serve"], ["python", "-c", "x", "partypool", "serve"], 0),
+        ([], [], 0),
+    ],
+)
+def test_which_command_lines_serve(argv, orig_argv, serves):
+    """Only the server's own command lines catch SIGHUP early; a client must
+    still end when its terminal hangs up."""
+    assert sighup.serving(argv, orig_argv) is bool(serves)
+
+
+HANGUP_PROBE = """\
+import os, signal, sys
+handler = signal.getsignal(signal.SIGHUP)
+twisted = sorted(m for m in sys.modules if m.split(".")[0] == "twisted")
+if handler is not signal.SIG_DFL:
+    os.kill(os.getpid(), signal.SIGHUP)
+print(handler.__name__ if callable(handler) else handler.name, twisted)
+"""
+
+
+def run_named(tmp_path: Path, name: str, *args: str, python_args=(), env=None):
+    """Run HANGUP_PROBE as a program called *name* (its sys.argv[0])."""
+    program = tmp_path / name
+    program.write_text(HANGUP_PROBE)
+    return subprocess.run(
+        [sys.executable, *python_args, str(program), *args],
+        env=env or server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def editable_install() -> bool:
+    """Whether partypool is installed in editable mode (PEP 660, PEP 610)."""
+    direct_url = metadata.distribution("partypool").read_text("direct_url.json")
+    return bool(
+        direct_url and json.loads(direct_url).get("dir_info", {}).get("editable")
+    )
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP")
+def test_installed_hook_catches_sighup_before_twistd_imports_twisted(tmp_path):
+    """partypool-sighup.pth (installed by setup.py) runs while Python starts:
+    a server's first line of code already finds SIGHUP caught, with no part
+    of Twisted loaded yet, and a SIGHUP then does not end it."""
+    if editable_install():
+        pytest.skip("an editable install has no partypool-sighup.pth")
+    hook = Path(sysconfig.get_paths()["purelib"]) / "partypool-sighup.pth"
+    assert hook.is_file(), "setup.py did not install its start-up hook"
+    for name, args in [("twistd", ["-n", "partypool"]), ("partypool", ["serve"])]:
+        run = run_named(tmp_path, name, *args)
+        assert (run.returncode, run.stdout) == (0, "_remember []\n"), run.stderr
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP")
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("partypool", ["client"]), ("twistd", ["-n", "web"]), ("python3", ["x"])],
+)
+def test_installed_hook_leaves_other_programs_alone(tmp_path, name, args):
+    """Clients and other twistd programs keep SIGHUP's default action."""
+    run = run_named(tmp_path, name, *args)
+    assert (run.returncode, run.stdout) == (0, "SIG_DFL []\n"), run.stderr
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP")
+def test_importing_tap_makes_sighup_harmless_before_its_slow_imports(tmp_path):
+    """Without the hook (``python -S``, an editable install) twistd's import of
+    tap, while it parses options and long before the services start, is the
+    first moment: a SIGHUP while tap's own imports load (conch) is caught."""
+    probe = tmp_path / "twistd"
+    probe.write_text(
         "import importlib.abc, os, signal, sys\n"
+        "assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # no hook\n"
         "class Hangup(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
         "        if name == 'twisted.conch':\n"
@@ -151,9 +239,11 @@ def test_importing_tap_makes_sighup_harmless_before_its_slow_imports():
         "import partypool.sighup as s\n"
         "print('alive', s.take_pending(), s.take_pending())"
     )
+    env = server_env()
+    env["PYTHONPATH"] += os.pathsep + sysconfig.get_paths()["purelib"]
     run = subprocess.run(
-        [sys.executable, "-c", code],
-        env=server_env(),
+        [sys.executable, "-S", str(probe), "-n", "partypool"],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,

@@ -37,6 +37,9 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
     assert "twisted/plugins/__init__.py" not in names  # would shadow Twisted's own
     assert "partypool/room/schema/001-initial.sql" in names
     assert "partypool/room/schema/003-request-limit.sql" in names
+    # setup.py's start-up hook, beside the packages (see partypool.sighup).
+    hook = zipfile.ZipFile(wheel).read("partypool-sighup.pth").decode()
+    assert hook.startswith("import sys;") and "partypool.sighup" in hook
     for page in ("index.html", "app.js", "style.css", "icon.svg"):
         assert f"partypool/doors/web_static/{page}" in names  # the web door's page
 
