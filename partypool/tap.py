@@ -72,18 +72,22 @@ LOG_OBSERVERS = {
 }
 
 
-def _positive(kind: type) -> object:
+def _positive(kind: type, minimum: float | None = None) -> object:
+    """A converter for a number above zero, or of at least ``minimum``; its
+    rule is shown by --help and named in the error."""
+    rule = "greater than zero" if minimum is None else f"at least {minimum}"
+
     def convert(text: str) -> object:
         try:
             value = kind(text)
         except ValueError:
             noun = "a whole number" if kind is int else "a number"
             raise ValueError(f"must be {noun}, not {text}") from None
-        if value <= 0:
-            raise ValueError(f"must be greater than zero, not {text}")
+        if value <= 0 or (minimum is not None and value < minimum):
+            raise ValueError(f"must be {rule}, not {text}")
         return value
 
-    convert.coerceDoc = "Must be greater than zero."  # shown by --help
+    convert.coerceDoc = f"Must be {rule}."  # shown by --help
     return convert
 
 
@@ -185,7 +189,13 @@ class Options(usage.Options):
         ["data-dir", None, None, "Data directory (default: see README)."],
         ["server-name", None, socket.gethostname(), "Name in the HELLO greeting."],
         ["max-clients", None, 25, "Most users logged in at once.", _positive(int)],
-        ["max-line", None, 4096, "Longest line in bytes.", _positive(int)],
+        [
+            "max-line",
+            None,
+            4096,
+            "Longest line in bytes (below 512 no one could log in).",
+            _positive(int, 512),
+        ],
         ["max-text", None, 2000, "Longest message in characters.", _positive(int)],
         ["max-request", None, 1000, "Longest request in characters.", _positive(int)],
         [
@@ -258,8 +268,8 @@ class Options(usage.Options):
             "kdf-iterations",
             None,
             DEFAULT_ITERATIONS,
-            "PBKDF2 iterations (at least 4096).",
-            _positive(int),
+            "PBKDF2 iterations.",
+            _positive(int, 4096),
         ],
     ]
 
@@ -333,12 +343,6 @@ class Options(usage.Options):
             raise usage.UsageError(f"--web-origin: {e}") from None
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
-        if self["kdf-iterations"] < 4096:
-            raise usage.UsageError("--kdf-iterations must be at least 4096")
-        if self["max-line"] < 512:  # a SCRAM AUTH-RESPONSE line is ~270 bytes
-            raise usage.UsageError(
-                "--max-line must be at least 512, or no one can log in"
-            )
         hello = format_line("HELLO", PROTOCOL_VERSION, self["server-name"])
         if len(hello) > self["max-line"]:  # no server line passes --max-line
             raise usage.UsageError("--server-name is too long for --max-line")
