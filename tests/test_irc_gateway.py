@@ -459,15 +459,17 @@ def test_names_split_across_353_lines(clock):
     assert lines[-1] == ":unit 366 alice #party :End of /NAMES list"
 
 
-def test_other_channels_are_403_and_join_of_ours_is_echoed(pool):
+def test_other_channels_are_403_and_a_join_of_ours_is_ignored(pool):
+    """WeeChat's -autojoin=#party after the JOIN at registration: no second
+    JOIN, topic and names (other servers ignore it too)."""
     alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
     alice.received()
-    alice.send("JOIN #other", "JOIN #PARTY")
-    lines = alice.received()
-    assert lines[0] == ":unit 403 alice #other :No such channel"
-    assert lines[1] == ":alice!alice@partypool JOIN #party"
+    alice.send("JOIN #party", "JOIN #PARTY", "JOIN #party,#other")
+    assert alice.received() == [":unit 403 alice #other :No such channel"]
     alice.send("PRIVMSG #other :x")
     assert alice.commands() == ["403"]
+    assert bob.received() == []
 
 
 def test_a_configured_channel(pool):
@@ -686,6 +688,52 @@ def test_sasl_root_is_the_operator(root_pool, mechanism):
     assert ":unit 313 alice root :is the server's administrator" in lines
 
 
+def v1_root_in_the_room(pool):
+    root = connect(pool, host="127.0.0.8")
+    root.received()
+    assert root.login(ROOT_PASSWORD, username="root")[0].startswith("AUTH-OK ")
+    root.send("NICK root")
+    assert root.received() == ["OK NICK root"]
+    return root
+
+
+@pytest.mark.parametrize("nick", ["boss", "root"])
+def test_one_root_seat_a_second_irc_root_is_told_and_closed(root_pool, nick):
+    """Root is in the room by the chat port: an IRC root login, whatever
+    nick it asked for, gets a clear refusal and ERROR (no 433 that a client
+    would answer with nick after nick), and the first root stays."""
+    first = v1_root_in_the_room(root_pool)
+    second = irc_connect(root_pool, host="127.0.0.9")
+    second.send("CAP REQ :sasl", "AUTHENTICATE PLAIN")
+    second.send("AUTHENTICATE " + _plain("root", ROOT_PASSWORD))
+    second.received()
+    second.send(f"NICK {nick}", "USER r 0 * :r", "CAP END")
+    assert second.received() == [
+        f":unit NOTICE {nick} :nick-taken: root is already in the room "
+        "(another connection)",
+        "ERROR :Closing Link: 127.0.0.9 (nick-taken)",
+    ]
+    assert second.transport.disconnecting
+    assert first.received() == []
+    assert root_pool.room.root is first.protocol.session
+
+
+def test_one_root_seat_a_second_v1_root_is_told_and_closed(root_pool):
+    """The same rule, the other way round: root is in by IRC."""
+    irc_root(root_pool).received()
+    second = connect(root_pool, host="127.0.0.8")
+    second.received()
+    assert second.login(ROOT_PASSWORD, username="root")[0].startswith("AUTH-OK ")
+    second.send("ADMIN list-conn -u")  # a root session out of the room still runs
+    assert second.received()[-1] == "ADMIN-END 0"
+    second.send("NICK root")
+    assert second.received() == [
+        "ERR nick-taken root is already in the room (another connection)",
+        "BYE nick-taken",
+    ]
+    assert second.transport.disconnecting
+
+
 def test_the_root_password_as_chat_passkey_or_vice_versa_fails(root_pool):
     peer = irc_connect(root_pool)
     peer.send("CAP REQ :sasl", "NICK x", "USER x 0 * :x", "AUTHENTICATE PLAIN")
@@ -700,7 +748,7 @@ def test_root_kicks_a_v1_user(root_pool):
     root = irc_root(root_pool)
     for peer in (bob, alice, root):
         peer.received()
-    root.send("KICK #party bob :behave")
+    root.send("KICK #party bob :behave")  # the reason is not sent (docs/irc.md)
     assert bob.received()[-1] == "BYE removed by admin"
     kick = ":partypool!partypool@partypool KICK #party bob :removed by admin"
     assert alice.received() == [kick]

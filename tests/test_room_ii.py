@@ -235,7 +235,10 @@ def test_root_is_the_only_one_who_may_be_root(pool):
     assert root.received() == ["OK NICK root"]
     second = as_root(pool, host="127.0.0.5")
     second.send("NICK root")
-    assert second.received() == ["ERR nick-taken the name root is taken"]
+    assert second.received() == [
+        "ERR nick-taken root is already in the room (another connection)",
+        "BYE nick-taken",
+    ]
 
 
 def test_root_logins_need_the_root_password_and_count_in_the_throttle(pool):

@@ -538,7 +538,9 @@ class Session:
         Raises `WireError` for a name the peer may replace (``nick-invalid``,
         ``nick-taken``, ``banned``); returns None if the room is full or the
         address already has a session, and the session has ended.  A root
-        session joins as ``root`` and only so.
+        session joins as ``root`` and only so: there is one root seat, and
+        no other name could cure its being taken, so a root session that
+        finds root in the room (come by any door) is told so and ended too.
         """
         room = self.pool.room
         try:
@@ -548,7 +550,9 @@ class Session:
                 else room.join(self, requested)
             )
         except WireError as e:
-            if e.code in ("server-full", "duplicate-ip"):
+            if e.code in ("server-full", "duplicate-ip") or (
+                self.is_root and e.code == "nick-taken"
+            ):
                 self.goodbye(e.code, error=e)
                 return None
             raise
