@@ -13,7 +13,9 @@ import scramp
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 
+from partypool.doors import chat, door_name, irc, web
 from partypool.doors.irc import IrcFactory, IrcProtocol
 from partypool.doors.irc_wire import MESSAGE_MAX, parse_message
 from tests.helpers import PASSKEY, ROOT_PASSWORD, connect, make_pool, unit_limits
@@ -732,6 +734,31 @@ def test_one_root_seat_a_second_v1_root_is_told_and_closed(root_pool):
         "BYE nick-taken",
     ]
     assert second.transport.disconnecting
+
+
+def test_root_logs_name_the_irc_gateway(root_pool):
+    """The login and root's commands are logged with the door they came by,
+    as for every door (each door's name, by its log namespace)."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        root = irc_root(root_pool)
+        root.send("PRIVMSG partypool :list-conn -u")
+        root.received()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    logged = [formatEvent(event) for event in events]
+    assert "root logged in on the IRC gateway from 127.0.0.9:40000" in logged
+    assert (
+        "root (password (IRC gateway) from 127.0.0.9:40000) ran 'list-conn -u': "
+        "status 0" in logged
+    )
+    assert not any("chat port" in line for line in logged)
+    assert [door_name(door.log) for door in (chat, web, irc)] == [
+        "chat port",
+        "web door",
+        "IRC gateway",
+    ]
 
 
 def test_the_root_password_as_chat_passkey_or_vice_versa_fails(root_pool):

@@ -317,7 +317,7 @@ def test_root_commands_answer_in_order(pool):
                 return pending[-1]
             return succeed(Result(f"ran {line}"))
 
-    pool.root_commands = lambda peer: Slow()
+    pool.root_commands = lambda peer, door: Slow()
     root = as_root(pool)
     root.send("ADMIN slow", "ADMIN quick")
     assert root.received() == []
@@ -331,7 +331,7 @@ def test_root_commands_answer_in_order(pool):
 
 
 def test_manhole_needs_a_terminal_on_the_chat_port(pool):
-    pool.root_commands = lambda peer: AdminCommands(
+    pool.root_commands = lambda peer, door: AdminCommands(
         pool, Operator("password (chat port)", peer), manhole=True
     )
     root = as_root(pool)

@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 
 from partypool import __version__
 from partypool.admin.commands import BANNED, REMOVED, Result
+from partypool.doors import door_name
 from partypool.doors.chat import ChatProtocol
 from partypool.doors.irc_wire import (
     MESSAGE_MAX,
@@ -256,7 +257,13 @@ class IrcDialect:
         self._outlet = outlet
         self._gather = outlet.gather
         self.session = Session(
-            self.pool, host, peer, self, handshaking=handshaking, log=log
+            self.pool,
+            host,
+            peer,
+            self,
+            handshaking=handshaking,
+            log=log,
+            door_name=door_name(log),
         )
         self.nick: str | None = None  # as asked, then the room name
         self.user: str | None = None
