@@ -655,6 +655,19 @@ def test_history_without_batch_is_plain_lines(pool):
 
 
 @pytest.fixture
+def logged():
+    """The log lines said while the test runs, formatted as they are read."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def said(events: list[dict]) -> list[str]:
+    return [formatEvent(event) for event in events]
+
+
+@pytest.fixture
 def root_pool(clock):
     return make_pool(clock, root=True)
 
@@ -700,7 +713,7 @@ def v1_root_in_the_room(pool):
 
 
 @pytest.mark.parametrize("nick", ["boss", "root"])
-def test_one_root_seat_a_second_irc_root_is_told_and_closed(root_pool, nick):
+def test_one_root_seat_a_second_irc_root_is_told_and_closed(root_pool, nick, logged):
     """Root is in the room by the chat port: an IRC root login, whatever
     nick it asked for, gets a clear refusal and ERROR (no 433 that a client
     would answer with nick after nick), and the first root stays."""
@@ -718,6 +731,10 @@ def test_one_root_seat_a_second_irc_root_is_told_and_closed(root_pool, nick):
     assert second.transport.disconnecting
     assert first.received() == []
     assert root_pool.room.root is first.protocol.session
+    assert (
+        "refused 127.0.0.9:40000: root is already in the room (another connection)"
+        in said(logged)
+    )
 
 
 def test_one_root_seat_a_second_v1_root_is_told_and_closed(root_pool):
@@ -736,24 +753,19 @@ def test_one_root_seat_a_second_v1_root_is_told_and_closed(root_pool):
     assert second.transport.disconnecting
 
 
-def test_root_logs_name_the_irc_gateway(root_pool):
+def test_root_logs_name_the_irc_gateway(root_pool, logged):
     """The login and root's commands are logged with the door they came by,
     as for every door (each door's name, by its log namespace)."""
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        root = irc_root(root_pool)
-        root.send("PRIVMSG partypool :list-conn -u")
-        root.received()
-    finally:
-        globalLogPublisher.removeObserver(events.append)
-    logged = [formatEvent(event) for event in events]
-    assert "root logged in on the IRC gateway from 127.0.0.9:40000" in logged
+    root = irc_root(root_pool)
+    root.send("PRIVMSG partypool :list-conn -u")
+    root.received()
+    lines = said(logged)
+    assert "root logged in on the IRC gateway from 127.0.0.9:40000" in lines
     assert (
         "root (password (IRC gateway) from 127.0.0.9:40000) ran 'list-conn -u': "
-        "status 0" in logged
+        "status 0" in lines
     )
-    assert not any("chat port" in line for line in logged)
+    assert not any("chat port" in line for line in lines)
     assert [door_name(door.log) for door in (chat, web, irc)] == [
         "chat port",
         "web door",

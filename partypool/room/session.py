@@ -561,6 +561,7 @@ class Session:
             if e.code in ("server-full", "duplicate-ip") or (
                 self.is_root and e.code == "nick-taken"
             ):
+                self.log.info("refused {peer}: {text}", peer=self.peer, text=e.text)
                 self.goodbye(e.code, error=e)
                 return None
             raise
