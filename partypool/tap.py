@@ -35,7 +35,7 @@ from partypool.admin.ssh import (
     make_admin_factory,
 )
 from partypool.config import config_arguments, config_path
-from partypool.datadir import prepare_data_dir, read_stored_secret
+from partypool.datadir import STORED_SECRETS, prepare_data_dir, read_stored_secret
 from partypool.doors.chat import ChatFactory
 from partypool.doors.irc import IrcFactory
 from partypool.doors.irc_wire import CHANNEL_MAX, check_channel
@@ -350,8 +350,13 @@ class Options(usage.Options):
             self["data-dir"] = prepare_data_dir(
                 Path(self["data-dir"] or default_data_dir())
             )
+            self["secret-sources"] = {}
             for name in sorted(_SECRETS):
-                self[name] = self._secret(name) or self.missing_secret(name)
+                self[name], source = self._secret(name)
+                if self[name] is None:
+                    self[name], source = self.missing_secret(name), "the terminal"
+                if self[name]:
+                    self["secret-sources"][name] = source
             self["tls"] = _chat_tls(self, self["data-dir"])
             if not self["no-admin"]:
                 self["host-key"] = ensure_host_key(
@@ -389,9 +394,10 @@ class Options(usage.Options):
             )
         twistd["logger"] = observer
 
-    def _secret(self, name: str) -> str | None:
+    def _secret(self, name: str) -> tuple[str | None, str]:
         """A secret from --NAME-file, --NAME (warned), the environment, or the
-        file the operator kept in the data directory, in that order.
+        file the operator kept in the data directory, in that order, and
+        where it came from (for the log; never the secret itself).
 
         The environment variable is taken out of the environment in any case
         (`partypool.environ`), so it cannot be read from the running server.
@@ -406,7 +412,7 @@ class Options(usage.Options):
                 text = path.read_text("utf-8")
             except OSError as e:
                 raise usage.UsageError(f"--{name}-file: {e}") from None
-            return text.rstrip("\r\n")
+            return text.rstrip("\r\n"), f"--{name}-file {path}"
         if self[name]:
             log.warn(
                 "--{name} on the command line is visible to other users in the "
@@ -414,8 +420,11 @@ class Options(usage.Options):
                 name=name,
                 variable=variable,
             )
-            return self[name]
-        return from_environment or read_stored_secret(self["data-dir"], name)
+            return self[name], "the command line"
+        if from_environment:
+            return from_environment, variable
+        kept = read_stored_secret(self["data-dir"], name)
+        return kept, f"{self['data-dir'] / STORED_SECRETS[name]} (kept)"
 
     def missing_secret(self, name: str) -> str | None:
         """No passkey or root password was given: refuse to start without a
@@ -450,6 +459,10 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     steady_reactor(reactor)  # timers and limits immune to clock steps
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
+    if options["config"]:
+        log.info("options from {path} (the command line wins)", path=options["config"])
+    for name, source in sorted(options["secret-sources"].items()):
+        log.info("{secret} from {source}", secret=name.replace("-", " "), source=source)
     warn_weak_secrets(options)
     store = Store(data_dir / "partypool.sqlite3")
     root_verifier = None  # root logins on the chat port, with the root password
