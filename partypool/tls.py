@@ -33,8 +33,6 @@ from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from partypool.room.pool import host_and_peer
-
 _log = Logger(namespace="partypool.tls")
 
 # A client's first TLS record is a handshake record (its ClientHello).
@@ -192,11 +190,14 @@ class _ServerTLSProtocol(BufferingTLSTransport):
         if not self._heard and data:
             self._heard = True
             if data[0] != TLS_HANDSHAKE_RECORD:
-                _, peer = host_and_peer(self.transport.getPeer())
+                # host:port as the doors log it (the clients ship this
+                # module, so not through the server's host_and_peer)
+                peer = self.transport.getPeer()
                 _log.info(
-                    "closing {peer} on port {port}: not TLS "
+                    "closing {host}:{peer_port} on port {port}: not TLS "
                     "(a plain-text client on a TLS port?)",
-                    peer=peer,
+                    host=getattr(peer, "host", peer),
+                    peer_port=getattr(peer, "port", "?"),
                     port=getattr(self.transport.getHost(), "port", "?"),
                 )
         super().dataReceived(data)
