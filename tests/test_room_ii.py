@@ -344,3 +344,25 @@ def test_admin_exit_ends_the_root_session_after_its_answer(pool):
     root.send("ADMIN exit")
     assert root.received() == ["ADMIN-OUT logout", "ADMIN-END 0", "BYE quit"]
     assert root.protocol.session.closed
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("remove -u bob", "removed by admin"),
+        ("remove -ip 127.0.0.3", "removed by admin"),
+        ("ban -u bob", "banned by admin"),
+        ("ban -ip 127.0.0.3", "banned by admin"),
+    ],
+)
+def test_a_user_root_takes_out_is_logged_as_leaving(pool, logged, command, reason):
+    """Every departure is in the log with its reason, not only a quit."""
+    pool.store.add_ban = lambda kind, value, reason: succeed(None)
+    alice = named(pool, "alice", "127.0.0.2")
+    named(pool, "bob", "127.0.0.3")
+    alice.received()
+    root = as_root(pool)
+    root.send(f"ADMIN {command}")
+    assert root.received()[-1] == "ADMIN-END 0"
+    assert alice.received() == [f"LEFT bob {reason}"]
+    assert f"bob left: {reason}" in texts(logged)
