@@ -107,8 +107,10 @@ class Unauthenticated:
     dozen addresses lock everyone else out, while a real login finishes long
     before it becomes the oldest of the busiest address.  Each port has its
     own count (`PartyPool.new_unauthenticated`; the chat doors share
-    ``PartyPool.unauthenticated``), so a flood on the chat port cannot lock
-    root out of the admin port.
+    ``PartyPool.unauthenticated``: every `~partypool.room.session.Session`
+    until it is named, and the web door's HTTP connections until they become
+    WebSockets), so a flood on the chat port cannot lock root out of the
+    admin port.
 
     A door may also count, per group, one connection it has refused but
     cannot tell why yet (a TLS peer still in its handshake): ``refused``.
