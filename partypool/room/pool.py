@@ -312,10 +312,18 @@ def make_server(
     """
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
     for ban in bans:
-        if ban.kind == "ip":
-            room.banned_hosts.add(ban.value)
-        else:
+        if ban.kind == "name":
             room.banned_names.add(ban.value)
+            continue
+        try:
+            room.banned_hosts.add(ban.value)
+        except ValueError as e:  # stored by a server that let it through
+            log.warn(
+                "not applying the stored ban of ip {value}: {why}; "
+                "unban -ip {value} removes it",
+                value=ban.value,
+                why=e,
+            )
     if history:
         entries, last_id = history_kept
         room.history = History(store, clock, history, history_days, entries, last_id)
