@@ -23,6 +23,7 @@ from partypool.room.addresses import (
         ("2001:db8:0:1::1", "2001:db8:0:1::/64"),  # the next /64 is another
         ("fe80::1%eth0", "fe80::/64"),  # zone ids do not split a group
         ("::1", "::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # mapped IPv4 is IPv4
         ("/run/partypool.sock", "/run/partypool.sock"),  # not an address
     ],
 )

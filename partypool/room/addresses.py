@@ -2,8 +2,9 @@
 
 One IPv6 subscriber usually holds a whole /64 (SLAAC, privacy addresses), so
 rules that count or refuse "an address" — the login throttle, the cap on
-logins in progress, one session per address, bans, mutes — count an IPv6
-peer by its /64, and an IPv4 peer by its own address.  `normal_address` is
+logins in progress, one session per address, bans, mutes, the daily request
+limit (in the store) — count an IPv6 peer by its /64, and an IPv4 peer by
+its own address.  `normal_address` is
 the one spelling of an address (connections are named by it, and what the
 administrator types is read by it); `address_group` names the unit the
 rules count; `BanList` matches a peer against banned networks (single
@@ -54,13 +55,16 @@ def normal_address(text: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def address_group(host: str) -> str:
-    """The unit per-address rules count ``host`` by: an IPv4 address itself,
-    an IPv6 address's /64 (``2001:db8::/64``); anything else (a UNIX socket
-    path) unchanged."""
+    """The unit per-address rules count ``host`` by: an IPv4 address itself
+    (IPv4-mapped IPv6 too, in case a host was not `normal_address`-ed, as
+    in rows an older server stored), an IPv6 address's /64
+    (``2001:db8::/64``); anything else (a UNIX socket path) unchanged."""
     try:
         address = ipaddress.ip_address(host.partition("%")[0])
     except ValueError:
         return host
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     if address.version == 4:
         return str(address)
     return str(ipaddress.ip_network(f"{address}/{IPV6_GROUP_PREFIX}", strict=False))
