@@ -21,6 +21,7 @@ child picks its own reactor.  Nothing here imports one.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import subprocess
 import sys
@@ -126,12 +127,31 @@ def run_child(arguments: list[str]) -> int:
     The menu catches SIGINT with a handler that does nothing rather than
     ignoring it: an ignored signal stays ignored in the child, and a server
     that cannot see Ctrl-C cannot be stopped with it.
+
+    A hangup (the terminal closed) or SIGTERM ends the menu, as it ends any
+    program in a terminal, but only after it has stopped the child with
+    SIGTERM: a server takes SIGHUP to mean "reload" and would run on with
+    nobody to see it or stop it.
     """
-    previous = signal.signal(signal.SIGINT, _ignore)
+    child = subprocess.Popen([sys.executable, "-m", "partypool", *arguments])
+    told: list[int] = []
+
+    def stop_child(signum: int, frame: object) -> None:
+        told.append(signum)
+        child.terminate()
+
+    handlers = {signal.SIGINT: _ignore, signal.SIGTERM: stop_child}
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        handlers[signal.SIGHUP] = stop_child
+    previous = {signum: signal.signal(signum, h) for signum, h in handlers.items()}
     try:
-        return subprocess.call([sys.executable, "-m", "partypool", *arguments])
+        status = child.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if told:
+        os.kill(os.getpid(), told[0])  # the menu's own default action now
+    return status
 
 
 def _ignore(signum: int, frame: object) -> None:

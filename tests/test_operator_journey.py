@@ -11,7 +11,9 @@ parallel runs do not collide) and cheap PBKDF2.  Every wait is bounded.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ import pytest
 
 from partypool import datadir
 from partypool.invite import INVITE_FILENAME, open_invite, package_version
-from tests.conftest import server_env
+from tests.conftest import PASSKEY, server_env
 from tests.wire_client import WireClient
 
 pytestmark = pytest.mark.slow
@@ -46,12 +48,12 @@ def operator_env(tmp_path: Path) -> dict[str, str]:
     )
 
 
-def partypool(tmp_path: Path, *args: str) -> pexpect.spawn:
+def partypool(tmp_path: Path, *args: str, **env: str) -> pexpect.spawn:
     child = pexpect.spawn(
         sys.executable,
         ["-m", "partypool", *args],
         cwd=str(tmp_path / "work"),
-        env=operator_env(tmp_path),
+        env=dict(operator_env(tmp_path), **env),
         encoding="utf-8",
         timeout=TIMEOUT,
         dimensions=(50, 120),
@@ -208,3 +210,59 @@ def test_first_time_operator(tmp_path: Path) -> None:
         again.expect(pexpect.EOF)
     finally:
         again.close(force=True)
+
+
+def menu_child(menu: pexpect.spawn) -> int:
+    """The pid of the program the menu runs now (from /proc)."""
+    deadline = time.monotonic() + TIMEOUT
+    children = Path(f"/proc/{menu.pid}/task/{menu.pid}/children")
+    while not (pids := children.read_text().split()):
+        assert time.monotonic() < deadline, "the menu started no child"
+        time.sleep(0.05)
+    [pid] = pids
+    return int(pid)
+
+
+def gone(pid: int) -> bool:
+    """Whether the process has ended (a zombie waiting for its parent counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_menu_told_to_end_stops_its_server_first(tmp_path: Path, signum) -> None:
+    """The terminal closes (SIGHUP) or the menu is terminated while it runs a
+    server: the server, which takes SIGHUP as "reload", is stopped cleanly,
+    then the menu ends by that signal, as a terminal program does."""
+    (tmp_path / "work").mkdir()
+    data = tmp_path / "share" / "partypool"
+    data.mkdir(mode=0o700, parents=True)
+    (data / "partypool.toml").write_text(
+        'chat = "tcp:0:interface=127.0.0.1"\nadmin = "tcp:0:interface=127.0.0.1"\n'
+        "no-web = true\nkdf-iterations = 4096\n"
+    )
+    menu = partypool(
+        tmp_path, PARTYPOOL_PASSKEY=PASSKEY, PARTYPOOL_ROOT_PASSWORD=PASSKEY
+    )
+    server = None
+    try:
+        menu.expect(MENU)
+        menu.sendline("1")
+        menu.expect("Chat address:")
+        server = menu_child(menu)
+        os.kill(menu.pid, signum)
+        menu.expect("Server Shut Down")
+        menu.expect(pexpect.EOF)
+        menu.close()
+        assert menu.signalstatus == signum
+        deadline = time.monotonic() + TIMEOUT
+        while not gone(server):
+            assert time.monotonic() < deadline, "the server runs on"
+            time.sleep(0.05)
+    finally:
+        menu.close(force=True)
+        if server is not None and not gone(server):
+            os.kill(server, signal.SIGKILL)
