@@ -99,35 +99,27 @@ def _json_escape(code: int) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
-class _Escapes:
-    """A `str.translate` table: a `_HIDDEN` character to its escape, any other
-    kept (looked up per character, so the rule covers every code point
-    without a table of them all)."""
+def _escaped(text: str, spell: Callable[[int], str]) -> str:
+    """``text`` with each `_HIDDEN` character spelled by ``spell``.
 
-    def __init__(self, spell: Callable[[int], str]) -> None:
-        self._spell = spell
-
-    def __getitem__(self, code: int) -> str:
-        if unicodedata.category(chr(code)) not in _HIDDEN:
-            raise LookupError(code)
-        return self._spell(code)
-
-
-_TEXT_ESCAPES = _Escapes(_text_escape)
-# json.dumps already escapes C0; this escapes what it leaves raw.
-_JSON_ESCAPES = _Escapes(_json_escape)
-
-
-def _escaped(text: str, table: _Escapes) -> str:
-    # isprintable() is False for every _HIDDEN character: most lines skip
-    # the per-character lookup.
-    return text if text.isprintable() else text.translate(table)
+    ``isprintable()`` is False for every such character, so most text is
+    returned as it is; otherwise the category is looked up once per distinct
+    character that is not printable, not once per character.
+    """
+    if text.isprintable():
+        return text
+    table = {
+        ord(char): spell(ord(char))
+        for char in set(text)
+        if not char.isprintable() and unicodedata.category(char) in _HIDDEN
+    }
+    return text.translate(table)
 
 
 def escape(text: str) -> str:
     """``text`` on one line, every control and format character (`_HIDDEN`)
     as a backslash escape."""
-    return _escaped(text, _TEXT_ESCAPES)
+    return _escaped(text, _text_escape)
 
 
 def traceback_lines(failure: Failure) -> list[str]:
@@ -187,7 +179,8 @@ def json_line(event: LogEvent) -> str:
     if "log_failure" in event:
         record["traceback"] = "\n".join(traceback_lines(event["log_failure"]))
     line = json.dumps(record, ensure_ascii=False)
-    return _escaped(line, _JSON_ESCAPES) + "\n"
+    # json.dumps already escapes C0; this escapes what it leaves raw.
+    return _escaped(line, _json_escape) + "\n"
 
 
 def quiet(observer: ILogObserver) -> ILogObserver:
