@@ -276,8 +276,10 @@ def invite_for_data_dir(
             tls_fingerprint = tls_certificate_fingerprint(cert.read_bytes())
         except OSError as e:
             raise InviteError(
-                f"cannot read the TLS certificate {cert} ({e.strerror}); start the "
-                "server once to create it, or use --no-tls for a plain-TCP server"
+                f"cannot read the TLS certificate {cert} ({e.strerror}); is "
+                f"{data_dir} the server's data directory? If not, pass the one it "
+                "uses with --data-dir; if it is, start the server once to create "
+                "the certificate (--no-tls only if the server runs without TLS)"
             ) from e
         except ValueError as e:
             raise InviteError(f"{cert} is not a PEM certificate: {e}") from e

@@ -20,6 +20,7 @@ running").  Options come from ``<data dir>/partypool.toml`` when it exists
 from __future__ import annotations
 
 import getpass
+import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -239,10 +240,11 @@ class Announcement:
     def lines(self, record: ServerRecord, invite: Path | None) -> list[str]:
         host, chat = self.host(record), record.ports["chat"]
         tls = self.options["tls"]
+        plain = "" if tls else "  (no TLS)"
         out = [
             "",
             f"Party Pool is running as {record.server_name!r}. Ctrl-C stops it.",
-            f"  Chat address:  {host}:{chat}" + ("" if tls else "  (no TLS)"),
+            f"  Chat address:  {host_port(host, chat)}{plain}",
         ]
         if tls is not None:
             out.append(f"  Certificate:   SHA-256 {tls.fingerprint}")
@@ -251,31 +253,44 @@ class Announcement:
             out.append(f"  Admin (SSH):   port {record.ports['admin']}, host key {key}")
         if "web" in record.ports:
             out += web_lines(host, record.ports["web"], tls is not None, self.out)
+        if "irc" in record.ports:
+            certificate = ", the same certificate" if tls else ""
+            irc = f"  IRC gateway:   {host_port(host, record.ports['irc'])}"
+            out.append(irc + (f"  (TLS{certificate})" if tls else plain))
         if invite is not None:
             out.append(f"  Invite:        {invite}")
         client = command("partypool-client")
         if invite is not None:
-            join = f"{client} --invite {invite}"
+            join = f"{client} --invite {shlex.quote(str(invite))}"
         else:
             join = f"{client} --host {host} --port {chat}"
             join += f" --fingerprint {tls.fingerprint}" if tls else " --insecure-plain"
+        package = f"{command(PROG)} package"
+        if self.options["data-dir"] != default_data_dir():
+            package += f" --data-dir {shlex.quote(str(self.options['data-dir']))}"
         out += [
-            f"  Packages:      {command(PROG)} package   (for users; they reach"
-            " this server)",
+            f"  Packages:      {package}   (for users; they reach this server)",
             f"  Join here:     {join}",
             "",
         ]
         return out
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets, as the clients read it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def command(name: str) -> str:
     """How to type the installed command ``name``: bare if the shell finds
-    this installation's, else its path (a venv not activated)."""
-    here = Path(sys.argv[0]).absolute()
-    sibling = here.with_name(name + here.suffix)
-    if not sibling.is_file() or shutil.which(name) == str(sibling):
+    this installation's, else its path (a venv not activated).  The scripts
+    sit beside the interpreter (``bin/`` or ``Scripts\\``), whether the server
+    was started as ``partypool serve`` or ``python -m partypool serve``."""
+    scripts = str(Path(sys.executable).absolute().parent)
+    sibling = shutil.which(name, path=scripts)
+    if sibling is None or shutil.which(name) == sibling:
         return name
-    return str(sibling)
+    return sibling
 
 
 def web_lines(host: str, port: int, tls: bool, out: TextIO) -> list[str]:

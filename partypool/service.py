@@ -260,7 +260,7 @@ class PublishAddress(Service):
 
     def _publish(self, ports: list[IListeningPort]) -> None:
         found = {
-            listener.label.split()[0]: port.getHost()
+            listener.label.split()[0].lower(): port.getHost()  # "IRC gateway": irc
             for listener, port in zip(self.listeners, ports, strict=True)
         }
         chat_host = getattr(found.get("chat"), "host", "")

@@ -187,7 +187,7 @@ def start_server(
 def _trial_mktemp_in_tmp_path(request, tmp_path: Path, monkeypatch) -> None:
     """trial's TestCase.mktemp() writes below the working directory: keep it
     out of the source tree."""
-    if isinstance(request.instance, trial.TestCase):
+    if isinstance(request.instance, trial.SynchronousTestCase):  # TestCase too
         monkeypatch.chdir(tmp_path)
 
 

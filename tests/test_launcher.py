@@ -294,7 +294,7 @@ def test_announcement_and_invite(tmp_path: Path, monkeypatch) -> None:
     the invite written opens with the passkey and names the bound ports."""
     options = started(tmp_path, monkeypatch)
     record = ServerRecord(
-        ports={"chat": 24345, "admin": 24346},
+        ports={"chat": 24345, "admin": 24346, "irc": 24347},
         server_name="p",
         tls=True,
         host="10.0.0.7",
@@ -306,8 +306,9 @@ def test_announcement_and_invite(tmp_path: Path, monkeypatch) -> None:
     assert "Chat address:  10.0.0.7:24345\n" in text
     assert f"Certificate:   SHA-256 {fingerprint}" in text
     assert "Admin (SSH):   port 24346, host key SHA256:" in text
+    assert "IRC gateway:   10.0.0.7:24347  (TLS, the same certificate)" in text
     assert f"Invite:        {invite_path}" in text
-    assert "partypool package" in text
+    assert f"partypool package --data-dir {tmp_path / 'data'}   (for users" in text
     invite = open_invite(invite_path.read_bytes(), "announce passkey")
     assert (invite.host, invite.chat_port, invite.admin_port) == (
         "10.0.0.7",
@@ -326,13 +327,17 @@ def test_announcement_web_door_and_plain(tmp_path: Path, monkeypatch) -> None:
     options.out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     options["announce"].out = options.out
     record = ServerRecord(
-        ports={"chat": 5000, "web": 5001}, server_name="p", tls=False, host="::1"
+        ports={"chat": 5000, "web": 5001, "irc": 5002},
+        server_name="p",
+        tls=False,
+        host="::1",
     )
     options["announce"](record)
     options.out.seek(0)
     text = options.out.read()
-    assert "Chat address:  ::1:5000  (no TLS)" in text
+    assert "Chat address:  [::1]:5000  (no TLS)" in text
     assert "Web page:      http://[::1]:5001/" in text
+    assert "IRC gateway:   [::1]:5002  (no TLS)" in text
     assert "█" in text  # the QR code
     assert "Admin" not in text and "Certificate" not in text
 
@@ -353,20 +358,25 @@ def test_stored_passkey_file_is_checked(tmp_path: Path, monkeypatch) -> None:
         serve.ServeOptions().parseOptions(["--data-dir", str(data), "--no-admin"])
 
 
-def test_commands_are_shown_as_they_can_be_typed(tmp_path: Path, monkeypatch) -> None:
-    """A venv that is not activated: the announcement names the path."""
+@pytest.mark.parametrize("argv0", ["partypool", "-m"])  # or python -m partypool
+def test_commands_are_shown_as_they_can_be_typed(
+    tmp_path: Path, monkeypatch, argv0: str
+) -> None:
+    """A venv that is not activated: the announcement names the path of the
+    scripts beside its interpreter, however the server was started."""
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for name in ("partypool", "partypool-client"):
+    for name in ("python", "partypool", "partypool-client"):
         (bin_dir / name).write_text("")
         (bin_dir / name).chmod(0o755)
-    monkeypatch.setattr(sys, "argv", [str(bin_dir / "partypool"), "serve"])
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.setattr(sys, "argv", [argv0, "serve"])
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     assert serve.command("partypool-client") == str(bin_dir / "partypool-client")
+    assert serve.command("partypool") == str(bin_dir / "partypool")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     assert serve.command("partypool-client") == "partypool-client"
-    monkeypatch.setattr(sys, "argv", ["-m"])  # python -m partypool serve
-    assert serve.command("partypool") == "partypool"
+    assert serve.command("partypool-invite") == "partypool-invite"  # not here
 
 
 def test_an_invite_that_cannot_be_made_is_said_not_raised(

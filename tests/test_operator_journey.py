@@ -61,14 +61,22 @@ def partypool(tmp_path: Path, *args: str, **env: str) -> pexpect.spawn:
     return child
 
 
-def test_first_time_operator(tmp_path: Path) -> None:
+def prepare(tmp_path: Path, settings: str) -> Path:
+    """The operator's working folder and data directory, whose settings file
+    gives loopback ports chosen by the system; returns the data directory."""
     (tmp_path / "work").mkdir()
     data = tmp_path / "share" / "partypool"
     data.mkdir(mode=0o700, parents=True)
     (data / "partypool.toml").write_text(
         'chat = "tcp:0:interface=127.0.0.1"\nadmin = "tcp:0:interface=127.0.0.1"\n'
-        'web = "tcp:0:interface=127.0.0.1"\n'
-    )  # the default PBKDF2 count: our clients refuse fewer (issue 13.2)
+        + settings
+    )
+    return data
+
+
+def test_first_time_operator(tmp_path: Path) -> None:
+    # The default PBKDF2 count: our clients refuse fewer (issue 13.2).
+    data = prepare(tmp_path, 'web = "tcp:0:interface=127.0.0.1"\n')
     server = partypool(tmp_path)
     helper = others = None
     try:
@@ -237,13 +245,7 @@ def test_menu_told_to_end_stops_its_server_first(tmp_path: Path, signum) -> None
     """The terminal closes (SIGHUP) or the menu is terminated while it runs a
     server: the server, which takes SIGHUP as "reload", is stopped cleanly,
     then the menu ends by that signal, as a terminal program does."""
-    (tmp_path / "work").mkdir()
-    data = tmp_path / "share" / "partypool"
-    data.mkdir(mode=0o700, parents=True)
-    (data / "partypool.toml").write_text(
-        'chat = "tcp:0:interface=127.0.0.1"\nadmin = "tcp:0:interface=127.0.0.1"\n'
-        "no-web = true\nkdf-iterations = 4096\n"
-    )
+    prepare(tmp_path, "no-web = true\nkdf-iterations = 4096\n")
     menu = partypool(
         tmp_path, PARTYPOOL_PASSKEY=PASSKEY, PARTYPOOL_ROOT_PASSWORD=PASSKEY
     )

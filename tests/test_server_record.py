@@ -64,13 +64,15 @@ def test_ports_are_recorded_once_all_listen(tmp_path: Path) -> None:
 
 def test_wildcard_chat_address_records_no_host(tmp_path: Path) -> None:
     web = FakeListener("web door")  # a door is named by its label's first word
+    irc = FakeListener("IRC gateway")  # in lower case
     chat = FakeListener("chat port")
-    PublishAddress([chat, web], tmp_path, server_name="p", tls=False).startService()
-    chat.listening.callback(FakePort(IPv4Address("TCP", "0.0.0.0", 1)))
-    web.listening.callback(FakePort(IPv4Address("TCP", "0.0.0.0", 2)))
+    doors = [chat, web, irc]
+    PublishAddress(doors, tmp_path, server_name="p", tls=False).startService()
+    for port, door in enumerate(doors, 1):
+        door.listening.callback(FakePort(IPv4Address("TCP", "0.0.0.0", port)))
     record = datadir.read_server_record(tmp_path)
     assert record is not None and record.host is None
-    assert record.ports == {"chat": 1, "web": 2}
+    assert record.ports == {"chat": 1, "web": 2, "irc": 3}
 
 
 def arguments(data_dir: Path, *argv: str) -> argparse.Namespace:

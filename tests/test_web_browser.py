@@ -147,8 +147,9 @@ def test_keyboard_alone_logs_in_and_sends(browser, server):
     expect(page.get_by_label("Passkey")).to_be_focused()
     page.keyboard.type(PASSKEY)
     page.keyboard.press("Tab")
-    page.keyboard.type("keys")
+    page.keyboard.type("Zoë")  # any script's letters, as the server takes them
     page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_have_text("Connected as Zoë")
     expect(page.get_by_label("Message (or /help)")).to_be_focused()
     page.keyboard.type("/help")
     page.keyboard.press("Enter")

@@ -260,9 +260,11 @@ class Room:
         self.stats.bytes_relayed += len(members) * len(event.wire)
 
     def remove(self, member: Member, reason: str) -> None:
-        """Take ``member`` out (telling the others why), then disconnect it."""
-        self.leave(member, reason)
+        """Disconnect ``member``; its session leaves the room as it ends
+        (telling the others why, and logging it, as for any departure).
+        The leave here only covers a member whose disconnect did not."""
         member.disconnect(reason)
+        self.leave(member, reason)
 
     def names(self) -> list[str]:
         return sorted((m.name for m in self._everyone), key=name_key)
