@@ -270,7 +270,7 @@ def _longest(lines: list[str]) -> int:
 def test_history_replay_fits_a_lowered_max_line():
     """A message accepted under ``--max-line 4096`` and replayed after a
     restart with ``--max-line 1024`` (attack review II, 10)."""
-    kept = [Entry(1, 1e9, events.chat("alice", "z" * 3000))]
+    kept = [Entry(1, NOW - 60, events.chat("alice", "z" * 3000))]
     pool = make_pool(
         clock_at(),
         store=FakeStore(),
@@ -279,7 +279,9 @@ def test_history_replay_fits_a_lowered_max_line():
     )
     v1 = named(pool, "bob", "10.0.0.3")
     v1.send("HISTORY")
-    assert _longest(v1.received()) <= 1024
+    lines = v1.received()
+    assert lines[-1] == "HISTORY-END 1"
+    assert _longest(lines) <= 1024
 
 
 @pytest.mark.parametrize("max_line", [512, 1024, 3500])
