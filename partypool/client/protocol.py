@@ -38,8 +38,9 @@ refused ``SAY`` goes to the listener's C{refused}, with what it said),
 except ``ERR request-failed``, which comes later, when storing a validated
 ``REQUEST`` failed. ``ERR rate-limited`` means the server dropped some line
 without saying which (at most one such ``ERR`` a second, and the dropped
-lines get no reply): it goes to the listener, and with a clock every request fails with L{NoReply} after
-L{REQUEST_TIMEOUT} seconds without an answer, so nothing waits forever.
+lines get no reply): it goes to the listener, and with a clock every request
+fails with L{NoReply} after L{REQUEST_TIMEOUT} seconds without an answer, so
+nothing waits forever.
 Multi-line replies (``HISTORY`` … ``HISTORY-END``, ``ADMIN-OUT`` …
 ``ADMIN-END``, ``ONLINE-PART`` … ``ONLINE``) go to the oldest line waiting
 for their final verb. ``QUIT`` waits until every request sent before it
