@@ -35,7 +35,7 @@ from partypool.admin.ssh import (
     make_admin_factory,
 )
 from partypool.config import config_arguments, config_path
-from partypool.datadir import prepare_data_dir, read_stored_secret
+from partypool.datadir import STORED_SECRETS, prepare_data_dir, read_stored_secret
 from partypool.doors.chat import ChatFactory
 from partypool.doors.irc import IrcFactory
 from partypool.doors.irc_wire import CHANNEL_MAX, check_channel
@@ -72,18 +72,22 @@ LOG_OBSERVERS = {
 }
 
 
-def _positive(kind: type) -> object:
+def _positive(kind: type, minimum: float | None = None) -> object:
+    """A converter for a number above zero, or of at least ``minimum``; its
+    rule is shown by --help and named in the error."""
+    rule = "greater than zero" if minimum is None else f"at least {minimum}"
+
     def convert(text: str) -> object:
         try:
             value = kind(text)
         except ValueError:
             noun = "a whole number" if kind is int else "a number"
             raise ValueError(f"must be {noun}, not {text}") from None
-        if value <= 0:
-            raise ValueError(f"must be greater than zero, not {text}")
+        if value <= 0 or (minimum is not None and value < minimum):
+            raise ValueError(f"must be {rule}, not {text}")
         return value
 
-    convert.coerceDoc = "Must be greater than zero."  # shown by --help
+    convert.coerceDoc = f"Must be {rule}."  # shown by --help
     return convert
 
 
@@ -185,7 +189,13 @@ class Options(usage.Options):
         ["data-dir", None, None, "Data directory (default: see README)."],
         ["server-name", None, socket.gethostname(), "Name in the HELLO greeting."],
         ["max-clients", None, 25, "Most users logged in at once.", _positive(int)],
-        ["max-line", None, 4096, "Longest line in bytes.", _positive(int)],
+        [
+            "max-line",
+            None,
+            4096,
+            "Longest line in bytes (below 512 no one could log in).",
+            _positive(int, 512),
+        ],
         ["max-text", None, 2000, "Longest message in characters.", _positive(int)],
         ["max-request", None, 1000, "Longest request in characters.", _positive(int)],
         [
@@ -258,8 +268,8 @@ class Options(usage.Options):
             "kdf-iterations",
             None,
             DEFAULT_ITERATIONS,
-            "PBKDF2 iterations (at least 4096).",
-            _positive(int),
+            "PBKDF2 iterations.",
+            _positive(int, 4096),
         ],
     ]
 
@@ -333,12 +343,6 @@ class Options(usage.Options):
             raise usage.UsageError(f"--web-origin: {e}") from None
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
-        if self["kdf-iterations"] < 4096:
-            raise usage.UsageError("--kdf-iterations must be at least 4096")
-        if self["max-line"] < 512:  # a SCRAM AUTH-RESPONSE line is ~270 bytes
-            raise usage.UsageError(
-                "--max-line must be at least 512, or no one can log in"
-            )
         hello = format_line("HELLO", PROTOCOL_VERSION, self["server-name"])
         if len(hello) > self["max-line"]:  # no server line passes --max-line
             raise usage.UsageError("--server-name is too long for --max-line")
@@ -346,8 +350,13 @@ class Options(usage.Options):
             self["data-dir"] = prepare_data_dir(
                 Path(self["data-dir"] or default_data_dir())
             )
+            self["secret-sources"] = {}
             for name in sorted(_SECRETS):
-                self[name] = self._secret(name) or self.missing_secret(name)
+                self[name], source = self._secret(name)
+                if self[name] is None:
+                    self[name], source = self.missing_secret(name), "the terminal"
+                if self[name]:
+                    self["secret-sources"][name] = source
             self["tls"] = _chat_tls(self, self["data-dir"])
             if not self["no-admin"]:
                 self["host-key"] = ensure_host_key(
@@ -385,9 +394,10 @@ class Options(usage.Options):
             )
         twistd["logger"] = observer
 
-    def _secret(self, name: str) -> str | None:
+    def _secret(self, name: str) -> tuple[str | None, str]:
         """A secret from --NAME-file, --NAME (warned), the environment, or the
-        file the operator kept in the data directory, in that order.
+        file the operator kept in the data directory, in that order, and
+        where it came from (for the log; never the secret itself).
 
         The environment variable is taken out of the environment in any case
         (`partypool.environ`), so it cannot be read from the running server.
@@ -402,7 +412,7 @@ class Options(usage.Options):
                 text = path.read_text("utf-8")
             except OSError as e:
                 raise usage.UsageError(f"--{name}-file: {e}") from None
-            return text.rstrip("\r\n")
+            return text.rstrip("\r\n"), f"--{name}-file {path}"
         if self[name]:
             log.warn(
                 "--{name} on the command line is visible to other users in the "
@@ -410,8 +420,11 @@ class Options(usage.Options):
                 name=name,
                 variable=variable,
             )
-            return self[name]
-        return from_environment or read_stored_secret(self["data-dir"], name)
+            return self[name], "the command line"
+        if from_environment:
+            return from_environment, variable
+        kept = read_stored_secret(self["data-dir"], name)
+        return kept, f"{self['data-dir'] / STORED_SECRETS[name]} (kept)"
 
     def missing_secret(self, name: str) -> str | None:
         """No passkey or root password was given: refuse to start without a
@@ -446,6 +459,10 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     steady_reactor(reactor)  # timers and limits immune to clock steps
     data_dir, tls = options["data-dir"], options["tls"]
     log.info("data directory {path}", path=data_dir)
+    if options["config"]:
+        log.info("options from {path} (the command line wins)", path=options["config"])
+    for name, source in sorted(options["secret-sources"].items()):
+        log.info("{secret} from {source}", secret=name.replace("-", " "), source=source)
     warn_weak_secrets(options)
     store = Store(data_dir / "partypool.sqlite3")
     root_verifier = None  # root logins on the chat port, with the root password

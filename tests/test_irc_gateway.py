@@ -776,3 +776,247 @@ def test_the_network_name_is_escaped_in_isupport(clock):
     peer = irc_connect(pool)
     lines = peer.register("alice")
     assert any("NETWORK=Tea\\x20Room\\x3D1 " in line for line in lines)
+
+
+# -- keywords in ASCII only ------------------------------------------------------------
+# Unicode case mapping makes ``ſ`` (long s) an ``S``, ``ı`` (dotless i) an ``I``
+# and ``ﬆ`` an ``ST``: a keyword spelled with them is not the keyword.
+
+
+@pytest.mark.parametrize(
+    "line", ["privmſg #party :hello", "LIﬆ", "quıt :bye", "notıce #party :hi"]
+)
+def test_a_command_spelled_with_unicode_look_alikes_is_unknown(pool, line):
+    irc = irc_named(pool, "alice", "10.0.0.1")
+    v1 = v1_named(pool, "bob", "10.0.0.2")
+    irc.received()
+    irc.send(line)
+    assert irc.commands() == ["421"]
+    assert v1.received() == []
+    assert not irc.transport.disconnecting
+
+
+@pytest.mark.parametrize("mechanism", ["PLAıN", "ſcram-sha-256"])
+def test_a_sasl_mechanism_with_unicode_look_alikes_is_unsupported(pool, mechanism):
+    irc = irc_connect(pool, host="10.0.0.9")
+    irc.send("CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE " + mechanism)
+    assert irc.commands()[-2:] == ["908", "904"]
+
+
+@pytest.mark.parametrize("sub", ["lſ", "lıst", "enḋ"])
+def test_a_cap_subcommand_with_unicode_look_alikes_is_410(pool, sub):
+    irc = irc_connect(pool)
+    irc.send("CAP " + sub)
+    assert irc.commands() == ["410"]
+
+
+def test_cap_req_splits_at_spaces_only(pool):
+    """U+3000 (ideographic space) is not IRC's separator: one unknown cap."""
+    irc = irc_connect(pool)
+    irc.send("CAP REQ :sasl\u3000server-time")
+    assert irc.received() == [":unit CAP * NAK :sasl\u3000server-time"]
+
+
+@pytest.mark.parametrize("version", ["３０２", "²"])
+def test_cap_ls_version_is_ascii_digits(pool, version):
+    """Full-width ``３０２`` is not 302; ``²`` is no number (it used to end the
+    session with an internal error)."""
+    irc = irc_connect(pool)
+    irc.send("CAP LS " + version)
+    assert irc.received()[0].endswith(
+        ":batch echo-message message-tags multi-prefix sasl server-time"
+    )
+    assert not irc.transport.disconnecting
+
+
+def test_the_channel_is_matched_in_ascii_only(pool):
+    """``#ſK`` (long s, Kelvin sign) case-folds to ``#sk``, but is not it."""
+    irc = irc_connect(pool, channel="#sk")
+    irc.register("alice")
+    v1 = v1_named(pool, "bob", "10.0.0.2")
+    irc.received()
+    irc.send("PRIVMSG #ſ\u212a :hello", "PRIVMSG #SK :hi")
+    assert v1.received() == ["CHAT alice hi"]
+    assert irc.commands() == ["403"]
+
+
+def test_a_ctcp_action_with_a_dotless_i_is_not_an_action(pool):
+    alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
+    alice.send(
+        "PRIVMSG #party :\x01actıon waves\x01", "PRIVMSG #party :\x01action ok\x01"
+    )
+    assert bob.received() == ["CHAT alice * ok"]
+
+
+# -- every line within 512 bytes ----------------------------------------------------
+# RFC 1459/2812: a message is at most 512 bytes with its CRLF (IRCv3 tags aside).
+# `irc_wire.format_message` cuts any longer one; these check that each reply
+# splits or cuts its own text first, so nothing is lost that need not be.
+
+# A letter of four UTF-8 bytes (Deseret): the widest a name can be.
+WIDE = "\U00010400"
+
+
+def _longest(lines: list[str]) -> int:
+    """The longest message's bytes, its CRLF included and its tags left out."""
+    return max(len(_untagged(line).encode()) + 2 for line in lines)
+
+
+def _untagged(line: str) -> str:
+    return line.partition(" ")[2] if line.startswith("@") else line
+
+
+def test_a_v1_quit_reason_reaches_irc_within_512_bytes(pool):
+    irc = irc_named(pool, "alice", "10.0.0.1")
+    v1 = v1_named(pool, "carol", "10.0.0.3")
+    irc.received()
+    v1.send("QUIT " + "\U0001d400" * 200)  # 200 letters of 4 bytes
+    (line,) = irc.received()
+    assert len(line.encode()) + 2 <= MESSAGE_MAX
+    assert line.startswith(":carol!carol@partypool QUIT :Quit: \U0001d400")
+
+
+def test_userhost_reply_fits_512_bytes_over_several_302_lines(pool):
+    irc = irc_named(pool, "alice", "10.0.0.1")
+    names = [chr(0x10400 + number) * 24 for number in range(5)]  # Deseret
+    for number, name in enumerate(names):
+        v1_named(pool, name, f"10.0.1.{number}")
+    irc.received()
+    irc.send("USERHOST " + " ".join(names))
+    lines = irc.received()
+    assert _longest(lines) <= MESSAGE_MAX
+    assert {line.split(" ")[1] for line in lines} == {"302"}
+    assert len(lines) > 1
+    replies = " ".join(line.split(" :", 1)[1] for line in lines).split(" ")
+    assert replies == [f"{name}=+{name}@partypool" for name in names]
+
+
+def test_userhost_names_each_member_once(pool):
+    irc = irc_named(pool, "alice", "10.0.0.1")
+    v1_named(pool, WIDE * 24, "10.0.0.2")
+    irc.received()
+    irc.send("USERHOST " + " ".join([WIDE * 24] * 5))
+    assert irc.received() == [f":unit 302 alice :{WIDE * 24}=+{WIDE * 24}@partypool"]
+
+
+def test_ison_reply_fits_512_bytes(pool):
+    """``㌀`` (3 bytes) is ``アパート`` (12 bytes) after NFKC: a short
+    question names a long member many times; it is answered once."""
+    irc = irc_named(pool, "alice", "10.0.0.1")
+    v1_named(pool, "アパート" * 6, "10.0.0.2")
+    irc.received()
+    irc.send("ISON " + " ".join(["㌀" * 6] * 26))
+    assert irc.received() == [":unit 303 alice :" + "アパート" * 6]
+
+
+def test_ison_is_one_303_even_when_the_members_found_pass_512_bytes(pool):
+    """RFC 2812 lets a server cut the ISON reply; clients count one 303 per
+    ISON (irssi's notify list), so the overflow is dropped, not sent apart."""
+    irc = irc_named(pool, "alice", "10.0.0.1")
+    names = ["アパート" * 5 + str(number) for number in range(10)]  # 61 bytes
+    for number, name in enumerate(names):
+        v1_named(pool, name, f"10.0.1.{number}")
+    irc.received()
+    irc.send("ISON " + " ".join(name.replace("アパート", "\u3300") for name in names))
+    (line,) = irc.received()
+    assert len(line.encode()) + 2 <= MESSAGE_MAX
+    found = line.split(" :", 1)[1].split(" ")
+    assert 1 < len(found) < len(names)
+    assert found == names[: len(found)]
+
+
+def test_error_closing_link_fits_512_bytes(pool):
+    irc = irc_named(pool, "erin", "10.0.0.5")
+    irc.received()
+    irc.send("QUIT :" + "x" * 490)
+    (line,) = irc.received()
+    assert len(line.encode()) + 2 <= MESSAGE_MAX
+    assert line.startswith("ERROR :Closing Link: 10.0.0.5 (Quit: xxx")
+    assert line.endswith("x)")
+
+
+def test_part_echo_fits_512_bytes(pool):
+    irc = irc_named(pool, WIDE * 24, "10.0.0.6")
+    irc.received()
+    irc.send("PART #party :" + "y" * 400)
+    assert _longest(irc.received()) <= MESSAGE_MAX
+
+
+def test_part_echo_is_scrubbed_as_the_room_sees_it(pool):
+    irc = irc_named(pool, "fay", "10.0.0.6")
+    v1 = v1_named(pool, "bob", "10.0.0.7")
+    irc.received()
+    irc.send("PART #party :\x1b[2Jbye\u202e now")
+    part, error = irc.received()
+    assert part == ":fay!fay@partypool PART #party :[2Jbye now"
+    assert v1.received() == ["LEFT fay quit: [2Jbye now"]
+    assert error == "ERROR :Closing Link: 10.0.0.6 (Quit: [2Jbye now)"
+
+
+def test_pong_to_a_long_ping_fits_512_bytes(pool):
+    irc = irc_named(pool, "gil", "10.0.0.1")
+    irc.received()
+    irc.send("PING " + "p" * 500)
+    (line,) = irc.received()
+    assert line.startswith(":unit PONG unit :ppp")
+    assert len(line.encode()) + 2 == MESSAGE_MAX
+
+
+def test_a_long_scram_server_first_message_comes_in_400_byte_chunks(pool):
+    """The server-first-message repeats the client's nonce: a long one makes
+    it span AUTHENTICATE lines, as IRCv3 SASL splits them."""
+    irc = irc_connect(pool)
+    irc.send("CAP REQ :sasl", "AUTHENTICATE SCRAM-SHA-256")
+    irc.received()
+    nonce = "n" * 1500
+    payload = _b64("n,,n=chat,r=" + nonce)
+    for start in range(0, len(payload), 400):
+        irc.send("AUTHENTICATE " + payload[start : start + 400])
+    lines = irc.received()
+    assert _longest(lines) <= MESSAGE_MAX
+    chunks = [line.removeprefix("AUTHENTICATE ") for line in lines]
+    assert [len(chunk) for chunk in chunks[:-1]] == [400] * (len(chunks) - 1)
+    assert 0 < len(chunks[-1]) <= 400
+    assert _unb64("".join(chunks).removesuffix("+")).startswith("r=" + nonce)
+
+
+def test_cap_nak_of_a_long_request_fits_512_bytes(pool):
+    irc = irc_connect(pool)
+    irc.send("NICK " + WIDE * 24)
+    asked = [f"x{number:02}" * 8 for number in range(16)]
+    irc.send("CAP REQ :" + " ".join(asked + asked[:3]))
+    lines = irc.received()
+    assert _longest(lines) <= MESSAGE_MAX
+    assert [line.split(" ")[3] for line in lines] == ["NAK"] * len(lines)
+    naked = " ".join(line.split(" :", 1)[1] for line in lines).split(" ")
+    assert naked == asked
+
+
+def test_a_nick_composed_by_nfkc_is_kept_composed(pool):
+    """72 Hangul jamo make 24 syllables: numerics address the client by the
+    name the room will show, 72 bytes, not the 216 it sent."""
+    irc = irc_connect(pool)
+    irc.send("NICK " + "\u1100\u1161\u11a8" * 24, "NICK " + WIDE * 64 + "!")
+    (line,) = irc.received()
+    assert line.startswith(":unit 432 " + "각" * 24 + " ")
+    assert len(line.encode()) + 2 <= MESSAGE_MAX
+
+
+def test_a_long_server_name_leaves_every_reply_within_512_bytes(clock):
+    pool = make_pool(clock, limits=unit_limits(burst=100))
+    pool.server_name = "Tea Room " + WIDE * 600
+    v1_named(pool, WIDE * 24, "10.0.0.2")
+    irc = irc_connect(pool)
+    nick = chr(0x10410) * 24
+    lines = irc.register(nick)
+    irc.send("TOPIC #party", "LIST", "WHO #party", "WHOIS " + WIDE * 24)
+    lines += irc.received()
+    assert _longest(lines) <= MESSAGE_MAX
+    welcome = next(line for line in lines if " 001 " in line)
+    assert welcome.startswith(f":Tea-Room 001 {nick} :Welcome to Tea Room {WIDE}")
+    assert welcome.endswith(f"{WIDE}, {nick}")
+    network = next(line for line in lines if "NETWORK=" in line)
+    assert f"NETWORK=Tea\\x20Room\\x20{WIDE * 13} " in network
+    topic = next(line for line in lines if " 332 " in line)
+    assert len(topic.encode()) + 2 in range(MESSAGE_MAX - 3, MESSAGE_MAX + 1)

@@ -11,12 +11,16 @@ from partypool.doors.irc_wire import (
     IrcWireError,
     LineFramer,
     Message,
+    cut_text,
     escape_tag_value,
     format_message,
+    pack,
     parse_message,
     room_text,
     server_time,
     split_text,
+    split_words,
+    text_room,
     unescape_tag_value,
 )
 
@@ -43,6 +47,12 @@ from partypool.doors.irc_wire import (
         ),
         (b"@a=b\\sc\\:d\\\\e;f PING", Message("PING", tags={"a": "b c;d\\e", "f": ""})),
         ("PRIVMSG Zoë :héllo ✓".encode(), Message("PRIVMSG", ("Zoë", "héllo ✓"))),
+        # Commands are upper-cased in ASCII only: these stay unknown.
+        ("privmſg #p :x".encode(), Message("privmſg", ("#p", "x"))),
+        ("quıt".encode(), Message("quıt")),
+        ("LIﬆ".encode(), Message("LIﬆ")),
+        # Parameters are separated by spaces only.
+        ("ISON a\u3000b".encode(), Message("ISON", ("a\u3000b",))),
     ],
 )
 def test_parses_what_clients_send(raw, message):
@@ -152,6 +162,64 @@ def test_formats_a_server_message():
     assert format_message("PRIVMSG", "a", ":)") == b"PRIVMSG a ::)\r\n"
 
 
+def test_a_message_over_512_bytes_has_its_last_parameter_cut():
+    """Between characters, tags aside; what fits is sent as it is."""
+    wide = "\U00010400"
+    line = format_message(
+        "PRIVMSG", "#p", wide * 200, source="a!a@h", tags={"time": "t" * 900}
+    )
+    tags, _, message = line.partition(b" ")
+    assert tags == b"@time=" + b"t" * 900
+    assert message == f":a!a@h PRIVMSG #p :{wide * 122}\r\n".encode()
+    assert len(message) == MESSAGE_MAX - 3  # 3 bytes left: less than a letter
+    ping = format_message("PONG", "srv", "p" * 600)
+    assert ping == b"PONG srv :" + b"p" * 500 + b"\r\n"
+    assert format_message("X", "y" * 500) == b"X " + b"y" * 500 + b"\r\n"
+
+
+def test_a_message_whose_first_parameters_pass_512_bytes_is_a_programming_error():
+    with pytest.raises(ValueError):
+        format_message("X", "y" * 508, "z")
+
+
+@given(
+    middle=st.lists(st.text("ab\U00010400é", min_size=1, max_size=40), max_size=5),
+    last=st.text("x \U00010400é\u3300", max_size=700),
+)
+def test_every_formatted_message_fits_and_keeps_a_prefix_of_its_text(middle, last):
+    line = format_message("PRIVMSG", *middle, last, source="s", trailing=True)
+    assert len(line) <= MESSAGE_MAX
+    message = parse_message(line.removesuffix(b"\r\n"))
+    assert message.params[:-1] == tuple(middle)
+    assert last.startswith(message.params[-1])
+
+
+def test_text_room_is_what_the_last_parameter_may_take():
+    room = text_room("PRIVMSG", "#p", source="a")
+    assert room == MESSAGE_MAX - len(":a PRIVMSG #p :\r\n")
+    line = format_message("PRIVMSG", "#p", "x" * room, source="a", trailing=True)
+    assert len(line) == MESSAGE_MAX
+
+
+def test_cut_text_cuts_between_characters():
+    assert cut_text("aéb", 2) == "a"
+    assert cut_text("aéb", 3) == "aé"
+    assert cut_text("aéb", 9) == "aéb"
+    assert cut_text("é", 0) == ""
+
+
+def test_pack_fills_rows_within_room_and_count():
+    words = ["aa", "bb", "cc", "dd", "é"]
+    assert list(pack(words, 5)) == [["aa", "bb"], ["cc", "dd"], ["é"]]
+    assert list(pack(words, 100, most=2)) == [["aa", "bb"], ["cc", "dd"], ["é"]]
+    assert list(pack(["toolong"], 3)) == [["toolong"]]  # a word alone is a row
+    assert list(pack([], 10)) == []
+
+
+def test_split_words_splits_at_spaces_only():
+    assert split_words("  a b\u3000c\x85d ") == ["a", "b\u3000c\x85d"]
+
+
 @pytest.mark.parametrize("bad", ["", "a b", ":x"])
 def test_a_bad_middle_parameter_is_a_programming_error(bad):
     with pytest.raises(ValueError):
@@ -215,6 +283,8 @@ def test_server_time_is_rfc3339_utc_milliseconds():
         ("\x01ACTION waves\x01", "* waves"),
         ("\x01VERSION\x01", None),
         ("\x01PING 12345\x01", None),
+        ("\x01action waves\x01", "* waves"),
+        ("\x01actıon waves\x01", None),  # dotless i: not ACTION
     ],
 )
 def test_room_text_drops_formatting_and_ctcp_but_keeps_actions(text, carried):

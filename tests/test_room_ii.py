@@ -151,6 +151,28 @@ def test_a_mute_holds_across_a_reconnect_by_name_or_address(pool):
     assert other.received() == ["OK MSG BOB"]
 
 
+def test_with_several_users_per_address_a_mute_is_by_name_only(clock):
+    """--allow-same-ip: the address may be a proxy's; muting bob must not
+    silence alice beside him."""
+    pool = make_pool(clock, root=True, allow_same_ip=True)
+    alice = named(pool, "alice", "127.0.0.2")
+    bob = named(pool, "bob", "127.0.0.2")
+    root = as_root(pool)
+    root.send("ADMIN mute -u bob -t 60")
+    assert root.received() == [
+        "ADMIN-OUT muted bob for 60 s (by name only: the server allows several "
+        "users per address)",
+        "ADMIN-END 0",
+    ]
+    alice.received()
+    bob.received()
+    bob.send("SAY hello")
+    assert bob.received() == ["ERR muted you are muted for another 60 s"]
+    alice.send("SAY still here")
+    assert alice.received() == []  # no error
+    assert bob.received() == ["CHAT alice still here"]
+
+
 # -- root on the chat port --------------------------------------------------------
 
 

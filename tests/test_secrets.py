@@ -63,3 +63,27 @@ def test_max_line_too_small_to_log_in_is_refused(tmp_path, monkeypatch):
     with pytest.raises(usage.UsageError, match="at least 512"):
         parse(tmp_path, "--max-line", "511")
     assert parse(tmp_path, "--max-line", "512")["max-line"] == 512
+
+
+def test_where_each_secret_came_from_is_kept_for_the_log(tmp_path, monkeypatch):
+    """The log says where the passkey and root password came from (a file,
+    the environment, the data directory, the command line), never what."""
+    monkeypatch.setenv("PARTYPOOL_PASSKEY", PASSKEY)
+    (tmp_path / "data").mkdir(mode=0o700)
+    kept = tmp_path / "data" / "root-password"
+    kept.write_text(ROOT)
+    kept.chmod(0o600)
+    options = parse(tmp_path)
+    assert options["secret-sources"] == {
+        "passkey": "PARTYPOOL_PASSKEY",
+        "root-password": f"{kept} (kept)",
+    }
+    given = tmp_path / "given"
+    given.write_text(ROOT)
+    given.chmod(0o600)
+    options = parse(tmp_path, "--passkey", PASSKEY, "--root-password-file", str(given))
+    assert options["secret-sources"] == {
+        "passkey": "the command line",
+        "root-password": f"--root-password-file {given}",
+    }
+    assert PASSKEY not in repr(options["secret-sources"])

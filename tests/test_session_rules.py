@@ -268,6 +268,11 @@ def test_a_clock_stepped_back_does_not_stretch_a_mute_or_make_uptime_negative():
     clock.rightNow -= 3600
     with pytest.raises(WireError, match="muted for another 60 s"):
         session.say("hello")
+    listed = []
+    AdminCommands(pool, Operator("password", "127.0.0.1:1")).run("mutes").addCallback(
+        listed.append
+    )
+    assert listed[0].output == "loud  2001:db8::/64  00:01:00 left"
     clock.advance(61)
     session.say("hello again")
     results = []

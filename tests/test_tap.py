@@ -61,6 +61,14 @@ def test_bad_options(tmp_path, monkeypatch, args, message):
         parse(tmp_path, *args)
 
 
+def test_help_states_each_minimum_that_is_enforced():
+    """--help says the rule the option is checked against, not a looser one."""
+    text = " ".join(str(tap.Options()).split())
+    assert "[default: 390000]. Must be at least 4096." in text
+    assert "[default: 4096]. Must be at least 512." in text
+    assert "[default: 25]. Must be greater than zero." in text
+
+
 def test_open_data_directory_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")
     (tmp_path / "data").mkdir(mode=0o755)

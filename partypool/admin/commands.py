@@ -375,15 +375,22 @@ class AdminCommands:
         seconds = None
         if "-t" in options:
             seconds = _number(options["-t"], "-t", minimum=1)
-        member = self.pool.room.by_name(name)
-        hosts = frozenset() if member is None else frozenset({member.host})
+        room = self.pool.room
+        member = room.by_name(name)
+        # An address that may carry several people (--allow-same-ip: a proxy,
+        # a household) is no one's: muting it would silence them all.
+        by_address = member is not None and not room.allow_same_ip
+        hosts = frozenset({member.host}) if by_address else frozenset()
         self.pool.mutes.mute(name if member is None else member.name, hosts, seconds)
         how_long = "until unmuted" if seconds is None else f"for {seconds} s"
         if member is None:
             return Result(f"muted {name} {how_long} (not online: by name only)")
-        self.pool.room.send_to(
-            [member], events.notice(f"the administrator muted you {how_long}")
-        )
+        room.send_to([member], events.notice(f"the administrator muted you {how_long}"))
+        if not by_address:
+            return Result(
+                f"muted {member.name} {how_long} (by name only: the "
+                "server allows several users per address)"
+            )
         return Result(f"muted {member.name} {how_long} (and address {member.host})")
 
     def _unmute(self, args: list[str]) -> Result:
@@ -402,7 +409,7 @@ class AdminCommands:
 
     def _mutes(self, args: list[str]) -> Result:
         _no_arguments(args)
-        now = self.pool.clock.seconds()
+        now = self.pool.mutes.clock.seconds()  # the steady clock mutes run on
         lines = []
         for mute in self.pool.mutes.active():
             left = (

@@ -34,7 +34,7 @@ import itertools
 import secrets
 import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import ServerFactory
@@ -48,11 +48,15 @@ from partypool.doors.irc_wire import (
     MESSAGE_MAX,
     IrcWireError,
     LineFramer,
+    cut_text,
     format_message,
+    pack,
     parse_message,
     room_text,
     server_time,
     split_text,
+    split_words,
+    text_room,
 )
 from partypool.doors.v1 import Outlet
 from partypool.room.auth import (
@@ -65,8 +69,8 @@ from partypool.room.auth import (
 from partypool.room.history import Entry
 from partypool.room.pool import PartyPool
 from partypool.room.room import ROOT_NAME, Event
-from partypool.room.session import CHATTING, NAMING, Session
-from partypool.wire import NAME_MAX, WireError, check_name, name_key, scrub
+from partypool.room.session import CHATTING, NAMING, Session, quit_reason
+from partypool.wire import NAME_MAX, WireError, ascii_upper, check_name, name_key, scrub
 
 log = Logger(namespace="partypool.doors.irc")
 
@@ -77,6 +81,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256")
 SASL_CHUNK = 400  # an AUTHENTICATE payload this long means more follows
 SASL_MAX = 4096  # the most base64 one SASL response may total
 AWAY_MAX = 200
+SERVER_MAX = 63  # the server's source: a hostname (RFC 2812, section 2.3.1)
 # cap -> its value in CAP LS 302
 CAPS = {
     "batch": "",
@@ -125,7 +130,7 @@ class IrcGateway:
     def __init__(self, pool: PartyPool, channel: str = DEFAULT_CHANNEL) -> None:
         self.pool = pool
         self.channel = channel
-        self.channel_key = channel.casefold()
+        self.channel_key = ascii_upper(channel)
         self.server = server_source(pool.server_name)
         self.created = pool.clock.seconds()
         self._boot = secrets.token_hex(3)
@@ -197,21 +202,23 @@ class IrcGateway:
         command: str, sender: str, target: str, text: str, tags: dict[str, str]
     ) -> bytes:
         """``command`` lines carrying ``text``, cut to fit 512 bytes each."""
-        head = len(f":{sender} {command} {target} :\r\n".encode())
+        room = text_room(command, target, source=sender)
         return b"".join(
             format_message(
                 command, target, piece, source=sender, tags=tags, trailing=True
             )
-            for piece in split_text(text, MESSAGE_MAX - head)
+            for piece in split_text(text, room)
         )
 
 
 def server_source(server_name: str) -> str:
-    """A hostname-like IRC server name made from the operator's server name."""
+    """A hostname-like IRC server name made from the operator's server name,
+    at most `SERVER_MAX` characters (RFC 2812's hostname limit), so every
+    reply it starts keeps room for its text."""
     cleaned = "".join(
         c if c.isascii() and (c.isalnum() or c in ".-") else "-" for c in server_name
-    ).strip(".-")
-    return cleaned or "partypool"
+    )
+    return cleaned[:SERVER_MAX].strip(".-") or "partypool"
 
 
 def source(name: str) -> str:
@@ -325,8 +332,9 @@ class IrcDialect:
                 )
             )
         said = quit_text(f"quit: {self._quit_reason}" if reason == "quit" else reason)
-        link = f"Closing Link: {self.session.host} ({said})"
-        self._send(format_message("ERROR", link))
+        link = f"Closing Link: {self.session.host} ({{}})"
+        said = cut_text(said, text_room("ERROR") - len(link.format("").encode()))
+        self._send(format_message("ERROR", link.format(said)))
 
     def close(self) -> None:
         self._outlet.close()
@@ -345,6 +353,11 @@ class IrcDialect:
                 code, self.me, *params, source=self.gateway.server, trailing=True
             )
         )
+
+    def _text_room(self, *params: str) -> int:
+        """The bytes left for the text of a numeric to this client after
+        ``params``."""
+        return text_room("000", self.me, *params, source=self.gateway.server)
 
     def _server_notice(self, text: str) -> None:
         self._send(
@@ -410,12 +423,13 @@ class IrcDialect:
     def irc_CAP(self, params: list[str]) -> None:  # noqa: N802
         if not self._enough(params, 1, "CAP"):
             return
-        sub = params[0].upper()
+        sub = ascii_upper(params[0])
         if sub in ("LS", "REQ") and not self.registered:
             self._negotiating = True
         if sub == "LS":
             version = params[1] if len(params) > 1 else ""
-            with_values = version.isdigit() and int(version) >= 302
+            number = version.isascii() and version.isdigit()
+            with_values = number and int(version) >= 302
             shown = (
                 f"{cap}={value}" if value and with_values else cap
                 for cap, value in sorted(CAPS.items())
@@ -433,10 +447,11 @@ class IrcDialect:
             self._numeric("410", _word(params[0]), "Invalid CAP command")
 
     def _cap_req(self, asked: str) -> None:
-        """All or nothing, as the spec says: ACK every cap asked, or NAK them."""
-        wanted = asked.split()
+        """All or nothing, as the spec says: ACK every cap asked, or NAK them
+        (each named once, the list split over lines if it must be)."""
+        wanted = list(dict.fromkeys(split_words(asked)))
         if not wanted or any(cap.removeprefix("-") not in CAPS for cap in wanted):
-            return self._cap("NAK", asked)
+            return self._cap_list("NAK", wanted)
         for cap in wanted:
             if cap.startswith("-"):
                 self.caps.discard(cap[1:])
@@ -446,7 +461,12 @@ class IrcDialect:
             MSGID_TAG if "message-tags" in self.caps else 0
         )
         self._encode = self.gateway.encoders[self._mix]
-        self._cap("ACK", asked)
+        self._cap_list("ACK", wanted)
+
+    def _cap_list(self, sub: str, caps: list[str]) -> None:
+        room = text_room("CAP", self.me, sub, source=self.gateway.server)
+        for row in pack(caps, room) if caps else [[]]:
+            self._cap(sub, " ".join(row))
 
     def _cap(self, sub: str, text: str) -> None:
         self._send(
@@ -471,7 +491,7 @@ class IrcDialect:
             )
         if name_key(wanted) != ROOT_NAME:  # root: checked at registration
             try:
-                check_name(wanted)
+                wanted = check_name(wanted)  # NFKC: within 24 characters
             except WireError as e:
                 return self._numeric("432", _word(wanted), e.text)
         if self.pool.room.by_name(wanted) is not None:
@@ -543,19 +563,23 @@ class IrcDialect:
         gateway, me, server = self.gateway, self.me, self.gateway.server
         version = f"partypool-{__version__}"
         created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(gateway.created))
-        self._numeric("001", f"Welcome to {self.pool.server_name}, {me}")
+        welcome = f"Welcome to {{}}, {me}"
+        room = self._text_room() - len(welcome.format("").encode())
+        self._numeric("001", welcome.format(cut_text(self.pool.server_name, room)))
         self._numeric("002", f"Your host is {server}, running {version}")
         self._numeric("003", f"This server was created {created}")
         self._numeric("004", server, version, "i", "nt", "o")
-        tokens = self._isupport()
-        for start in range(0, len(tokens), 12):
-            self._numeric("005", *tokens[start : start + 12], "are supported")
+        bare = format_message("005", me, "are supported", source=server)
+        room = MESSAGE_MAX - len(bare) - 1  # for the tokens and their space
+        for tokens in pack(self._isupport(), room, most=12):
+            self._numeric("005", *tokens, "are supported")
         self._numeric("422", "MOTD File is missing")
         self._joined()
         self._replay()
 
     def _isupport(self) -> list[str]:
-        network = self.pool.server_name.translate(_ISUPPORT_ESCAPES)
+        name = cut_text(self.pool.server_name, SERVER_MAX)
+        network = name.translate(_ISUPPORT_ESCAPES)
         return [
             f"AWAYLEN={AWAY_MAX}",
             "CASEMAPPING=rfc8265",
@@ -615,7 +639,7 @@ class IrcDialect:
         if payload == "*":
             return self._sasl_abort()
         if self._sasl is None:
-            return self._sasl_start(payload.upper())
+            return self._sasl_start(ascii_upper(payload))
         if self._checking:
             return
         if payload != "+":
@@ -647,6 +671,15 @@ class IrcDialect:
         self._failure_numeric = ("904", "SASL authentication failed")
         self._send(format_message("AUTHENTICATE", "+"))
 
+    def _authenticate(self, answer: str) -> None:
+        """A SASL message to the client in base64, as IRCv3 SASL sends it:
+        in lines of `SASL_CHUNK` characters, then ``+`` if the last was full."""
+        data = b64encode_text(answer)
+        for start in range(0, len(data), SASL_CHUNK):
+            self._send(format_message("AUTHENTICATE", data[start : start + SASL_CHUNK]))
+        if len(data) % SASL_CHUNK == 0:
+            self._send(format_message("AUTHENTICATE", "+"))
+
     def _sasl_plain(self, message: str) -> None:
         """``authzid NUL authcid NUL secret``.  Account ``root`` is root, with
         the root password; any other (clients fill in ``chat`` or the nick)
@@ -668,7 +701,7 @@ class IrcDialect:
         else:  # the client's "+" after our server-final-message
             return self._sasl_succeeded()
         if answer is not None:
-            self._send(format_message("AUTHENTICATE", b64encode_text(answer)))
+            self._authenticate(answer)
 
     def _sasl_succeeded(self) -> None:
         self._sasl = None
@@ -705,13 +738,13 @@ class IrcDialect:
         self._quit(params[0] if params else "")
 
     def _quit(self, reason: str) -> None:
-        self._quit_reason = scrub(reason).strip()
+        self._quit_reason = quit_reason(reason)
         self.session.quit(reason)
 
     # -- in the room -------------------------------------------------------------
 
     def _is_channel(self, target: str) -> bool:
-        return target.casefold() == self.gateway.channel_key
+        return ascii_upper(target) == self.gateway.channel_key
 
     def _no_such_channel(self, channel: str) -> None:
         self._numeric("403", _word(channel), "No such channel")
@@ -734,7 +767,7 @@ class IrcDialect:
             if not self._is_channel(channel):
                 self._no_such_channel(channel)
         if any(map(self._is_channel, channels)):
-            reason = params[1] if len(params) > 1 else ""
+            reason = quit_reason(params[1]) if len(params) > 1 else ""
             self._send(
                 format_message(
                     "PART",
@@ -797,10 +830,9 @@ class IrcDialect:
     def _names(self) -> None:
         """353 lines as full as 512 bytes allow, then 366."""
         channel = self.gateway.channel
-        head = f":{self.gateway.server} 353 {self.me} = {channel} :\r\n"
         names = [_prefixed(name) for name in self.session.names()]
-        for line in _pack(names, MESSAGE_MAX - len(head.encode())):
-            self._numeric("353", "=", channel, line)
+        for row in pack(names, self._text_room("=", channel)):
+            self._numeric("353", "=", channel, " ".join(row))
         self._numeric("366", channel, "End of /NAMES list")
 
     def irc_TOPIC(self, params: list[str]) -> None:  # noqa: N802
@@ -873,12 +905,22 @@ class IrcDialect:
     def irc_USERHOST(self, params: list[str]) -> None:  # noqa: N802
         if not self._enough(params, 1, "USERHOST"):
             return
-        found = filter(None, map(self.pool.room.by_name, params[:5]))
-        self._numeric("302", " ".join(f"{m.name}=+{m.name}@{USER_HOST}" for m in found))
+        replies = [f"{name}=+{name}@{USER_HOST}" for name in self._found(params[:5])]
+        for row in pack(replies, self._text_room()) if replies else [[]]:
+            self._numeric("302", " ".join(row))
 
     def irc_ISON(self, params: list[str]) -> None:  # noqa: N802
-        found = filter(None, map(self.pool.room.by_name, " ".join(params).split()))
-        self._numeric("303", " ".join(member.name for member in found))
+        """One 303, as clients count them (irssi's notify list does): the
+        members found, each once; those past 512 bytes are left out, as
+        RFC 2812 lets a server cut the reply."""
+        found = self._found(split_words(" ".join(params)))
+        row = next(pack(found, self._text_room()), [])
+        self._numeric("303", " ".join(row))
+
+    def _found(self, nicks: list[str]) -> list[str]:
+        """The names of the members ``nicks`` name, each once, in order."""
+        members = filter(None, map(self.pool.room.by_name, nicks))
+        return list(dict.fromkeys(member.name for member in members))
 
     def irc_AWAY(self, params: list[str]) -> None:  # noqa: N802
         """Accepted so clients do not complain; nobody else is told."""
@@ -936,21 +978,6 @@ class IrcDialect:
 def _prefixed(name: str) -> str:
     """A name as NAMES shows it: root, the operator, with ``@``."""
     return "@" + name if name == ROOT_NAME else name
-
-
-def _pack(names: list[str], room: int) -> Iterator[str]:
-    """Names joined by spaces into lines of at most ``room`` UTF-8 bytes."""
-    line: list[str] = []
-    size = -1
-    for name in names:
-        width = len(name.encode()) + 1
-        if line and size + width > room:
-            yield " ".join(line)
-            line, size = [], -1
-        line.append(name)
-        size += width
-    if line:
-        yield " ".join(line)
 
 
 def _word(text: str) -> str:

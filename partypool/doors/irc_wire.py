@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import attrs
 
 from partypool.doors import framing
+from partypool.wire import ascii_upper
 
 # The message without tags, its CRLF included (RFC 1459), and the tags
 # section ("@", the tags, the space) that IRCv3 message-tags allows beside it.
@@ -79,7 +80,8 @@ class IrcWireError(Exception):
 
 @attrs.frozen
 class Message:
-    """One IRC message: its tags, source, upper-case command and parameters."""
+    """One IRC message: its tags, source, command (upper-case if ASCII:
+    `partypool.wire.ascii_upper`) and parameters."""
 
     command: str
     params: tuple[str, ...] = ()
@@ -119,13 +121,13 @@ def parse_message(raw: bytes) -> Message | None:
     try:
         text = rest.decode("utf-8")
     except UnicodeDecodeError:
-        words = rest.decode("utf-8", "replace").split()
+        words = split_words(rest.decode("utf-8", "replace"))
         if words and words[0].startswith(":"):
             words = words[1:]
         raise IrcWireError(
             "invalid-utf8",
             "Message rejected, your message is not UTF-8",
-            words[0].upper() if words else "*",
+            ascii_upper(words[0]) if words else "*",
         ) from None
     if not text.strip(" "):
         if tags:
@@ -139,21 +141,27 @@ def parse_message(raw: bytes) -> Message | None:
     if not command:
         raise IrcWireError("malformed", "Message has no command")
     if "\0" in text or "\r" in text:
-        raise IrcWireError("malformed", "Message holds NUL or CR", command.upper())
-    return Message(command.upper(), tuple(params), source or None, tags)
+        raise IrcWireError("malformed", "Message holds NUL or CR", ascii_upper(command))
+    return Message(ascii_upper(command), tuple(params), source or None, tags)
 
 
 def _split_params(text: str) -> tuple[str, list[str]]:
     head, colon, trailing = text.partition(" :")
     if text.startswith(":"):  # no command, only a trailing parameter
         return "", []
-    words = [word for word in head.split(" ") if word]
+    words = split_words(head)
     if not words:
         return "", []
     params = words[1:]
     if colon:
         params.append(trailing)
     return words[0], params
+
+
+def split_words(text: str) -> list[str]:
+    """``text`` split at spaces: IRC's only separator (``str.split()`` would
+    also split at U+3000, U+0085 and the other Unicode spaces)."""
+    return [word for word in text.split(" ") if word]
 
 
 def _parse_tags(section: bytes) -> dict[str, str]:
@@ -200,35 +208,84 @@ def format_message(
     tags: Mapping[str, str] | None = None,
     trailing: bool = False,
 ) -> bytes:
-    """Encode one server message with its CRLF.
+    """Encode one server message with its CRLF, within `MESSAGE_MAX` bytes.
 
     The last parameter is sent as a trailing one (``:``) when it must be
     (empty, a space, a leading colon) or ``trailing`` asks (free text, as
     most servers send it); earlier parameters must be plain words.
-    The caller keeps the message within `MESSAGE_MAX` (`split_text` helps).
+
+    Every line the gateway sends is made here, so this is where IRC's limit
+    is kept: a message longer than 512 bytes (tags aside) has its last
+    parameter cut, between characters, to fit.  That is the right cut for a
+    last parameter of free text (a quit reason, a topic, a PONG token); a
+    reply that carries a list splits it first (`pack`), and one whose text
+    ends in something that must stay (``ERROR``'s ``(reason)``) cuts its own
+    free part (`cut_text`), so the cut here is their safety net.  The earlier
+    parameters are bounded (names, the server's source, `_word`-cut echoes);
+    if they alone passed the limit that would be a bug: ValueError.
     """
-    parts = []
-    if tags:
-        parts.append(
-            "@"
-            + ";".join(
-                f"{key}={escape_tag_value(value)}" if value else key
-                for key, value in tags.items()
-            )
-        )
+    head = []
     if source is not None:
-        parts.append(":" + source)
-    parts.append(command)
+        head.append(":" + source)
+    head.append(command)
+    last = None
     if params:
         *middle, last = params
         for param in middle:
             if not param or " " in param or param.startswith(":"):
                 raise ValueError(f"not a middle parameter: {param!r}")
-        parts.extend(middle)
+        head.extend(middle)
+    message = " ".join(head)
+    if last is not None:
         if trailing or not last or " " in last or last.startswith(":"):
             last = ":" + last
-        parts.append(last)
-    return " ".join(parts).encode("utf-8") + b"\r\n"
+        message += " " + last
+    data = message.encode("utf-8") + b"\r\n"
+    if len(data) > MESSAGE_MAX:
+        room = MESSAGE_MAX - len(" ".join(head).encode("utf-8")) - len(" :\r\n")
+        if last is None or room < 0:
+            raise ValueError(f"{command} passes {MESSAGE_MAX} bytes before its text")
+        cut = cut_text(params[-1], room)
+        data = f"{' '.join(head)} :{cut}\r\n".encode()
+    if tags:
+        section = ";".join(
+            f"{key}={escape_tag_value(value)}" if value else key
+            for key, value in tags.items()
+        )
+        data = f"@{section} ".encode() + data
+    return data
+
+
+def cut_text(text: str, room: int) -> str:
+    """``text`` cut to at most ``room`` UTF-8 bytes, between characters."""
+    data = text.encode("utf-8")
+    if len(data) <= room:
+        return text
+    return data[: max(room, 0)].decode("utf-8", "ignore")
+
+
+def text_room(command: str, *params: str, source: str | None = None) -> int:
+    """The bytes a last parameter of free text has after ``command`` and
+    ``params`` in a message of `MESSAGE_MAX` bytes."""
+    used = format_message(command, *params, "", source=source, trailing=True)
+    return MESSAGE_MAX - len(used)
+
+
+def pack(words: list[str], room: int, most: int | None = None) -> Iterator[list[str]]:
+    """``words`` in rows that, joined by spaces, take at most ``room`` UTF-8
+    bytes (and hold at most ``most`` words): how a list too long for one
+    reply is split over several (353 NAMES, 302 USERHOST, 005 ISUPPORT)."""
+    row: list[str] = []
+    size = -1
+    for word in words:
+        width = len(word.encode("utf-8")) + 1
+        if row and (size + width > room or len(row) == most):
+            yield row
+            row, size = [], -1
+        row.append(word)
+        size += width
+    if row:
+        yield row
 
 
 def split_text(text: str, room: int) -> list[str]:
@@ -265,7 +322,7 @@ def room_text(text: str) -> str | None:
     ``PING``…), which is client-to-client and not for the room."""
     if text.startswith("\x01"):
         command, _, rest = text.strip("\x01").partition(" ")
-        if command.upper() != "ACTION":
+        if ascii_upper(command) != "ACTION":
             return None
         text = "* " + rest
     return _FORMATTING.sub("", text)

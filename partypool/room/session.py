@@ -87,6 +87,12 @@ NO_TERMINAL = "manhole needs a terminal: use the SSH admin port (ssh -t)"
 CLOSE_GRACE = 10.0
 
 
+def quit_reason(reason: str) -> str:
+    """A peer's quit reason as the room keeps it: `visible_text`, at most
+    `QUIT_REASON_MAX` characters (a door echoing it to its peer uses this too)."""
+    return visible_text(reason)[:QUIT_REASON_MAX]
+
+
 class Door(Protocol):
     """What a `Session` needs of the door that carries it: a dialect and its
     carrier together (the v1 dialect over TCP, say, or an IRC gateway)."""
@@ -670,7 +676,7 @@ class Session:
 
     def quit(self, reason: str = "") -> None:
         """Leave at the peer's wish; the others see the reason (scrubbed, cut short)."""
-        reason = visible_text(reason)[:QUIT_REASON_MAX]
+        reason = quit_reason(reason)
         if self.name is not None:  # others get "LEFT <name> quit: <reason>"
             max_line = self.pool.limits.max_line
             reason = split_to_fit(reason, max_line, "LEFT", self.name, "quit:")[0]

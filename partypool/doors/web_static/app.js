@@ -73,10 +73,11 @@ const HELP = [
   "/online — who is here",
   "/ip — your address as the server sees it",
   "/request <text> — a request to the organisers",
-  "/admin <command> — an administrator command (administrator login)",
   "/exit — leave",
   "//text — say text that starts with /",
+  "/help — this list",
 ];
+const ROOT_HELP = "/admin <command> — an administrator command (try /admin help)";
 // BYE reasons (and ERR codes) after which trying again would only repeat them.
 const FINAL = new Set([
   "auth-failed", "auth-throttled", "banned", "banned by admin", "removed by admin",
@@ -287,7 +288,7 @@ async function handle(line) {
       break;
     }
     case "ADMIN-OUT": say("admin", rest); break;
-    case "ADMIN-END": say("admin", `(exit status ${rest})`); break;
+    case "ADMIN-END": if (rest !== "0") say("error", `(failed: exit status ${rest})`); break;
     default: break; // a verb this page does not know: ignored, as the protocol says
   }
 }
@@ -407,7 +408,9 @@ function command(text) {
   }
   const [verb, rest] = split(text.slice(1));
   switch (verb.toLowerCase()) {
-    case "help": for (const line of HELP) say("info", line); break;
+    case "help":
+      for (const line of state.asRoot ? [ROOT_HELP, ...HELP] : HELP) say("info", line);
+      break;
     case "exit": case "quit": state.leaving = true; send("QUIT"); break;
     case "online": state.showOnline = true; send("ONLINE"); break;
     case "ip": send("IP"); break;
