@@ -16,14 +16,17 @@ Every format gets the same two treatments:
 
 - Escaping.  Log text carries client input (addresses are safe, but an SSH
   client chooses its key algorithm name, a TLS library quotes what it was
-  sent, an exception quotes a bad value).  Control characters (C0, DEL, C1)
-  and the Unicode line and paragraph separators are written as backslash
-  escapes (``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\x85``, ``\\u2028``), so no
-  input can start a line of its own (a forged entry, or in the journal a
-  forged priority) or send escape sequences to the terminal of whoever reads
-  the log.  A message is always one line; only a traceback spans lines, one
-  line per frame, each escaped.  JSON keeps the raw field values, encoded so
-  that the line stays one line.
+  sent, an exception quotes a bad value).  Control characters (C0, DEL, C1),
+  format characters (Unicode category Cf: bidi controls, zero-width
+  characters, tags), the Unicode line and paragraph separators and lone
+  surrogates are written as backslash escapes (``\\n``, ``\\r``, ``\\t``,
+  ``\\x1b``, ``\\x85``, ``\\u202e``, ``\\u2028``), so no input can start a
+  line of its own (a forged entry, or in the journal a forged priority),
+  send escape sequences to the terminal of whoever reads the log, reorder
+  the rest of its line (U+202E) or hide text.  A message is always one line;
+  only a traceback spans lines, one line per frame, each escaped.  JSON
+  keeps the raw field values, encoded (``\\u202e``) so that the line stays
+  one line and shows the same.
 - Quieting.  Debug events are dropped, and so is conch's info chatter (a dozen
   lines per SSH login: key exchange, services, channels); its warnings and
   errors stay.  The admin port logs the login, the commands and the logout
@@ -35,7 +38,8 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 
 from twisted.logger import (
     FileLogObserver,
@@ -68,21 +72,54 @@ CHATTY = ("twisted.conch", "partypool.admin.ssh")
 # Keys of twisted.python.log's legacy events, which are not the event's fields.
 _LEGACY = {"message", "format", "isError", "system", "time", "why", "failure"}
 
-_ESCAPES = {
-    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
-    ord("\n"): "\\n",
-    ord("\r"): "\\r",
-    ord("\t"): "\\t",
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
-# What json.dumps(ensure_ascii=False) leaves raw but some readers break lines on.
-_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+# What is escaped: the Unicode categories of characters a terminal or viewer
+# obeys instead of showing.  Cc: C0, DEL and C1 (line ends, ESC); Cf: format
+# characters, among them the bidi controls (U+061C, U+200E/F, U+202A-E,
+# U+2066-9) that reorder the rest of a line, zero-width characters and tags
+# that hide text; Zl and Zp: U+2028 and U+2029, which some readers break
+# lines on; Cs: a lone surrogate, which cannot even be written as UTF-8.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_NAMED = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def _text_escape(code: int) -> str:
+    """Python's spelling: ``\\n``, ``\\x1b``, ``\\u202e``, ``\\U000e0041``."""
+    if code in _NAMED:
+        return _NAMED[code]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _json_escape(code: int) -> str:
+    """JSON's spelling: ``\\u202e``, and a surrogate pair above U+FFFF."""
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def _escaped(text: str, spell: Callable[[int], str]) -> str:
+    """``text`` with each `_HIDDEN` character spelled by ``spell``.
+
+    ``isprintable()`` is False for every such character, so most text is
+    returned as it is; otherwise the category is looked up once per distinct
+    character that is not printable, not once per character.
+    """
+    if text.isprintable():
+        return text
+    table = {
+        ord(char): spell(ord(char))
+        for char in set(text)
+        if not char.isprintable() and unicodedata.category(char) in _HIDDEN
+    }
+    return text.translate(table)
 
 
 def escape(text: str) -> str:
-    """``text`` on one line, with every control character as a backslash escape."""
-    return text.translate(_ESCAPES)
+    """``text`` on one line, every control and format character (`_HIDDEN`)
+    as a backslash escape."""
+    return _escaped(text, _text_escape)
 
 
 def traceback_lines(failure: Failure) -> list[str]:
@@ -142,7 +179,8 @@ def json_line(event: LogEvent) -> str:
     if "log_failure" in event:
         record["traceback"] = "\n".join(traceback_lines(event["log_failure"]))
     line = json.dumps(record, ensure_ascii=False)
-    return line.translate(_JSON_ESCAPES) + "\n"
+    # json.dumps already escapes C0; this escapes what it leaves raw.
+    return _escaped(line, _json_escape) + "\n"
 
 
 def quiet(observer: ILogObserver) -> ILogObserver:

@@ -232,9 +232,12 @@ class PublishAddress(Service):
     directory) names each door's port as bound, ``tcp:0`` and passed sockets
     included, so ``partypool-invite`` and ``partypool-dist`` make invites that
     reach this server without being told its ports.  Then ``announce`` (if
-    any; ``partypool serve`` prints the addresses with it) gets the record.
-    Each `Listener` is a door named by the first word of its label
-    (``chat port``, ``admin port``, ``web door``).
+    any; ``partypool serve`` prints the addresses with it) gets the record,
+    once the reactor runs: its announcement says "Ctrl-C stops it", and
+    until the reactor has installed its signal handlers a Ctrl-C would
+    interrupt whatever code is starting instead (the listeners are bound
+    before ``reactor.run``).  Each `Listener` is a door named by the first
+    word of its label (``chat port``, ``admin port``, ``web door``).
     """
 
     def __init__(
@@ -244,12 +247,14 @@ class PublishAddress(Service):
         *,
         server_name: str,
         tls: bool,
+        reactor: IReactorCore,
         announce: Callable[[ServerRecord], object] | None = None,
     ) -> None:
         self.listeners = list(listeners)
         self.data_dir = data_dir
         self.server_name = server_name
         self.tls = tls
+        self.reactor = reactor
         self.announce = announce
 
     def startService(self) -> None:  # noqa: N802
@@ -277,4 +282,4 @@ class PublishAddress(Service):
         else:
             log.info("ports recorded in {path} for invites and packages", path=path)
         if self.announce is not None:
-            self.announce(record)
+            self.reactor.callWhenRunning(self.announce, record)

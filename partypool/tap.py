@@ -568,7 +568,8 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         data_dir,
         server_name=options["server-name"],
         tls=tls is not None,
-        announce=options.get("announce"),  # set by partypool.launcher
+        reactor=reactor,
+        announce=options.get("announce"),  # set by partypool.serve
     ).setServiceParent(top)
     Readiness([x.listening for x in listeners], reactor, reactor).setServiceParent(top)
     Farewell(pool).setServiceParent(top)

@@ -23,6 +23,7 @@ from partypool.room.addresses import (
         ("2001:db8:0:1::1", "2001:db8:0:1::/64"),  # the next /64 is another
         ("fe80::1%eth0", "fe80::/64"),  # zone ids do not split a group
         ("::1", "::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # mapped IPv4 is IPv4
         ("/run/partypool.sock", "/run/partypool.sock"),  # not an address
     ],
 )
@@ -63,6 +64,19 @@ def test_ban_network_accepts_addresses_and_cidrs(text, network):
         ("0.0.0.0", "never the address of a client"),
         ("ff02::/16", "holds no client addresses"),
         ("239.0.0.0/8", "holds no client addresses"),
+        # Checked after the mapping and the clearing of host bits: a network
+        # of one address is that address, a mapped one is IPv4 (attack II, 12).
+        ("0.0.0.0/32", "0.0.0.0 is never the address of a client"),
+        ("255.255.255.255/32", "never the address of a client"),
+        ("224.0.0.1/32", "never the address of a client"),
+        ("::/128", "never the address of a client"),
+        ("ff02::1/128", "never the address of a client"),
+        ("::ffff:224.0.0.1/128", "224.0.0.1 is never the address of a client"),
+        ("::ffff:0.0.0.0/128", "never the address of a client"),
+        ("::ffff:255.255.255.255/128", "never the address of a client"),
+        ("::ffff:224.0.0.0/100", "224.0.0.0/4 holds no client addresses"),
+        ("::ffff:239.1.2.3/120", "239.1.2.0/24 holds no client addresses"),
+        ("224.0.0.1/31", "224.0.0.0/31 holds no client addresses"),
     ],
 )
 def test_ban_network_refuses_what_can_never_match(text, why):

@@ -545,6 +545,78 @@ class AdminHardeningTests(unittest.TestCase):
                 self.assertEqual(result.status, 1)
         self.assertEqual((yield self.store.bans()), [])
 
+    @inlineCallbacks
+    def test_a_network_no_client_has_is_refused_by_every_address_verb(
+        self,
+    ) -> Deferred:
+        """Written as a network (``/32``, ``/128``, mapped IPv4): checked after
+        mapping and clearing host bits, so no spelling gets past any verb that
+        takes an address (attack review II, 12).  ``mute`` takes no address."""
+        networks = (
+            "0.0.0.0/32",
+            "255.255.255.255/32",
+            "::ffff:224.0.0.1/128",
+            "::ffff:0.0.0.0/128",
+            "::/128",
+            "ff02::1/128",
+            "::ffff:224.0.0.0/100",
+        )
+        for command in ("ban -ip", "unban -ip", "remove -ip", "send -ip"):
+            for network in networks:
+                line = f"{command} {network}" + (" hi" if command == "send -ip" else "")
+                result = yield self.commands.run(line)
+                self.assertEqual(result.status, 1, (line, result.output))
+                self.assertRegex(
+                    result.output,
+                    "never the address of a client|holds no client addresses"
+                    if command.endswith("ban -ip")
+                    else "not an IP address",  # remove and send take addresses
+                )
+        self.assertEqual((yield self.store.bans()), [])
+        self.assertEqual(len(self.pool.room.banned_hosts), 0)
+        for member in (self.alice, self.bob, self.carol):
+            self.assertEqual(member.lines, [])
+
+    @inlineCallbacks
+    def test_a_stored_ban_that_can_never_match_neither_stops_a_start_nor_stays(
+        self,
+    ) -> Deferred:
+        """An older server stored ``ban -ip 0.0.0.0/32`` as ``0.0.0.0``: the
+        next start skips it with a warning (it refused to start), and
+        ``unban -ip 0.0.0.0`` removes it, as ``bans`` lists it."""
+        for value in ("0.0.0.0", "224.0.0.1", "127.0.9.9"):
+            yield self.store.add_ban("ip", value, BANNED)
+        seen: list[dict] = []
+        globalLogPublisher.addObserver(seen.append)
+        try:
+            pool = make_server(
+                verifier=ChatVerifier.from_passkey("passkey", 4096),
+                store=self.store,
+                clock=self.clock,
+                server_name="test",
+                bans=(yield self.store.bans()),
+            )
+        finally:
+            globalLogPublisher.removeObserver(seen.append)
+        self.assertEqual(len(pool.room.banned_hosts), 1)
+        self.assertIn("127.0.9.9", pool.room.banned_hosts)
+        warned = [formatEvent(e) for e in seen if "stored ban" in formatEvent(e)]
+        self.assertEqual(len(warned), 2, warned)
+        self.assertIn("unban -ip 0.0.0.0 removes it", warned[0])
+        commands = AdminCommands(pool, OPERATOR)
+        result = yield commands.run("unban -ip 0.0.0.0")
+        self.assertEqual(
+            (result.status, result.output),
+            (0, "unbanned ip 0.0.0.0 (it could never match)"),
+        )
+        again = yield commands.run("unban -ip 0.0.0.0")
+        self.assertEqual(again.status, 1)
+        self.assertIn("never the address of a client", again.output)
+        self.assertEqual(
+            sorted(b.value for b in (yield self.store.bans())),
+            ["127.0.9.9", "224.0.0.1"],
+        )
+
     # -- close-server --cancel ----------------------------------------------
 
     def test_cancelling_a_shutdown_tells_everyone(self) -> None:

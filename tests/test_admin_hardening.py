@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from twisted.conch.ssh import keys, transport, userauth
 from twisted.conch.ssh.common import NS, getNS
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from twisted.logger import LogLevel, formatEvent
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from partypool import logs
-from partypool.admin.ssh import USER_KEY_ALGORITHMS
+from partypool.admin.ssh import USER_KEY_ALGORITHMS, AdminServerTransport
 from tests.test_admin_ssh import (
     PASSWORD,
     AdminSSHTestCase,
@@ -321,3 +322,34 @@ class AuthorizedKeysTests(AdminSSHTestCase):
         self.assertFalse(chan.opened.called)
         chan, _, _ = self.connect(command=b"stats", password=PASSWORD)
         self.assertEqual(chan.status, 0)
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "bye \u202etoor rof nigol dab",  # RIGHT-TO-LEFT OVERRIDE
+        "bye \u2067bad login for root\u2069",  # RIGHT-TO-LEFT ISOLATE
+        "bye \u061c\u200f\u202bbad login",  # ARABIC LETTER MARK, RLM, RLE
+        "bye \u200bro\u2060ot",  # zero-width space and word joiner
+    ],
+)
+def test_ssh_disconnect_description_cannot_reorder_the_log_line(description, capsys):
+    """A client's SSH_MSG_DISCONNECT text is logged before any login; a bidi
+    control in it would reorder the rest of the operator's line, an
+    invisible character hide what it says: in no format is one raw."""
+    server = AdminServerTransport.__new__(AdminServerTransport)
+    server.peer = "192.0.2.1:5000"
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        server.receiveError(2, description.encode())
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    [event] = [e for e in seen if "closed by the client" in formatEvent(e)]
+    logs.write_like_twistd({"nodaemon": True})
+    logs.text_observer()(event)
+    lines = [capsys.readouterr().out, logs.journal_line(event), logs.json_line(event)]
+    hidden = set(description) - set(description.encode("ascii", "ignore").decode())
+    for line in lines:
+        assert not hidden & set(line), ascii(line)
+        assert "\\u20" in line or "\\u06" in line, line

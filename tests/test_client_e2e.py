@@ -684,7 +684,7 @@ def test_terminal_history_private_and_root_on_the_chat_port(tmp_path):
             timeout=TIMEOUT,
             dimensions=(40, 120),
         )
-        tom.expect("the last 1 messages")
+        tom.expect("──── the last message ────")
         # Fragments are separated by colour codes: allow a few between them.
         tom.expect(r"\d\d:\d\d .{0,20}\$alice: said before tom came")
         tom.expect("──── live ────")

@@ -133,6 +133,16 @@ class ScriptViewTests(SynchronousTestCase):
         self.assertEqual(self.quits, 1)
         self.assertIn("NAMED alice", self.out.getvalue())
 
+    def test_refused_name_given_by_flag_ends_the_run(self) -> None:
+        """Newcomer 2, finding 18: with --name, a refused name ends the run
+        (the session then exits 1); the next input line, meant as a
+        message, is not taken for a name."""
+        view = ScriptView(self.out, io.StringIO(), names_from_input=False)
+        view.input_line("hello everyone")
+        name = view.ask_name("the name bob is banned")
+        self.assertIsNone(self.successResultOf(name))
+        self.assertEqual(self.out.getvalue(), "NAME-REFUSED the name bob is banned\n")
+
     def test_end_of_input_while_asking_name(self) -> None:
         name = self.view.ask_name("the name root is reserved")
         self.view.input_ended()
@@ -239,7 +249,7 @@ def test_terminal_view_lines(monkeypatch) -> None:
     view.requested(5, "bob", "more snacks")
     assert re.fullmatch(r"\d\d:\d\d 🔒 bob → you: psst", shown[0])
     assert shown[1].endswith("🔒 you → bob: hi")
-    assert "the last 1 messages" in shown[2]
+    assert shown[2].endswith("──── the last message ────")
     local = when.astimezone().strftime("%Y-%m-%d %H:%M")
     assert shown[3] == f"{local} $ann: old news"
     assert shown[4].endswith("──── live ────")
@@ -247,3 +257,36 @@ def test_terminal_view_lines(monkeypatch) -> None:
     shown.clear()
     tui.TerminalView(timestamps=False).chat("bob", "hi")
     assert shown == ["$bob: hi"]
+    shown.clear()
+    view.history([HistoryEntry(1, when, "CHAT", "ann", "old news")] * 2)
+    assert shown[0].endswith("──── the last 2 messages ────")
+
+
+def test_terminal_marks_refused_messages(monkeypatch) -> None:
+    """Newcomer 2, finding 11: a refused room or private message is shown
+    as not delivered, quoting it (cut when long), with the server's reason;
+    a rate-limit refusal (the server does not say which line) says a line
+    did not get through."""
+    from prompt_toolkit.formatted_text import to_plain_text
+
+    from partypool.client import tui
+
+    shown: list[str] = []
+    monkeypatch.setattr(
+        tui,
+        "print_formatted_text",
+        lambda text, style=None: shown.append(to_plain_text(text)),
+    )
+    view = tui.TerminalView(timestamps=False)
+    view.refused("alice speaking", "muted", "you are muted for another 52 s")
+    view.refused("y" * 100, "text-too-long", "text is longer than 40 characters")
+    view.private_refused("bob", "psst", "muted", "you are muted")
+    view.error("rate-limited", "at most 5 lines per second; line dropped")
+    assert shown == [
+        "✗ not delivered: “alice speaking” — you are muted for another 52 s (muted)",
+        "✗ not delivered: “" + "y" * 59 + "…” — text is longer than 40 characters"
+        " (text-too-long)",
+        "✗ not delivered to bob: “psst” — you are muted (muted)",
+        "✗ at most 5 lines per second; line dropped: one of your last lines did"
+        " not get through (rate-limited)",
+    ]

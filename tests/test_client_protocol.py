@@ -44,6 +44,9 @@ class RecordingListener(ChatListener):
     def error(self, code: str, text: str) -> None:
         self.events.append(("error", code, text))
 
+    def refused(self, said: str, code: str, text: str) -> None:
+        self.events.append(("refused", said, code, text))
+
     def private(self, name: str, text: str) -> None:
         self.events.append(("private", name, text))
 
@@ -253,7 +256,33 @@ class MatchingTests(SynchronousTestCase):
         online = self.proto.online()
         self.server.send("ERR text-too-long too long", "ONLINE 1 alice")
         self.assertEqual(self.successResultOf(online), ["alice"])
-        self.assertEqual(self.listener.events, [("error", "text-too-long", "too long")])
+        self.assertEqual(
+            self.listener.events,
+            [("refused", "x" * 3000, "text-too-long", "too long")],
+        )
+
+    def test_refusal_names_the_message_refused(self) -> None:
+        """Newcomer 2, finding 11: the listener learns which message was
+        not delivered (not just the server's reason), for each refusal."""
+        self.proto.say("first")
+        online = self.proto.online()
+        self.proto.say("second")
+        self.proto.say("third")
+        self.server.send("ONLINE 1 alice", "ERR muted you are muted for another 52 s")
+        self.successResultOf(online)
+        self.server.send("ERR text-too-long text is longer than 2000 characters")
+        self.assertEqual(
+            self.listener.events,
+            [
+                ("refused", "second", "muted", "you are muted for another 52 s"),
+                (
+                    "refused",
+                    "third",
+                    "text-too-long",
+                    "text is longer than 2000 characters",
+                ),
+            ],
+        )
 
     def test_accepted_says_leave_the_queue(self) -> None:
         """A reply shows the SAYs before it were accepted: a later ERR
@@ -281,7 +310,10 @@ class MatchingTests(SynchronousTestCase):
         self.server.send("OK REQUEST 3")
         self.assertEqual(self.successResultOf(request), 3)
         self.assertEqual(self.successResultOf(ip), "10.0.0.1")
-        self.assertEqual(self.listener.events, [("error", "text-too-long", "too long")])
+        self.assertEqual(
+            self.listener.events,
+            [("refused", "x" * 3000, "text-too-long", "too long")],
+        )
 
     def test_dropped_lines_time_out(self) -> None:
         """ERR rate-limited goes to the listener; the dropped lines fail
@@ -311,6 +343,49 @@ class MatchingTests(SynchronousTestCase):
         second = self.proto.request("drinks")
         self.server.send("OK REQUEST 1", "OK REQUEST 2")
         self.assertEqual(self.successResultOf(second), 2)
+
+    def test_quit_waits_for_the_answers_due(self) -> None:
+        """Newcomer 2, finding 10: QUIT goes out only once every request
+        sent before it has its answer (the server closes on QUIT); the
+        messages sent before it go first and hold nothing up."""
+        history = self.proto.history(3)
+        online = self.proto.online()
+        stored = self.proto.request("snacks")
+        private = self.proto.msg("bob", "psst")
+        self.proto.say("bye all")
+        done = self.proto.quit()
+        self.proto.quit()  # once is enough
+        self.assertEqual(
+            self.server.received(),
+            ["HISTORY 3", "ONLINE", "REQUEST snacks", "MSG bob psst", "SAY bye all"],
+        )
+        self.server.send(
+            "HISTORY 7 2026-01-02T03:04:05Z CHAT bob hi",
+            "HISTORY-END 1",
+            "ONLINE 2 alice bob",
+            "OK MSG bob",
+        )
+        self.assertEqual(self.server.received(), [])  # the REQUEST is not stored yet
+        self.server.send("OK REQUEST 4")
+        self.assertEqual(self.server.received(), ["QUIT"])
+        self.assertEqual(len(self.successResultOf(history)), 1)
+        self.assertEqual(self.successResultOf(online), ["alice", "bob"])
+        self.assertEqual(self.successResultOf(stored), 4)
+        self.assertEqual(self.successResultOf(private), "bob")
+        self.server.send("BYE quit")
+        self.server.lose()
+        self.assertEqual(self.successResultOf(done), "quit")
+
+    def test_quit_after_an_unanswered_request(self) -> None:
+        """A request the server never answers holds QUIT back only until it
+        times out, and backlog_seconds says so."""
+        online = self.proto.online()
+        self.proto.quit()
+        self.assertEqual(self.proto.backlog_seconds(), 15.0)
+        self.assertEqual(self.server.received(), ["ONLINE"])
+        self.clock.advance(15)
+        self.failureResultOf(online, NoReply)
+        self.assertEqual(self.server.received(), ["QUIT"])
 
     def test_old_says_forgotten(self) -> None:
         """Sent SAYs are not remembered forever."""

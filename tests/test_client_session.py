@@ -62,6 +62,12 @@ class RecordingView(SessionView):
     def private_sent(self, name: str, text: str) -> None:
         self.reports.append(("private_sent", name, text))
 
+    def refused(self, said: str, code: str, text: str) -> None:
+        self.reports.append(("refused", said, code))
+
+    def private_refused(self, name: str, said: str, code: str, text: str) -> None:
+        self.reports.append(("private_refused", name, said, code))
+
     def history(self, entries) -> None:
         self.reports.append(("history", entries))
 
@@ -181,6 +187,116 @@ class SessionTests(SynchronousTestCase):
         self.assertTrue(server.transport.disconnecting)
         server.lose()
         self.assertEqual(self.successResultOf(result), EXIT_OK)
+
+    def test_leaving_keeps_the_answers_due(self) -> None:
+        """Newcomer 2, finding 10: /exit right after requests waits for
+        their answers before QUIT; nothing typed after it is sent; and the
+        end is not reported as a lost connection."""
+        result = self.start(history=3)
+        [server] = self.servers
+        self.join(server)
+        self.session.handle_input("/online")
+        self.session.handle_input("/ip")
+        self.session.handle_input("/request snacks")
+        self.session.handle_input("/exit")
+        self.session.handle_input("one more thing")
+        self.session.handle_input("/online")
+        self.assertEqual(
+            server.received(), ["HISTORY 3", "ONLINE", "IP", "REQUEST snacks"]
+        )
+        self.assertEqual(
+            self.view.of_kind("hint"), [("hint", "leaving: nothing was sent")] * 2
+        )
+        server.send("HISTORY-END 0", "ONLINE 1 alice", "IP 127.0.0.1", "OK REQUEST 2")
+        self.assertEqual(server.received(), ["QUIT"])
+        server.send("BYE quit")
+        server.lose()
+        self.assertEqual(self.successResultOf(result), EXIT_OK)
+        self.assertIn(("online", ["alice"]), self.view.reports)
+        self.assertIn(("request_stored", 2), self.view.reports)
+        self.assertEqual(len(self.view.of_kind("hint")), 2)  # no "lost" hint
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_leaving_on_being_named_keeps_the_history(self) -> None:
+        """A script at the end of its input leaves as soon as it is named:
+        the history asked for on joining still arrives, then QUIT."""
+        self.view.named = lambda name, rejoined: self.session.quit()  # type: ignore[method-assign]
+        result = self.start(history=3)
+        [server] = self.servers
+        self.join(server)
+        self.assertEqual(server.received(), ["HISTORY 3"])
+        server.send("HISTORY 9 2026-01-02T03:04:05Z CHAT bob hi", "HISTORY-END 1")
+        self.assertEqual(server.received(), ["QUIT"])
+        server.send("BYE quit")
+        server.lose()
+        self.assertEqual(self.successResultOf(result), EXIT_OK)
+        [(_, entries)] = self.view.of_kind("history")
+        self.assertEqual([e.text for e in entries], ["hi"])
+        self.assertEqual(self.view.of_kind("hint"), [])
+
+    def test_server_closing_while_we_leave_is_no_loss(self) -> None:
+        """Our own quit is never reported as a lost connection, even when
+        the server closes before a pending answer."""
+        result = self.start()
+        [server] = self.servers
+        self.join(server)
+        self.session.handle_input("/online")
+        self.session.quit()
+        server.lose()
+        self.assertEqual(self.successResultOf(result), EXIT_OK)
+        self.assertEqual(self.view.of_kind("hint"), [])
+
+    def test_refused_messages_are_reported_with_their_text(self) -> None:
+        """Newcomer 2, finding 11: a room or private message the server
+        refuses is reported as not delivered, quoting it, for each reason."""
+        self.start()
+        [server] = self.servers
+        self.join(server)
+        self.session.handle_input("while muted")
+        self.session.handle_input("/msg Bob psst")
+        self.session.handle_input("x" * 50)
+        self.session.handle_input("/msg carol hi")
+        server.send(
+            "ERR muted you are muted for another 52 s",
+            "ERR muted you are muted for another 52 s",
+            "ERR text-too-long text is longer than 40 characters",
+            "ERR no-such-user nobody called carol",
+        )
+        self.assertEqual(self.view.of_kind("said")[0], ("said", "alice", "while muted"))
+        self.assertEqual(
+            self.view.of_kind("refused"),
+            [
+                ("refused", "while muted", "muted"),
+                ("refused", "x" * 50, "text-too-long"),
+            ],
+        )
+        self.assertEqual(
+            self.view.of_kind("private_refused"),
+            [
+                ("private_refused", "Bob", "psst", "muted"),
+                ("private_refused", "carol", "hi", "no-such-user"),
+            ],
+        )
+        self.assertEqual(self.view.of_kind("error"), [])
+
+    def test_refused_name_is_an_error(self) -> None:
+        """Newcomer 2, finding 18: leaving after the server refused the
+        name (a banned one, say) means the room was never joined: status 1,
+        saying why."""
+        result = self.start(name="bob")
+        [server] = self.servers
+        server.log_in()
+        server.received()
+        server.send("ERR banned the name bob is banned")
+        [(problem, answer)] = self.view.name_requests
+        self.assertEqual(problem, "the name bob is banned")
+        answer.callback(None)
+        self.assertEqual(server.received(), ["QUIT"])
+        server.send("BYE quit")
+        server.lose()
+        self.assertEqual(self.successResultOf(result), EXIT_ERROR)
+        [(_, text)] = self.view.of_kind("failure")
+        self.assertEqual(text, "never joined the room: the name bob is banned")
 
     def test_kicked(self) -> None:
         """BYE from an administrator's kick ends with status 2, no reconnect."""

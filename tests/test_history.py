@@ -13,9 +13,17 @@ from twisted.trial import unittest
 
 from partypool.admin.commands import AdminCommands, Operator
 from partypool.room import room as events
-from partypool.room.history import DAY, WRITE_EVERY, Entry, History, HistoryService
+from partypool.room.history import (
+    DAY,
+    WRITE_EVERY,
+    Entry,
+    History,
+    HistoryService,
+    fitted,
+)
 from partypool.room.store import Store, load_history, migrate
-from tests.helpers import FakeStore, connect, make_pool
+from partypool.wire import HISTORY_HEAD, format_line
+from tests.helpers import ROOT_PASSWORD, FakeStore, connect, make_pool, unit_limits
 
 NOW = 1_764_467_404.123  # 2025-11-30T01:50:04.123Z
 
@@ -224,6 +232,128 @@ def test_history_needs_a_name_and_is_empty_when_off():
     assert peer.received()[0].startswith("ERR nick-required ")
     peer.send("NICK alice", "SAY not kept", "HISTORY")
     assert peer.received() == ["OK NICK alice", "HISTORY-END 0"]
+
+
+# -- kept under a larger --max-line -------------------------------------------
+
+# A 4-byte letter (Deseret): a cut between its bytes would not be UTF-8.
+WIDE = "\U00010400"
+
+
+def kept_under_4096() -> list[Entry]:
+    """What a run at ``--max-line 4096`` kept: each as long as it allowed."""
+    return [
+        Entry(1, NOW - 60, events.chat("alice", "z" * 3000)),
+        Entry(2, NOW - 50, events.notice("n" * 3900)),
+        Entry(3, NOW - 40, events.chat("alice", WIDE * 900)),
+        Entry(4, NOW - 30, events.chat("alice", "short and kept whole")),
+    ]
+
+
+def lowered(max_line: int = 1024):
+    """A pool restarted with ``--max-line max_line`` on that history."""
+    kept = kept_under_4096()
+    return make_pool(
+        clock_at(),
+        root=True,
+        store=FakeStore(),
+        limits=unit_limits(max_line=max_line),
+        history_kept=(kept, len(kept)),
+    )
+
+
+def _longest(lines: list[str]) -> int:
+    """The longest line's bytes, with its CRLF."""
+    return max(len(line.encode()) + 2 for line in lines)
+
+
+def test_history_replay_fits_a_lowered_max_line():
+    """A message accepted under ``--max-line 4096`` and replayed after a
+    restart with ``--max-line 1024`` (attack review II, 10)."""
+    kept = [Entry(1, NOW - 60, events.chat("alice", "z" * 3000))]
+    pool = make_pool(
+        clock_at(),
+        store=FakeStore(),
+        limits=unit_limits(max_line=1024),
+        history_kept=(kept, 1),
+    )
+    v1 = named(pool, "bob", "10.0.0.3")
+    v1.send("HISTORY")
+    lines = v1.received()
+    assert lines[-1] == "HISTORY-END 1"
+    assert _longest(lines) <= 1024
+
+
+@pytest.mark.parametrize("max_line", [512, 1024, 3500])
+def test_kept_messages_are_cut_to_fit_on_every_door(max_line):
+    """CHAT and NOTICE, ASCII and 4-byte letters: each replay line fits, on
+    the chat port and the WebSocket; a cut text ends in "…" (between
+    characters), ids and the short message are whole, and root's ``history``
+    fits too."""
+    from tests.test_web import open_socket
+
+    pool = lowered(max_line)
+    chat = named(pool, "bob", "10.0.0.3")
+    browser = open_socket(pool, host="10.0.0.4")
+    browser.received()
+    browser.join("carol")
+    chat.received()  # JOINED carol
+    for peer in (chat, browser):
+        peer.send("HISTORY")
+        lines = peer.received()
+        assert _longest(lines) <= max_line, peer
+        assert [line.split(" ")[1] for line in lines[:-1]] == ["1", "2", "3", "4"]
+        assert lines[-1] == "HISTORY-END 4"
+        cut = [line for line in lines[:-1] if line.endswith("\u2026")]
+        assert len(cut) == (3 if max_line < 3500 else 2), lines
+        assert lines[3].endswith(" CHAT alice short and kept whole")
+        assert lines[2].removesuffix("\u2026").endswith(WIDE * 10)
+    root = connect(pool, host="10.0.0.9")
+    root.received()
+    assert root.login(ROOT_PASSWORD, username="root")[0].startswith("AUTH-OK ")
+    root.send("ADMIN history")
+    lines = root.received()
+    assert lines[-1] == "ADMIN-END 0" and _longest(lines) <= max_line
+
+
+def test_a_kept_message_is_cut_only_if_it_no_longer_fits():
+    """The check is the live one (the widest id): a text that fits stays
+    whole, one byte more is cut, and the cut line fits to the byte."""
+    head = len(format_line(*HISTORY_HEAD, "CHAT", "alice", ""))
+    budget = 1024 - head
+    whole = Entry(7, NOW, events.chat("alice", "a" * budget))
+    assert fitted(whole, 1024) is whole
+    over = fitted(Entry(7, NOW, events.chat("alice", "a" * (budget + 1))), 1024)
+    assert over.event.parts == ("alice", "a" * (budget - 3) + "\u2026")
+    assert len(format_line(*HISTORY_HEAD, "CHAT", *over.event.parts)) == 1024
+    wide = fitted(Entry(8, NOW, events.notice(WIDE * 1000)), 1024)
+    [text] = wide.event.parts
+    assert set(text[:-1]) == {WIDE} and text[-1] == "\u2026"
+    notice_head = len(format_line(*HISTORY_HEAD, "NOTICE", ""))
+    assert 1024 - 4 < notice_head + len(text.encode()) <= 1024
+
+
+def test_the_database_keeps_the_whole_text_of_a_cut_message(tmp_path):
+    """Only what is replayed is cut: a later start with a larger limit
+    replays the message whole again."""
+    path = tmp_path / "db.sqlite3"
+    migrate(path)
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "INSERT INTO history (at, verb, name, text) VALUES (?, 'CHAT', 'alice', ?)",
+        (NOW, "z" * 3000),
+    )
+    connection.commit()
+    connection.close()
+    for max_line, size in ((1024, 1024), (4096, 3000 + 52)):
+        pool = make_pool(
+            clock_at(),
+            limits=unit_limits(max_line=max_line),
+            history_kept=load_history(path, 200, 0),
+        )
+        peer = named(pool, "bob", "10.0.0.3")
+        peer.send("HISTORY")
+        assert len(peer.received()[0].encode()) + 2 <= size
 
 
 # -- the admin commands -------------------------------------------------------

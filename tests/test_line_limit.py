@@ -4,8 +4,10 @@ A property test: whatever clients send (every verb, free text of wide and
 invisible characters, in any length, private messages) and whatever the
 administrator sends (notices, shutdown messages, over SSH or as root on the
 chat port, with its ``ADMIN-OUT`` output and ``REQUESTED`` events), in a
-room full of 96-byte names, every line any connection or member receives
-fits the limit with its CRLF.
+room full of 96-byte names, and whatever an earlier run at the largest
+limit stored (the history replayed by ``HISTORY``, requests and history
+listed to root), every line any connection or member receives fits the
+limit with its CRLF.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ import shlex
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet import defer
 
 from partypool.admin.commands import AdminCommands, Operator
+from partypool.room import room as events
+from partypool.room.history import Entry
+from partypool.room.store import Request
 from partypool.wire import VERBS
 from tests.helpers import (
     ROOT_PASSWORD,
     FakeMember,
+    FakeStore,
     Peer,
     connect,
     make_pool,
@@ -51,8 +58,33 @@ def texts(draw: st.DrawFn, max_line: int) -> str:
     return char * max(1, size // len(char.encode()))
 
 
+class StoredBefore(FakeStore):
+    """Requests an earlier run stored, when ``--max-line`` was 4096."""
+
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__()
+        self.stored = [
+            Request(i, "2026-01-01T00:00:00+00:00", CROWD[2], "127.0.0.9", text)
+            for i, text in enumerate(texts, 1)
+        ]
+
+    def recent_requests(self, limit: int) -> defer.Deferred:
+        return defer.succeed(self.stored[-limit:][::-1])
+
+
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[int, list, list, int]:
+def stored_before(draw: st.DrawFn) -> tuple[list[Entry], list[str]]:
+    """History and requests an earlier run at ``--max-line 4096`` kept."""
+    kept = draw(st.lists(st.tuples(st.booleans(), texts(4096)), max_size=4))
+    history = [
+        Entry(i, 1e9, events.chat(CROWD[3], t) if chat else events.notice(t))
+        for i, (chat, t) in enumerate(kept, 1)
+    ]
+    return history, draw(st.lists(texts(4096), max_size=2))
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[int, list, list, int, tuple]:
     max_line = draw(st.sampled_from([512, 700, 4096]))
     text = texts(max_line)
     admin = st.one_of(
@@ -72,7 +104,7 @@ def scenarios(draw: st.DrawFn) -> tuple[int, list, list, int]:
         )
     )
     typed = draw(st.lists(admin, max_size=3))
-    return max_line, said, typed, draw(st.integers(1, 3100))
+    return max_line, said, typed, draw(st.integers(1, 3100)), draw(stored_before())
 
 
 # Names for the crowd: 24 four-byte letters, each name different.
@@ -91,9 +123,11 @@ def _lines(data: bytes) -> list[bytes]:
 )
 @given(scenarios())
 def test_no_server_line_passes_max_line(scenario):
-    max_line, said, typed, nonce = scenario
+    max_line, said, typed, nonce, (history, requests) = scenario
     pool = make_pool(
         root=True,
+        store=StoredBefore(requests),
+        history_kept=(history, len(history)),
         max_clients=60,
         allow_same_ip=True,
         limits=unit_limits(max_line=max_line, rate=1e9, burst=10**6),
@@ -128,6 +162,9 @@ def test_no_server_line_passes_max_line(scenario):
             talkers[who].send(f"{verb} {text}".rstrip(" "))
     for line in typed:
         commands.run(line)
+    for peer in talkers:  # what was stored before, replayed and listed
+        if not peer.protocol.session.closed:
+            peer.send("HISTORY 200", "ADMIN requests", "ADMIN history -n 200")
     pool.clock.advance(10**9 + 1)  # every countdown ends: SHUTDOWN…, BYE
 
     for peer, before in zip(talkers, sent, strict=True):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+import unicodedata
 
 import pytest
 from twisted.logger import Logger, LogLevel, LogPublisher
@@ -31,8 +33,20 @@ HOSTILE = {
     "line separator": f"x\u2028{FORGED}",
     "file separator": f"x\x1c{FORGED}",
     "NUL and DEL": "x\x00\x7f",
+    # Format characters (Unicode Cf): bidi controls reverse or move the rest
+    # of the line on the reader's terminal, invisible ones hide text.
+    "right-to-left override": f"x\u202e{FORGED[::-1]}",
+    "bidi isolate": f"x\u2067{FORGED}\u2069",
+    "bidi marks": f"x\u061c\u200e\u200f{FORGED}",
+    "bidi embedding": f"x\u202a\u202b\u202c\u202d{FORGED}",
+    "invisible": f"x\u200b\u2060\ufeff\u00ad{FORGED}",
+    "tags": f"x\U000e0001\U000e0041\U000e007f{FORGED}",
 }
-RAW = set("\r\x0b\x0c\x1b\x00\x7f\x85\u2028\u2029\x1c\x07")
+RAW = set(
+    "\r\x0b\x0c\x1b\x00\x7f\x85\u2028\u2029\x1c\x07"
+    "\u202e\u2067\u2069\u061c\u200e\u200f\u202a\u202b\u202c\u202d"
+    "\u200b\u2060\ufeff\u00ad\U000e0001\U000e0041\U000e007f"
+)
 
 
 def events(text: str) -> dict[str, dict]:
@@ -99,6 +113,7 @@ def test_every_format_keeps_hostile_text_on_its_line(name, where, capsys):
 
 def test_escapes_are_readable():
     assert logs.escape("a\nb\r\tc\x1b\x85\u2028") == "a\\nb\\r\\tc\\x1b\\x85\\u2028"
+    assert logs.escape("\u202eb\U000e0041") == "\\u202eb\\U000e0041"
     assert (
         logs.escape("plain text, ünïcödé, emoji 🎉") == "plain text, ünïcödé, emoji 🎉"
     )
@@ -148,3 +163,38 @@ def test_conch_chatter_is_dropped_and_its_warnings_kept():
         ("twisted.conch.ssh.transport.SSHServerTransport", LogLevel.warn),
         ("partypool.admin", LogLevel.info),
     ]
+
+
+# Every character the rule covers: control (Cc), format (Cf, the bidi
+# controls among them), line and paragraph separators (Zl, Zp).
+HIDDEN = "".join(
+    chr(c)
+    for c in range(sys.maxunicode + 1)
+    if unicodedata.category(chr(c)) in ("Cc", "Cf", "Zl", "Zp")
+)
+
+
+def test_every_control_and_format_character_is_escaped_in_every_format(capsys):
+    """One rule, every code point it names, in each format: not one raw."""
+    made: list[dict] = []
+    log = Logger(namespace="partypool.test", observer=LogPublisher(made.append))
+    log.info("from the client: {text}", text=HIDDEN)
+    [event] = made
+    assert "\\u202e" in logs.escape(HIDDEN)
+    for line in (
+        *text_lines(event, capsys),
+        logs.journal_line(event),
+        logs.json_line(event),
+    ):
+        body = line.removesuffix("\n")
+        assert not set(HIDDEN) & set(body), ascii(set(HIDDEN) & set(body))
+    record = json.loads(logs.json_line(event))
+    assert record["text"] == HIDDEN  # the raw value, losslessly
+    assert "\\u202e" in record["message"] and "\\U000e0041" in record["message"]
+
+
+def test_a_lone_surrogate_is_escaped_not_a_write_error():
+    """A lone surrogate cannot be written as UTF-8: escaped, it can."""
+    assert logs.escape("x\udcff") == "x\\udcff"
+    logs.journal_line({"log_format": "{t}", "t": "x\udcff"}).encode()
+    logs.json_line({"log_format": "{t}", "t": "x\udcff"}).encode()

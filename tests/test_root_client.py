@@ -201,6 +201,20 @@ def test_commands_from_stdin(admin: Admin, tmp_path: Path) -> None:
     ), result.stderr
 
 
+def test_chat_port_named_as_such(admin: Admin, tmp_path: Path) -> None:
+    """Newcomer 2, finding 12: pointed at the chat port (here without TLS,
+    so it greets first), partypool-root says it looks like the chat port and
+    names the admin port's default; nothing ran (255)."""
+    # The last --port wins over the admin port that run() names.
+    result = admin.run(
+        tmp_path, "-c", "list-conn", "--port", str(admin.server.chat_port)
+    )
+    assert result.returncode == 255
+    assert "greeted with 'HELLO partypool/1" in result.stderr
+    assert "this looks like the chat port" in result.stderr
+    assert "(default 12346)" in result.stderr
+
+
 def test_wrong_password_refused(admin: Admin, tmp_path: Path) -> None:
     """A wrong password: a clear message and exit 255, nothing run."""
     result = admin.run(tmp_path, "-c", "list-conn", password="not the password")
@@ -520,7 +534,7 @@ def test_missing_host_is_asked(admin: Admin, tmp_path: Path) -> None:
         PARTYPOOL_ROOT_PASSWORD=ROOT_PASSWORD,
     )
     try:
-        child.expect("Server address")
+        child.expect(r"Admin \(SSH\) address")
         child.sendline(f"{admin.server.host}:{admin.server.admin_port}")
         child.expect(PROMPT)
         child.sendline("list-conn -u")

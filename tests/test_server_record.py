@@ -36,16 +36,34 @@ class FakeListener:
     listening: Deferred = attrs.Factory(Deferred)
 
 
+@attrs.define
+class StartingReactor:
+    """A reactor that has not run yet: `callWhenRunning` waits for `run`
+    (the real one installs its signal handlers first)."""
+
+    waiting: list = attrs.Factory(list)
+
+    def callWhenRunning(self, f, *args) -> None:  # noqa: N802
+        self.waiting.append((f, args))
+
+    def run(self) -> None:
+        for f, args in self.waiting:
+            f(*args)
+
+
 def test_ports_are_recorded_once_all_listen(tmp_path: Path) -> None:
     """Nothing is written until every door listens; then each door's bound
-    port, and the chat host when it is a single address."""
+    port, and the chat host when it is a single address.  The announcement
+    ("Ctrl-C stops it") waits until the reactor runs."""
     chat, admin = FakeListener("chat port"), FakeListener("admin port")
     announced: list[ServerRecord] = []
+    reactor = StartingReactor()
     service = PublishAddress(
         [chat, admin],
         tmp_path,
         server_name="party",
         tls=True,
+        reactor=reactor,
         announce=announced.append,
     )
     service.startService()
@@ -59,6 +77,8 @@ def test_ports_are_recorded_once_all_listen(tmp_path: Path) -> None:
         tls=True,
         host="127.0.0.1",
     )
+    assert announced == []
+    reactor.run()
     assert announced == [record]
 
 
@@ -67,7 +87,9 @@ def test_wildcard_chat_address_records_no_host(tmp_path: Path) -> None:
     irc = FakeListener("IRC gateway")  # in lower case
     chat = FakeListener("chat port")
     doors = [chat, web, irc]
-    PublishAddress(doors, tmp_path, server_name="p", tls=False).startService()
+    PublishAddress(
+        doors, tmp_path, server_name="p", tls=False, reactor=StartingReactor()
+    ).startService()
     for port, door in enumerate(doors, 1):
         door.listening.callback(FakePort(IPv4Address("TCP", "0.0.0.0", port)))
     record = datadir.read_server_record(tmp_path)

@@ -110,6 +110,30 @@ class RequestLimitTests(unittest.TestCase):
         self.assertEqual(len((yield self.store.recent_requests(10))), 3)
 
     @defer.inlineCallbacks
+    def test_request_limit_counts_an_ipv6_64_as_one_address(self):
+        """New name and new address of the same /64 each time: the /64 is one
+        address, as for every per-address rule (attack review II, 11)."""
+        refused = 0
+        for i in range(1, 6):
+            try:
+                yield self.store.add_request(
+                    f"user{i}", f"2001:db8::{i}", "more cake", per_day=2
+                )
+            except TooManyRequests:
+                refused += 1
+        self.assertEqual(refused, 3)
+        # Another /64 is another address; IPv4 is counted by the address itself.
+        yield self.store.add_request("other", "2001:db8:0:1::1", "mine", per_day=2)
+        for host in ("192.0.2.1", "192.0.2.2"):
+            yield self.store.add_request(f"v4-{host}", host, "cake", per_day=1)
+        # The administrator still sees each exact address.
+        recent = yield self.store.recent_requests(10)
+        self.assertEqual(
+            [r.address for r in reversed(recent)],
+            ["2001:db8::1", "2001:db8::2", "2001:db8:0:1::1", "192.0.2.1", "192.0.2.2"],
+        )
+
+    @defer.inlineCallbacks
     def test_a_restart_keeps_the_count(self):
         yield self.store.add_request("alice", "127.0.0.2", "one", per_day=1)
         again = self.open()  # a second server process on the same file
@@ -142,3 +166,43 @@ class RequestLimitTests(unittest.TestCase):
         self.addCleanup(connection.close)
         rows = connection.execute("SELECT name, name_key, text FROM requests")
         self.assertEqual(rows.fetchall(), [("Bob", "bob", "hi")])
+
+    @defer.inlineCallbacks
+    def test_a_version_3_database_counts_its_ipv6_requests_by_64(self):
+        """Rows stored by exact address before version 4 get their group, so
+        today's requests from an IPv6 /64 still count after the upgrade."""
+        old = Path(tempfile.mkdtemp()) / "old.sqlite3"
+        self.addCleanup(shutil.rmtree, old.parent)
+        connection = sqlite3.connect(old)
+        for version in (1, 2, 3):
+            [sql] = SCHEMA.glob(f"{version:03d}-*.sql")
+            connection.executescript(sql.read_text())
+        connection.executemany(
+            "INSERT INTO requests (created_at, name, name_key, address, text)"
+            " VALUES (?, ?, ?, ?, 'hi')",
+            [
+                (utc_now(), "a", "a", "2001:db8::1"),
+                (utc_now(), "b", "b", "::ffff:192.0.2.1"),  # an odd old spelling
+                (utc_now(), "c", "c", "192.0.2.9"),
+            ],
+        )
+        connection.execute("PRAGMA user_version = 3")
+        connection.commit()
+        connection.close()
+        store = Store(old)
+        self.addCleanup(store.close)
+        connection = sqlite3.connect(old)
+        self.addCleanup(connection.close)
+        rows = connection.execute("SELECT address, address_group FROM requests")
+        self.assertEqual(
+            rows.fetchall(),
+            [
+                ("2001:db8::1", "2001:db8::/64"),
+                ("::ffff:192.0.2.1", "192.0.2.1"),
+                ("192.0.2.9", "192.0.2.9"),
+            ],
+        )
+        with self.assertRaises(TooManyRequests):
+            yield store.add_request("new", "2001:db8::77", "again", per_day=1)
+        with self.assertRaises(TooManyRequests):
+            yield store.add_request("new", "192.0.2.9", "again", per_day=1)

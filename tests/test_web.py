@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web import http
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -22,7 +24,9 @@ from wsproto.events import (
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from partypool.doors.web import WebSite, parse_origins, text_frames
-from tests.helpers import Peer, make_pool, unit_limits
+from partypool.room.pool import MAKE_ROOM
+from tests.helpers import Peer, connect, make_pool, unit_limits
+from tests.test_irc_gateway import irc_connect
 
 HOST = "127.0.0.1:12347"
 ORIGIN = f"http://{HOST}"
@@ -162,7 +166,6 @@ def test_page_is_small():
 
 def test_one_line_per_message_through_the_same_session(pool):
     """HELLO, SCRAM login, NICK, and chat with a chat-port user, one line a message."""
-    from tests.helpers import connect
 
     browser = open_socket(pool)
     assert browser.received() == ["HELLO partypool/1 unit"]
@@ -301,13 +304,22 @@ def test_a_full_room_refuses_web_sessions_too(clock):
 
 
 def test_one_session_per_address_across_doors(pool):
-    from tests.helpers import connect
 
     terminal = connect(pool, host="127.0.0.7")
     terminal.received()
     terminal.join("desk")
     browser = open_socket(pool, host="127.0.0.7")
     assert browser.received()[1].startswith("ERR duplicate-ip ")
+
+
+# -- HTTP connections before the upgrade: not logged in, as at every door ------
+
+
+def _http6(site: WebSite, host: str) -> StringTransport:
+    channel = site.buildProtocol(IPv6Address("TCP", host, 40000))
+    transport = StringTransport(peerAddress=IPv6Address("TCP", host, 40000))
+    channel.makeConnection(transport)
+    return transport
 
 
 def test_http_connections_are_capped_per_address(clock):
@@ -320,20 +332,142 @@ def test_http_connections_are_capped_per_address(clock):
     assert not other.disconnecting
 
 
-def test_upgraded_connections_leave_the_http_count(clock):
+def test_http_cap_counts_an_ipv6_64_as_one_address(pool):
+    site = WebSite(pool)
+    opened = [_http6(site, f"2001:db8::{i:x}") for i in range(1, 60)]
+    admitted = sum(not t.disconnecting for t in opened)
+    assert admitted == pool.limits.max_pending_logins
+    assert not _http6(site, "2001:db8:0:1::1").disconnecting  # the next /64
+
+
+def test_http_and_other_doors_share_the_per_address_cap(clock):
+    """One count of connections not logged in for the chat doors: HTTP
+    connections, WebSockets, the chat port and IRC before registration."""
+    pool = make_pool(clock, limits=unit_limits(max_pending_logins=3))
+    site = WebSite(pool)
+    http_connection(site, "127.0.0.2")
+    irc_connect(pool, host="127.0.0.2")
+    open_socket(pool, site, host="127.0.0.2").received()
+    _, refused = http_connection(site, "127.0.0.2")
+    assert refused.disconnecting
+    terminal = connect(pool, host="127.0.0.2")
+    assert terminal.received()[1].startswith("ERR auth-throttled ")
+
+
+def test_an_upgrade_keeps_its_place_in_the_count(clock):
+    """The upgrade hands the HTTP connection's place to the WebSocket's
+    session, which counts until it is named."""
     pool = make_pool(clock, limits=unit_limits(max_pending_logins=1))
     site = WebSite(pool)
     browser = open_socket(pool, site, host="127.0.0.2")
-    browser.received()
-    _, transport = http_connection(site, "127.0.0.2")
-    assert not transport.disconnecting
+    assert browser.received()[0].startswith("HELLO ")  # not auth-throttled
+    assert pool.unauthenticated.count("127.0.0.2") == 1
+    _, refused = http_connection(site, "127.0.0.2")
+    assert refused.disconnecting  # the WebSocket has not logged in yet
+    browser.join("web")
+    assert not pool.unauthenticated
+    _, later = http_connection(site, "127.0.0.2")
+    assert not later.disconnecting
 
 
 def test_idle_http_connection_times_out(pool, clock):
     site = WebSite(pool)
-    _, transport = http_connection(site)
-    clock.advance(pool.limits.login_timeout + 1)
+    channel, transport = http_connection(site)
+    clock.advance(pool.limits.login_timeout)
     assert transport.disconnecting
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert not pool.unauthenticated and clock.getDelayedCalls() == []
+
+
+def test_web_http_trickle_is_closed_after_the_login_timeout(pool, clock):
+    """A request trickled a byte at a time never completes: each byte used
+    to restart Twisted's idle timeout, so it stayed open."""
+    site = WebSite(pool)
+    channel, transport = http_connection(site, "10.1.1.1")
+    channel.dataReceived(b"GET / HTTP/1.1\r\n")
+    for _ in range(5):
+        clock.advance(pool.limits.login_timeout - 1)
+        channel.dataReceived(b"X")
+    assert transport.disconnecting
+
+
+def test_each_request_must_arrive_whole_within_the_login_timeout(pool, clock):
+    """A whole request gives the connection --login-timeout again for the
+    next; a next one trickled, or none, closes it as a first would."""
+    site = WebSite(pool)
+    request = f"GET /style.css HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    for trickle in (True, False):
+        channel, transport = http_connection(site, "10.1.1.2")
+        for _ in range(3):
+            clock.advance(pool.limits.login_timeout - 1)
+            channel.dataReceived(request)
+        assert transport.value().count(b"200 OK") == 3
+        assert not transport.disconnecting
+        if trickle:
+            channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        clock.advance(pool.limits.login_timeout - 1)
+        if trickle:
+            channel.dataReceived(b"X")
+        assert not transport.disconnecting
+        clock.advance(1)
+        assert transport.disconnecting
+        channel.connectionLost(Failure(ConnectionDone()))
+    assert not pool.unauthenticated and clock.getDelayedCalls() == []
+
+
+def test_the_upgrade_stops_the_http_deadline(pool, clock):
+    browser = open_socket(pool)
+    browser.received()
+    browser.join("web")
+    clock.advance(pool.limits.login_timeout + 1)
+    assert not browser.transport.disconnecting
+    assert browser.received() == []
+
+
+def test_silent_web_connections_of_ten_addresses_do_not_lock_out_others(clock):
+    """As at the chat port (--max-unauthenticated), a newcomer closes the
+    oldest connection of the address holding the most, instead of being
+    refused while silent connections hold the door."""
+    pool = make_pool(clock)
+    site = WebSite(pool)
+    crowd = [
+        http_connection(site, f"10.2.0.{a}")[1]
+        for a in range(1, 11)
+        for _ in range(pool.limits.max_pending_logins)
+    ]
+    _, newcomer = http_connection(site, "10.3.3.3")
+    assert not newcomer.disconnecting
+    assert crowd[0].disconnecting and not any(t.disconnecting for t in crowd[1:])
+    assert len(pool.unauthenticated) == pool.limits.max_unauthenticated
+
+
+def test_a_full_port_makes_room_whatever_the_door(clock):
+    """One policy for every door's connections not logged in: whichever door
+    the newcomer uses, the busiest address's oldest goes, with its own door's
+    goodbye — IRC before registration, a WebSocket before login, HTTP."""
+    pool = make_pool(clock, limits=unit_limits(max_unauthenticated=5))
+    site = WebSite(pool)
+    sockets = [open_socket(pool, site, host="192.0.2.20") for _ in range(2)]
+    irc = [irc_connect(pool, host="192.0.2.9", port=40000 + n) for n in range(3)]
+    for peer in sockets:
+        peer.received()
+    _, newcomer = http_connection(site, "198.51.100.1")
+    assert not newcomer.disconnecting
+    assert irc[0].transport.disconnecting and MAKE_ROOM in irc[0].received()[-1]
+    connect(pool, host="198.51.100.2")
+    assert sockets[0].received()[-1] == f"BYE {MAKE_ROOM}"
+    assert not any(p.transport.disconnecting for p in [sockets[1], *irc[1:]])
+    assert len(pool.unauthenticated) == 5
+
+
+def test_a_newcomer_at_another_door_closes_the_busiest_64s_oldest_http(clock):
+    pool = make_pool(clock, limits=unit_limits(max_unauthenticated=4))
+    site = WebSite(pool)
+    flood = [_http6(site, f"2001:db8::{n}") for n in range(1, 4)]
+    irc_connect(pool, host="192.0.2.9")
+    newcomer = connect(pool, host="198.51.100.3")
+    assert newcomer.received()[0].startswith("HELLO ")
+    assert [t.disconnecting for t in flood] == [True, False, False]
 
 
 def test_room_events_are_framed_once_for_everyone(pool):
@@ -447,7 +581,6 @@ def test_invalid_utf8_text_closes_with_1007(pool, clock):
 def test_a_browser_that_does_not_read_is_dropped(clock):
     """The output backlog applies to the web door: past --max-pending, the
     reader is dropped (LEFT … too slow) instead of buffered without bound."""
-    from tests.helpers import connect
 
     pool = make_pool(clock, limits=unit_limits(max_pending=4096))
     slow = open_socket(pool, host="127.0.0.2")

@@ -345,7 +345,12 @@ class AdminCommands:
         return self.pool.store.add_ban(kind, value, BANNED).addCallback(apply)
 
     def _unban(self, args: list[str]) -> Deferred[Result]:
-        kind, value, network = _ban_target(args)
+        try:
+            kind, value, network = _ban_target(args)
+        except UsageError as e:
+            if len(args) != 2 or args[0] != "-ip":
+                raise
+            return self._unban_unmatchable(args[1].strip(), e)
 
         def apply(removed: bool) -> Result:
             room = self.pool.room
@@ -362,6 +367,18 @@ class AdminCommands:
         keys = {value, *_stored_before_networks(args[1], network)}
         removals = [self.pool.store.remove_ban(kind, key) for key in keys]
         return defer.gatherResults(removals).addCallback(any).addCallback(apply)
+
+    def _unban_unmatchable(self, value: str, error: UsageError) -> Deferred[Result]:
+        """Remove a ban an older server stored although it could never match
+        (``0.0.0.0``, not applied since: `make_server`), by its value as
+        ``bans`` lists it; for any other value, ``error``."""
+
+        def apply(removed: bool) -> Result:
+            if not removed:
+                raise error
+            return Result(f"unbanned ip {value} (it could never match)")
+
+        return self.pool.store.remove_ban("ip", value).addCallback(apply)
 
     def _bans(self, args: list[str]) -> Deferred[Result]:
         _no_arguments(args)

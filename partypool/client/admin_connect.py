@@ -21,6 +21,11 @@ impostor which cannot log us in does not get its key pinned in place of the
 real one.  The check runs during key exchange, before the user-auth service
 starts, so a password is never sent to a server with an unknown or wrong key.
 
+A port that closes without the version line every SSH server sends first is
+no admin port: the usual mistake is giving the chat port (TLS, or plain
+``HELLO partypool/…``), and the error says so and names the admin port's
+default.
+
 What the admin port prints is stripped of ESC and every other C0/C1 control
 (newline and tab stay), so even an impostor cannot set the window title or
 write the clipboard (OSC 52) through it.
@@ -44,6 +49,7 @@ from twisted.python.failure import Failure
 
 from partypool.client.known_servers import Entry, KnownServers
 from partypool.identity import ssh_fingerprint
+from partypool.invite import DEFAULT_ADMIN_PORT
 
 ROOT = b"root"
 #: Seconds allowed for the TCP connection.
@@ -51,6 +57,11 @@ CONNECT_TIMEOUT = 15
 #: Seconds allowed, once connected, for key exchange and login.
 LOGIN_TIMEOUT = 60
 LOST = "the connection to the server was lost"
+#: Bytes kept of what a server says before an SSH version line, to tell
+#: which other server it is.
+_FIRST_BYTES = 64
+#: A TLS record starts with an alert (21) or a handshake (22) byte.
+_TLS_RECORD = (b"\x15", b"\x16")
 
 
 class AdminConnectError(Exception):
@@ -278,6 +289,7 @@ class _AdminTransport(transport.SSHClientTransport):
         self._waiting: list[Deferred[None]] = []
         self._refusal: AdminConnectError | None = None
         self._secure = False
+        self._first_bytes = b""
 
     def _logged_in(self, service: connection.SSHConnection) -> connection.SSHConnection:
         self.check.logged_in()
@@ -294,6 +306,11 @@ class _AdminTransport(transport.SSHClientTransport):
             return failure
 
         return self.check.check(keys.Key.fromString(hostKey)).addErrback(refused)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if not self.gotVersion and len(self._first_bytes) < _FIRST_BYTES:
+            self._first_bytes += data[: _FIRST_BYTES - len(self._first_bytes)]
+        super().dataReceived(data)
 
     def connectionSecure(self) -> None:  # noqa: N802
         self._secure = True
@@ -335,8 +352,36 @@ class _AdminTransport(transport.SSHClientTransport):
                 f"Permission denied: the server refused {what}. (After "
                 "repeated failed logins it refuses this address for a while.)"
             )
+        if not self.gotVersion:
+            return AdminConnectError(self._not_ssh())
         return AdminConnectError(
             "the server closed the connection before the SSH handshake finished"
+        )
+
+    def _not_ssh(self) -> str:
+        """Why the port closed without an SSH version line: most likely it
+        is the chat port."""
+        where = f"{self.check.host} port {self.check.port}"
+        chat_port = (
+            "this looks like the chat port; the admin (SSH) port is another "
+            f"one (default {DEFAULT_ADMIN_PORT})"
+        )
+        seen = self._first_bytes
+        if seen.startswith(b"HELLO partypool/"):
+            greeting = terminal_safe(seen.split(b"\n")[0].decode("utf-8", "replace"))
+            return f"{where} greeted with {greeting.strip()!r}: {chat_port}"
+        if seen[:1] in _TLS_RECORD:
+            return f"{where} answered in TLS, not SSH: {chat_port}"
+        if not seen:
+            return (
+                f"{where} closed the connection without the version line every "
+                f"SSH server sends first; {chat_port}. (An admin port that "
+                "refuses your address for a while, after too many logins from "
+                "it, closes the same way.)"
+            )
+        shown = terminal_safe(seen.decode("utf-8", "replace")).strip()
+        return (
+            f"{where} is not an SSH server (it said {shown!r}): is it the admin port?"
         )
 
 

@@ -146,9 +146,12 @@ def install_reactor() -> None:
     asyncioreactor.install(loop)
 
 
-def ask_host(default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+def ask_host(
+    default_port: int = DEFAULT_PORT,
+    prompt: str = "Server address (host or host:port): ",
+) -> tuple[str, int]:
     """Ask where the server is: ``host``, ``host:port`` or ``[v6]:port``."""
-    answer = input("Server address (host or host:port): ").strip()
+    answer = input(prompt).strip()
     if not answer:
         raise SetupError("no server address given")
     host, colon, port = answer.rpartition(":")
@@ -267,7 +270,7 @@ def run(options: argparse.Namespace, address: ServerAddress, passkey: str) -> in
 
     view: ScriptView | TerminalView
     if options.script:
-        view = ScriptView(sys.stdout, sys.stderr)
+        view = ScriptView(sys.stdout, sys.stderr, names_from_input=options.name is None)
     else:
         view = TerminalView(timestamps=not options.no_timestamps)
     session = ChatSession(

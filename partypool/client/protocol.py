@@ -34,15 +34,18 @@ after login, each with the reply it expects (``SAY`` expects none: the server
 answers it only to refuse it). A reply verb answers the oldest line expecting
 it; ``SAY`` lines ahead of it were accepted silently and leave the list. An
 ``ERR`` answers the oldest line still waiting for its first answer (a
-refused ``SAY`` goes to the listener), except ``ERR request-failed``, which
-comes later, when storing a validated ``REQUEST`` failed. ``ERR rate-limited``
-means the server dropped some line without saying which (at most one such
-``ERR`` a second, and the dropped lines get no reply): it goes to the
-listener, and with a clock every request fails with L{NoReply} after
-L{REQUEST_TIMEOUT} seconds without an answer, so nothing waits forever.
+refused ``SAY`` goes to the listener's C{refused}, with what it said),
+except ``ERR request-failed``, which comes later, when storing a validated
+``REQUEST`` failed. ``ERR rate-limited`` means the server dropped some line
+without saying which (at most one such ``ERR`` a second, and the dropped
+lines get no reply): it goes to the listener, and with a clock every request
+fails with L{NoReply} after L{REQUEST_TIMEOUT} seconds without an answer, so
+nothing waits forever.
 Multi-line replies (``HISTORY`` … ``HISTORY-END``, ``ADMIN-OUT`` …
 ``ADMIN-END``, ``ONLINE-PART`` … ``ONLINE``) go to the oldest line waiting
-for their final verb.
+for their final verb. ``QUIT`` waits until every request sent before it
+has its answer: the server closes on ``QUIT``, and leaving must not cut an
+answer short (the history asked for on joining, say).
 
 No line sent is ever made of user text with a line break in it:
 L{send_line} refuses CR and LF, so text cannot become a protocol line of its
@@ -207,6 +210,8 @@ class _Sent:
     sent_at: float = 0.0
     # Lines of a multi-line reply (HISTORY, ADMIN-OUT, ONLINE-PART) go here.
     part: Callable[[str], None] | None = None
+    # What a SAY said, to tell the user which message a refusal was for.
+    text: str = ""
 
 
 class ChatListener:
@@ -237,7 +242,13 @@ class ChatListener:
         """``SHUTDOWN``: the server closes in C{seconds}."""
 
     def error(self, code: str, text: str) -> None:
-        """An ``ERR`` that answers no pending request (e.g. a refused SAY)."""
+        """An ``ERR`` that answers no pending request (``rate-limited``:
+        some line was dropped, the server does not say which)."""
+
+    def refused(self, said: str, code: str, text: str) -> None:
+        """The server refused our ``SAY`` C{said} with ``ERR <code> <text>``
+        (muted, too long …): nobody got it. By default an L{error}."""
+        self.error(code, text)
 
     def bye(self, reason: str) -> None:
         """``BYE``: the server is closing this connection on purpose."""
@@ -334,6 +345,8 @@ class ChatClientProtocol(LineReceiver):
         self._tokens = float(PACE_BURST)
         self._tokens_at = clock.seconds() if clock is not None else 0.0
         self._flush_call: IDelayedCall | None = None
+        # QUIT, held back until every request sent has its answer.
+        self._quit_line: str | None = None
         self._handlers: dict[str, Callable[[str], None]] = {
             "HELLO": self._on_HELLO,
             "AUTH-CHALLENGE": self._on_AUTH_CHALLENGE,
@@ -415,6 +428,7 @@ class ChatClientProtocol(LineReceiver):
         super().lineLengthExceeded(line)
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:
+        self._quit_line = None
         self._fail_login(reason)
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
@@ -434,7 +448,7 @@ class ChatClientProtocol(LineReceiver):
 
     def say(self, text: str) -> None:
         """Send a room message; the server answers only if it refuses it."""
-        self._send(f"SAY {text}", _Sent(None))
+        self._send(f"SAY {text}", _Sent(None, text=text))
 
     def msg(self, name: str, text: str) -> Deferred[str]:
         """A private message to C{name}; fires with the name as the server
@@ -495,10 +509,24 @@ class ChatClientProtocol(LineReceiver):
         return self._request("PONG", f"PING {token}")
 
     def quit(self, reason: str | None = None) -> Deferred[str | None]:
-        """Leave; returns L{done}. Lines still waiting for their turn (see
-        L{backlog_seconds}) go out first."""
-        self.send_line("QUIT" if reason is None else f"QUIT {reason}")
+        """Leave; returns L{done}. Lines still waiting for their turn go out
+        first, and ``QUIT`` itself only once every request sent so far has
+        its answer (or, with a clock, has timed out): the server closes the
+        connection on ``QUIT``, so an answer still on its way would be lost.
+        See L{backlog_seconds}."""
+        if self._quit_line is None and not self.done.called:
+            self._quit_line = "QUIT" if reason is None else f"QUIT {reason}"
+            self._quit_when_answered()
         return self.done
+
+    def _quit_when_answered(self) -> None:
+        if self._quit_line is None:
+            return
+        queued = (entry for _, entry in self._outbox if entry is not None)
+        if any(entry.waiting is not None for entry in [*self._sent, *queued]):
+            return
+        line, self._quit_line = self._quit_line, None
+        self.send_line(line)
 
     def send_line(self, line: str) -> None:
         """Send one raw protocol line (tests and tools use it directly);
@@ -506,10 +534,15 @@ class ChatClientProtocol(LineReceiver):
         self._send(line, None)
 
     def backlog_seconds(self) -> float:
-        """About how long until the lines waiting to be sent are sent."""
-        if self._clock is None or not self._outbox:
+        """At most about how long until a L{quit} now sends ``QUIT``: the
+        lines waiting for their turn, then the answers still due."""
+        if self._clock is None:
             return 0.0
-        return len(self._outbox) / PACE_RATE
+        queued = (entry for _, entry in self._outbox if entry is not None)
+        waiting = any(entry.waiting is not None for entry in [*self._sent, *queued])
+        return len(self._outbox) / PACE_RATE + (
+            self._request_timeout if waiting else 0.0
+        )
 
     # -- sending and matching replies -------------------------------------
 
@@ -594,6 +627,7 @@ class ChatClientProtocol(LineReceiver):
             waiting.errback(result)
         else:
             waiting.callback(result)
+        self._quit_when_answered()
 
     def _answer(self, reply_verb: str, value: object) -> None:
         """The oldest line expecting C{reply_verb} has its answer: SAYs
@@ -637,7 +671,7 @@ class ChatClientProtocol(LineReceiver):
         entry = candidates[0]
         self._sent.remove(entry)
         if entry.expects is None:
-            self.listener.error(error.code, error.text)  # a refused SAY
+            self.listener.refused(entry.text, error.code, error.text)
         else:
             self._settle(entry, Failure(error))
 

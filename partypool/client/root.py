@@ -158,7 +158,12 @@ def find_target(options: argparse.Namespace) -> Target:
     elif (data := embedded_invite()) is None:
         if not sys.stdin.isatty():
             raise SetupError("say where the server is: --invite FILE or --host HOST")
-        host, port = ask_host(DEFAULT_PORT)
+        # Not the chat address the client asks for: the menu asks both.
+        host, port = ask_host(
+            DEFAULT_PORT,
+            "Admin (SSH) address, not the chat one "
+            f"(host or host:port; port {DEFAULT_PORT} if left out): ",
+        )
         return Target(host, options.port or port, None)
     try:
         invite = open_invite(data, os.environ.get(PASSKEY_ENV) or ask_passkey())

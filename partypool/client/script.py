@@ -5,8 +5,10 @@ Input: every stdin line is what a user would type (plain text is a message,
 ``/online``, ``/ip``, ``/msg …``, ``/request …``, ``/exit`` are commands;
 with ``--root`` also ``/admin …``, ``/kick``, ``/mute``, ``/unmute``). Without
 ``--name``, the first line is the name (and the next one, if the server
-refuses it). Lines read before the name is accepted are sent after it. At end
-of input the client sends ``QUIT`` and exits.
+refuses it); with ``--name``, a refused name ends the run (status 1): no
+line meant as a message is taken for a name. Lines read before the name is
+accepted are sent after it. At end of input the client sends ``QUIT``, once
+the answers to what it sent are in, and exits.
 
 Output: one line per event on stdout, flushed at once:
 
@@ -19,13 +21,15 @@ Output: one line per event on stdout, flushed at once:
   ``REQUESTED <id> <name> <text>`` (root), ``ADMIN-OUT <line>`` and
   ``ADMIN-END <status>`` (root), and on joining the room's last messages as
   ``HISTORY <id> <time> <event line>`` lines, then ``HISTORY-END <n>``
-  (``--history 0``: none);
+  (``--history 0``: none); a refused message or private message is its
+  ``ERR <code> <text>``;
 - the client's own: ``AUTHENTICATED <server name>``, ``NAME-REFUSED
   <reason>``, ``NAMED <name>`` (``REJOINED <name>`` after a reconnect),
   ``HINT <text>`` for a line that is no command, ``HELP <command> <what>``.
 
 Progress (connecting, reconnecting) and the final error go to stderr; the
-exit status is the session's (0 after BYE, 2 when kicked, 1 on failure).
+exit status is the session's (0 after BYE, 2 when kicked, 1 on failure,
+also when the room was never joined because the name was refused).
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ from partypool.client.session import ChatSession, SessionView
 class ScriptView(SessionView):
     """Prints events as lines and feeds stdin lines to the session."""
 
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+    def __init__(self, out: TextIO, err: TextIO, names_from_input: bool = True) -> None:
         self.session: ChatSession | None = None
+        self._names_from_input = names_from_input
         self._out = out
         self._err = err
         self._named = False
@@ -97,6 +102,8 @@ class ScriptView(SessionView):
     def ask_name(self, problem: str | None) -> Deferred[str | None]:
         if problem is not None:
             self._print("NAME-REFUSED", problem)
+        if not self._names_from_input:
+            return succeed(None)
         if self._backlog:
             return succeed(self._backlog.pop(0))
         if self._ended:

@@ -13,10 +13,17 @@ takes longer than that timeout to choose another, the session logs in again
 with the new name instead of failing. Nothing a server says before it proved
 it knows the secret is shown: login refusals are explained in our own words.
 
+Leaving never cuts an answer short: requests already sent (the history
+asked for on joining, ``/online`` …) get their answers before ``QUIT`` goes
+out (L{ChatClientProtocol.quit}), and what is typed after leaving is not
+sent. A message the server refuses (muted, too long …) is reported with its
+text, so nobody takes the echoed line for one the room got.
+
 Exit statuses: L{EXIT_OK} after ``BYE`` (quit, server shutdown),
 L{EXIT_KICKED} when an administrator removed or banned us, L{EXIT_ERROR}
 for anything that stopped us from chatting (wrong passkey, changed
-certificate, server unreachable, reconnects given up).
+certificate, server unreachable, reconnects given up, or a name the server
+refused and no other given).
 """
 
 from __future__ import annotations
@@ -96,7 +103,8 @@ class SessionView(ChatListener):
         """The server accepted C{name}; C{rejoined} after a reconnect."""
 
     def said(self, name: str, text: str) -> None:
-        """Our own message went out."""
+        """Our own message went out (the server tells only if it refuses
+        it: see L{ChatListener.refused})."""
 
     def show_help(self) -> None:
         """``/help``."""
@@ -113,6 +121,11 @@ class SessionView(ChatListener):
     def private_sent(self, name: str, text: str) -> None:
         """Our private message reached C{name}."""
 
+    def private_refused(self, name: str, said: str, code: str, text: str) -> None:
+        """The server refused our private message C{said} to C{name} with
+        ``ERR <code> <text>``. By default an L{error}."""
+        self.error(code, text)
+
     def history(self, entries: list[HistoryEntry]) -> None:
         """The room's last messages, shown on joining (oldest first)."""
 
@@ -128,7 +141,12 @@ class _Fatal(Exception):
 
 
 class _Leave(Exception):
-    """The user chose to leave while we were joining."""
+    """The user chose to leave while we were joining (C{refused}: the
+    server's reason for the last name, if it refused one)."""
+
+    def __init__(self, refused: str | None = None) -> None:
+        super().__init__(refused)
+        self.refused = refused
 
 
 class _Relogin(Exception):
@@ -221,6 +239,8 @@ class ChatSession:
                 self.quit()
             case Admin() if not self._root:
                 self._view.hint("admin commands need a root login (--root)")
+            case _ if self._quitting:
+                self._view.hint("leaving: nothing was sent")
             case _ if self._ready is None:
                 self._view.hint("not connected: nothing was sent")
             case Say(text):
@@ -228,7 +248,9 @@ class ChatSession:
                 self._view.said(self._ready.name or "", text)
             case Msg(name, text):
                 self._ready.msg(name, text).addCallbacks(
-                    lambda spelt: self._view.private_sent(spelt, text), self._report
+                    lambda spelt: self._view.private_sent(spelt, text),
+                    self._msg_refused,
+                    errbackArgs=(name, text),
                 )
             case Request(text):
                 self._ready.request(text).addCallbacks(
@@ -244,7 +266,8 @@ class ChatSession:
                 self._ready.ip().addCallbacks(self._view.ip, self._report)
 
     def quit(self) -> None:
-        """Leave: send ``QUIT``, and stop waiting for anything else."""
+        """Leave: send ``QUIT`` (once the answers to requests already sent
+        are in), and stop waiting for anything else."""
         if self._quitting:
             return
         self._quitting = True
@@ -254,11 +277,19 @@ class ChatSession:
         if proto is not None and not proto.done.called:
             proto.quit()
             # A server that never answers must not keep us here.
+            # It sends QUIT once the answers still due are in.
             timeout = self._clock.callLater(
                 QUIT_TIMEOUT + proto.backlog_seconds(),
                 proto.transport.abortConnection,
             )
             proto.done.addBoth(_cancel_if_active, timeout)
+
+    def _msg_refused(self, failure: Failure, name: str, text: str) -> Failure | None:
+        if failure.check(ServerError):
+            error = failure.value
+            self._view.private_refused(name, text, error.code, error.text)
+            return None
+        return self._report(failure)
 
     def _report(self, failure: Failure) -> Failure | None:
         """Show why a request got no answer; anything unexpected goes on
@@ -266,7 +297,8 @@ class ChatSession:
         if failure.check(ServerError):
             self._view.error(failure.value.code, failure.value.text)
         elif failure.check(ConnectionDone, ConnectionLost):
-            self._view.hint("the connection was lost before the server answered")
+            if not self._quitting:  # after our own QUIT: no loss to report
+                self._view.hint("the connection was lost before the server answered")
         elif failure.check(NoReply):
             self._view.hint(str(failure.value))
         else:
@@ -296,13 +328,19 @@ class ChatSession:
                 return EXIT_OK
         lost_at: float | None = None
         attempt = 0
+        status = EXIT_OK
         while not self._quitting:
             try:
                 proto = await self._join(rejoin=lost_at is not None)
             except _Fatal as e:
                 self._view.failure(str(e))
                 return EXIT_ERROR
-            except (_Leave, CancelledError):
+            except _Leave as e:
+                if e.refused is not None:
+                    self._view.failure(f"never joined the room: {e.refused}")
+                    status = EXIT_ERROR
+                break
+            except CancelledError:
                 break
             except _Relogin:
                 self._view.status("the login timed out meanwhile; logging in again")
@@ -341,7 +379,7 @@ class ChatSession:
             self._view.status("connection lost; reconnecting")
         if self._proto is not None:
             await self._proto.done
-        return EXIT_OK
+        return status
 
     async def _join(self, rejoin: bool) -> ChatClientProtocol:
         """Connect, log in and take a name; raises L{_Fatal} when trying
@@ -367,9 +405,11 @@ class ChatSession:
                 proto.transport.loseConnection()
             raise
         self._ready = proto
-        self._view.named(proto.name or "", rejoin)
+        # Asked before the view hears of the name: what the view does then
+        # (a script at the end of its input leaves) comes after it.
         if self._history > 0 and not rejoin:
             proto.history(self._history).addCallbacks(self._view.history, self._report)
+        self._view.named(proto.name or "", rejoin)
         return proto
 
     async def _log_in(self, proto: ChatClientProtocol) -> None:
@@ -443,7 +483,7 @@ class ChatSession:
                 name = await self._interruptibly(self._view.ask_name(problem))
                 if name is None:
                     self.quit()
-                    raise _Leave()
+                    raise _Leave(problem)
                 if proto.done.called:
                     self._name = name
                     raise _Relogin()

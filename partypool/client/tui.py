@@ -13,6 +13,12 @@ Each line starts with the local time (``--no-timestamps`` hides it). Private
 messages are marked with a lock and the direction (``bob → you``); the
 room's last messages on joining are dimmed, with the time they were said,
 between two rules that mark them off from live ones.
+
+Your own message is shown as you send it (the server confirms nothing for
+``SAY``; it answers only to refuse). When it refuses one (muted, too long …)
+a red line quotes it as not delivered, so the transcript never reads as if
+the room got it; a private message is shown only once the server delivered
+it, and quoted the same way when refused.
 """
 
 from __future__ import annotations
@@ -88,6 +94,16 @@ def online_box(names: list[str]) -> str:
             "╚" + "═" * inner + "╝",
         ]
     )
+
+
+#: Characters of a refused message quoted back.
+QUOTED = 60
+
+
+def quote(text: str) -> str:
+    """C{text} in quotes, cut to L{QUOTED} characters."""
+    cut = text if len(text) <= QUOTED else text[: QUOTED - 1] + "…"
+    return f"“{cut}”"
 
 
 def local_time(when: datetime.datetime, now: datetime.datetime) -> str:
@@ -194,6 +210,22 @@ class TerminalView(SessionView):
     def request_stored(self, request_id: int) -> None:
         self._show(("class:ok", f"✓ Request sent to the administrator (#{request_id})"))
 
+    def refused(self, said: str, code: str, text: str) -> None:
+        self._show(
+            ("class:error", "✗ not delivered: "),
+            ("", quote(said)),
+            ("class:error", f" — {text or code} ({code})"),
+        )
+
+    def private_refused(self, name: str, said: str, code: str, text: str) -> None:
+        self._show(
+            ("class:error", "✗ not delivered to "),
+            (name_style(name), name),
+            ("class:error", ": "),
+            ("", quote(said)),
+            ("class:error", f" — {text or code} ({code})"),
+        )
+
     def private_sent(self, name: str, text: str) -> None:
         self._show(
             ("class:private", "🔒 you → "),
@@ -206,7 +238,12 @@ class TerminalView(SessionView):
         if not entries:
             return
         now = datetime.datetime.now(datetime.UTC)
-        self._show(("class:rule", f"──── the last {len(entries)} messages ────"))
+        last = (
+            "the last message"
+            if len(entries) == 1
+            else f"the last {len(entries)} messages"
+        )
+        self._show(("class:rule", f"──── {last} ────"))
         for entry in entries:
             when = local_time(entry.time, now)
             if entry.verb == "CHAT":
@@ -264,6 +301,9 @@ class TerminalView(SessionView):
         self._show(("class:shutdown", f"⚠ The server closes in {seconds} s: {text}"))
 
     def error(self, code: str, text: str) -> None:
+        if code == "rate-limited":
+            # The server does not say which line it dropped.
+            text = f"{text or code}: one of your last lines did not get through"
         self._show(("class:error", f"✗ {text or code} ({code})"))
 
     def bye(self, reason: str) -> None:

@@ -19,9 +19,12 @@ The contract (docs/protocol.md, "The web door"):
   foreign page could borrow, the check only keeps other sites' pages out.)
 - Every response carries a strict Content-Security-Policy and the other
   headers in `SECURITY_HEADERS`.
-- An HTTP connection that has not become a WebSocket counts against
-  ``--max-pending-logins`` per address and four times ``--max-clients`` in
-  all, and is closed after ``--login-timeout`` seconds idle.
+- An HTTP connection that has not become a WebSocket has not logged in: it
+  counts with the chat doors' connections that have not
+  (`~partypool.room.pool.Unauthenticated`: ``--max-pending-logins`` per
+  address group, ``--max-unauthenticated`` in all), and is closed unless
+  each request arrives whole within ``--login-timeout`` seconds of the
+  connection or of the request before (`_Channel`).
 
 Twisted's WebSocket support parses frames, answers pings and does the close
 handshake.  It has no hook to limit a message's size, so `WebProtocol`
@@ -33,12 +36,11 @@ and the same bytes go to every browser in the room.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import struct
 from importlib import resources
 
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, pages, server
@@ -263,7 +265,7 @@ class _Socket(WebSocketResource):
 
     def buildProtocol(self, request: server.Request) -> WebProtocol:  # noqa: N802
         channel = request.channel
-        channel.site.upgraded(channel)
+        channel.uncount()  # the session counts itself now
         return WebProtocol(self.pool, request.getClientAddress(), channel)
 
 
@@ -313,23 +315,71 @@ class _Request(server.Request):
 
 
 class _Channel(http.HTTPChannel):
-    """An HTTP connection that counts against the door's connection caps."""
+    """An HTTP connection of the web door, until it becomes a WebSocket.
+
+    It has not logged in, so it counts with the chat doors' sessions that
+    have not either (``PartyPool.unauthenticated``: one rule for every door,
+    per address group and in all, where a full port closes the oldest
+    connection of the busiest address).  And it must send each request
+    whole within ``--login-timeout`` seconds of connecting or of its last
+    request: a fixed deadline, not Twisted's idle timeout, which any byte
+    restarts (a request trickled a byte at a time would hold the descriptor
+    for days).  The upgrade ends both: the WebSocket's session counts itself
+    and runs its own login timer.
+    """
+
+    _deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:  # noqa: N802
         super().connectionMade()
-        if not self.site.admit(self):
+        host, peer = host_and_peer(self.transport.getPeer())
+        refusal = self.site.pool.unauthenticated.admit(self, host)
+        if refusal is not None:
+            log.info("refused {peer}: {refusal}", peer=peer, refusal=refusal)
             self.transport.abortConnection()
+        else:
+            self._await_request()
+
+    def _await_request(self) -> None:
+        pool = self.site.pool
+        self._deadline = pool.clock.callLater(pool.limits.login_timeout, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self.transport.abortConnection()
+
+    def allContentReceived(self) -> None:  # noqa: N802
+        """A request arrived whole: the next one has ``--login-timeout`` again
+        (unless this one is the upgrade, which stops the deadline)."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._await_request()
+        super().allContentReceived()
+
+    def disconnect(self, reason: str) -> None:
+        """Close now (`~partypool.room.pool.Unauthenticated` makes room):
+        there is no request to answer, or one whose answer would wait."""
+        self.uncount()
+        self.transport.abortConnection()
+
+    def uncount(self) -> None:
+        """Became a WebSocket, or is closing: no longer counted, no deadline."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.site.pool.unauthenticated.release(self)
 
     def connectionLost(self, reason: Failure) -> None:  # noqa: N802
-        self.site.upgraded(self)  # no longer counted, either way
+        self.uncount()
         super().connectionLost(reason)
 
 
 class WebSite(server.Site):
-    """The web door's HTTP server: the page, ``/ws``, and the connection caps.
+    """The web door's HTTP server: the page and ``/ws``.
 
     No access log: the session logs each WebSocket as the chat port logs a
-    connection, and page fetches are not worth keeping addresses for.
+    connection, and page fetches are not worth keeping addresses for.  No
+    idle timeout either: `_Channel` has a deadline instead.
     """
 
     protocol = _Channel
@@ -338,37 +388,11 @@ class WebSite(server.Site):
     noisy = False
 
     def __init__(self, pool: PartyPool, origins: frozenset[str] = frozenset()) -> None:
-        super().__init__(
-            page_resource(pool, origins),
-            timeout=pool.limits.login_timeout,
-            reactor=pool.clock,
-        )
+        super().__init__(page_resource(pool, origins), timeout=None, reactor=pool.clock)
         self.pool = pool
-        self.per_host = pool.limits.max_pending_logins
-        self.total = 4 * pool.room.max_members
-        self._open: collections.Counter[str] = collections.Counter()
-        self._counted: dict[http.HTTPChannel, str] = {}
 
     def log(self, request: server.Request) -> None:
         """No access log (see the class docstring)."""
-
-    def admit(self, channel: http.HTTPChannel) -> bool:
-        """Count a new HTTP connection; False if it is over a cap."""
-        host, peer = host_and_peer(channel.transport.getPeer())
-        if self._open[host] >= self.per_host or len(self._counted) >= self.total:
-            log.info("refused {peer}: too many web connections", peer=peer)
-            return False
-        self._open[host] += 1
-        self._counted[channel] = host
-        return True
-
-    def upgraded(self, channel: http.HTTPChannel) -> None:
-        """``channel`` closed or became a WebSocket (counted by its session now)."""
-        host = self._counted.pop(channel, None)
-        if host is not None:
-            self._open[host] -= 1
-            if not self._open[host]:
-                del self._open[host]
 
 
 def parse_origins(text: str | None) -> frozenset[str]:

@@ -2,8 +2,9 @@
 
 One IPv6 subscriber usually holds a whole /64 (SLAAC, privacy addresses), so
 rules that count or refuse "an address" — the login throttle, the cap on
-logins in progress, one session per address, bans, mutes — count an IPv6
-peer by its /64, and an IPv4 peer by its own address.  `normal_address` is
+logins in progress, one session per address, bans, mutes, the daily request
+limit (in the store) — count an IPv6 peer by its /64, and an IPv4 peer by
+its own address.  `normal_address` is
 the one spelling of an address (connections are named by it, and what the
 administrator types is read by it); `address_group` names the unit the
 rules count; `BanList` matches a peer against banned networks (single
@@ -54,13 +55,16 @@ def normal_address(text: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def address_group(host: str) -> str:
-    """The unit per-address rules count ``host`` by: an IPv4 address itself,
-    an IPv6 address's /64 (``2001:db8::/64``); anything else (a UNIX socket
-    path) unchanged."""
+    """The unit per-address rules count ``host`` by: an IPv4 address itself
+    (IPv4-mapped IPv6 too, in case a host was not `normal_address`-ed, as
+    in rows an older server stored), an IPv6 address's /64
+    (``2001:db8::/64``); anything else (a UNIX socket path) unchanged."""
     try:
         address = ipaddress.ip_address(host.partition("%")[0])
     except ValueError:
         return host
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     if address.version == 4:
         return str(address)
     return str(ipaddress.ip_network(f"{address}/{IPV6_GROUP_PREFIX}", strict=False))
@@ -70,30 +74,42 @@ def ban_network(text: str) -> Network:
     """The network a ``ban -ip`` value covers, or ValueError saying why not.
 
     An address (`normal_address`: the form connections are named by) or a
-    CIDR; host bits are cleared (``10.1.2.3/8`` is ``10.0.0.0/8``).  IPv6 is
-    banned by /64 at the least, as it is counted; IPv4-mapped IPv6
-    (``::ffff:10.0.0.0/104``) becomes the IPv4 network, as connections are
-    named.  A network of no client addresses (multicast) can never match,
-    so it is refused.
+    CIDR; host bits are cleared (``10.1.2.3/8`` is ``10.0.0.0/8``), and
+    IPv4-mapped IPv6 (``::ffff:10.0.0.0/104``) becomes the IPv4 network, as
+    connections are named.  Only then is it checked, so that no spelling
+    gets past: a network of one address (``/32``, ``/128``) is that address,
+    refused as `normal_address` refuses it (``0.0.0.0/32``,
+    ``::ffff:224.0.0.1/128``), and a network of multicast addresses holds no
+    client, so it is refused too.  IPv6 is banned by /64 at the least, as it
+    is counted.
     """
     text = text.strip()
-    if "/" not in text:
-        network = ipaddress.ip_network(normal_address(text))
-    else:
-        try:
-            network = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            raise ValueError(
-                f"not an IP address or network: {scrub(text)[:60]}"
-            ) from None
-        if network.is_multicast:
-            raise ValueError(f"{network} holds no client addresses")
-    if network.version == 6:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None and network.prefixlen >= 96:
-            return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
-        if network.prefixlen > IPV6_GROUP_PREFIX:
-            return network.supernet(new_prefix=IPV6_GROUP_PREFIX)
+    if "/" in text:
+        network = _cidr(text)
+        if network.num_addresses > 1:
+            if network.is_multicast:
+                raise ValueError(f"{network} holds no client addresses")
+            return _at_least_a_group(network)
+        text = str(network.network_address)
+    return _at_least_a_group(ipaddress.ip_network(normal_address(text)))
+
+
+def _cidr(text: str) -> Network:
+    """``text`` as a network, host bits cleared, IPv4-mapped IPv6 as IPv4."""
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"not an IP address or network: {scrub(text)[:60]}") from None
+    mapped = network.network_address.ipv4_mapped if network.version == 6 else None
+    if mapped is not None and network.prefixlen >= 96:
+        return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+    return network
+
+
+def _at_least_a_group(network: Network) -> Network:
+    """An IPv6 network at least as wide as the /64 peers are counted by."""
+    if network.version == 6 and network.prefixlen > IPV6_GROUP_PREFIX:
+        return network.supernet(new_prefix=IPV6_GROUP_PREFIX)
     return network
 
 

@@ -14,6 +14,11 @@ second.)  A crash loses at most the last second's messages; a stop writes
 them first.  The rows are loaded at start-up, so a
 restart keeps them, and a `HistoryService` prunes expired ones on a timer
 and, when the server stops, waits for the last write.
+
+Every kept entry fits the replay line ``HISTORY <id> <time> <event line>``
+within ``--max-line``: a live message is refused unless it does
+(`partypool.wire.check_fits`), and one kept under a larger ``--max-line``
+is cut to fit as it is loaded (`fitted`), so no door has to check again.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from partypool.room.room import Event
+from partypool.wire import HISTORY_HEAD, format_line, split_to_fit
 
 log = Logger(namespace="partypool.room.history")
 
@@ -39,6 +45,7 @@ DAY = 86400.0
 DEFAULT_COUNT = 50  # HISTORY without a count
 WRITE_EVERY = 1.0  # seconds between two writes of the history, at most one each
 PRUNE_EVERY = 3600.0  # seconds between two prunings of expired rows
+CUT = "\u2026"  # ends a text cut to fit a lowered --max-line
 
 
 @attrs.frozen
@@ -54,6 +61,21 @@ class Entry:
         """``at`` in UTC, RFC 3339 with milliseconds and a ``Z``."""
         moment = datetime.datetime.fromtimestamp(self.at, datetime.UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fitted(entry: Entry, max_line: int) -> Entry:
+    """``entry``, or, if its replay line would pass ``max_line`` bytes (it was
+    kept under a larger ``--max-line``), a copy with its text cut between
+    characters to fit, ending in ``…``.  Checked as a live message is, with
+    the widest id; the database keeps the whole text, for a later start
+    with a larger limit."""
+    event = entry.event
+    *head, text = (*HISTORY_HEAD, event.verb, *event.parts)
+    if len(format_line(*head, text)) <= max_line:
+        return entry
+    room = max_line - len(CUT.encode("utf-8"))
+    cut = split_to_fit(text, room, *head)[0] + CUT
+    return attrs.evolve(entry, event=Event(event.verb, (*event.parts[:-1], cut)))
 
 
 class HistoryStore(Protocol):

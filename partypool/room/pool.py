@@ -25,7 +25,7 @@ from partypool.room.addresses import address_group, normal_address
 from partypool.room.auth import ChatVerifier, FailureBudget, LoginThrottle
 from partypool.room.clock import SteadyClock
 from partypool.room.gather import Gatherer
-from partypool.room.history import Entry, History
+from partypool.room.history import Entry, History, fitted
 from partypool.room.mutes import Mutes
 from partypool.room.room import Room
 from partypool.room.store import Ban, Store
@@ -107,8 +107,10 @@ class Unauthenticated:
     dozen addresses lock everyone else out, while a real login finishes long
     before it becomes the oldest of the busiest address.  Each port has its
     own count (`PartyPool.new_unauthenticated`; the chat doors share
-    ``PartyPool.unauthenticated``), so a flood on the chat port cannot lock
-    root out of the admin port.
+    ``PartyPool.unauthenticated``: every `~partypool.room.session.Session`
+    until it is named, and the web door's HTTP connections until they become
+    WebSockets), so a flood on the chat port cannot lock root out of the
+    admin port.
 
     A door may also count, per group, one connection it has refused but
     cannot tell why yet (a TLS peer still in its handshake): ``refused``.
@@ -309,16 +311,27 @@ def make_server(
 
     The room keeps its last ``history`` messages (0: none) for
     ``history_days`` days; ``history_kept`` is what the store kept before,
-    and the last id it gave (`partypool.room.store.load_history`).
+    and the last id it gave (`partypool.room.store.load_history`), each
+    entry cut to fit ``limits.max_line`` if it was kept under a larger one
+    (`partypool.room.history.fitted`).
     """
     room = Room(max_members=max_clients, allow_same_ip=allow_same_ip)
     for ban in bans:
-        if ban.kind == "ip":
-            room.banned_hosts.add(ban.value)
-        else:
+        if ban.kind == "name":
             room.banned_names.add(ban.value)
+            continue
+        try:
+            room.banned_hosts.add(ban.value)
+        except ValueError as e:  # stored by a server that let it through
+            log.warn(
+                "not applying the stored ban of ip {value}: {why}; "
+                "unban -ip {value} removes it",
+                value=ban.value,
+                why=e,
+            )
     if history:
-        entries, last_id = history_kept
+        kept, last_id = history_kept
+        entries = (fitted(entry, limits.max_line) for entry in kept)
         room.history = History(store, clock, history, history_days, entries, last_id)
     return PartyPool(
         room=room,

@@ -2,7 +2,8 @@
 room's history (`partypool.room.history`).
 
 The schema is a sequence of numbered SQL files in ``schema/``, applied in
-order at start-up and recorded in ``PRAGMA user_version``.  Every write is
+order at start-up and recorded in ``PRAGMA user_version``; they may call
+``address_group()`` (`partypool.room.addresses.address_group`).  Every write is
 committed with WAL and ``synchronous=FULL`` before its Deferred fires, so an
 ``OK REQUEST`` survives a crash of the server right after it.  The blocking
 calls run in adbapi's thread, never on the reactor.
@@ -19,6 +20,7 @@ import attrs
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 
+from partypool.room.addresses import address_group
 from partypool.room.history import Entry
 from partypool.room.room import Event
 from partypool.wire import name_key
@@ -75,6 +77,9 @@ def migrate(path: Path) -> None:
     connection = sqlite3.connect(path)
     try:
         _configure(connection)
+        connection.create_function(
+            "address_group", 1, address_group, deterministic=True
+        )
         (current,) = connection.execute("PRAGMA user_version").fetchone()
         for version, sql in _schema_files():
             if version > current:
@@ -152,27 +157,31 @@ class Store:
 
         Fails with `TooManyRequests` if ``per_day`` requests were stored in
         the last 24 hours under the same name (compared as `name_key`
-        compares, so a change of case is the same user) or from ``address``
-        (counted and inserted in one transaction, so parallel requests
-        cannot pass the limit together).
+        compares, so a change of case is the same user) or from ``address``'s
+        group (`address_group`: an IPv6 /64 is one address, as for every
+        per-address rule), counted and inserted in one transaction, so
+        parallel requests cannot pass the limit together.  The exact
+        ``address`` is kept too, for the administrator.
         """
 
-        key = name_key(name)
+        key, group = name_key(name), address_group(address)
 
         def insert(cursor: sqlite3.Cursor) -> int:
             since = utc_now(REQUEST_WINDOW)
             (count,) = cursor.execute(
                 "SELECT count(*) FROM requests WHERE id IN ("
                 " SELECT id FROM requests WHERE name_key = ? AND created_at > ?"
-                " UNION SELECT id FROM requests WHERE address = ? AND created_at > ?)",
-                (key, since, address, since),
+                " UNION SELECT id FROM requests"
+                " WHERE address_group = ? AND created_at > ?)",
+                (key, since, group, since),
             ).fetchone()
             if count >= per_day:
                 raise TooManyRequests(count)
             cursor.execute(
-                "INSERT INTO requests (created_at, name, name_key, address, text)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (utc_now(), name, key, address, text),
+                "INSERT INTO requests"
+                " (created_at, name, name_key, address, address_group, text)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (utc_now(), name, key, address, group, text),
             )
             return cursor.lastrowid
 
