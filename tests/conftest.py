@@ -20,6 +20,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest as trial
 
 REPO = Path(__file__).resolve().parent.parent
@@ -189,6 +190,15 @@ def _trial_mktemp_in_tmp_path(request, tmp_path: Path, monkeypatch) -> None:
     out of the source tree."""
     if isinstance(request.instance, trial.SynchronousTestCase):  # TestCase too
         monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def logged():
+    """The log events emitted while the test runs (`formatEvent` reads them)."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.fixture

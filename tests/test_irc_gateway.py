@@ -13,7 +13,7 @@ import scramp
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from partypool.doors import chat, door_name, irc, web
 from partypool.doors.irc import IrcFactory, IrcProtocol
@@ -652,15 +652,6 @@ def test_history_without_batch_is_plain_lines(pool):
 
 
 # -- root -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def logged():
-    """The log lines said while the test runs, formatted as they are read."""
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def said(events: list[dict]) -> list[str]:

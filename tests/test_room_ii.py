@@ -37,14 +37,6 @@ def as_root(pool, host: str = "127.0.0.1", port: int = 40000):
     return root
 
 
-@pytest.fixture
-def logged():
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
-
-
 def texts(events: list[dict]) -> str:
     return "\n".join(formatEvent(e) for e in events)
 
