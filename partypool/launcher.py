@@ -133,19 +133,26 @@ def run_child(arguments: list[str]) -> int:
     SIGTERM: a server takes SIGHUP to mean "reload" and would run on with
     nobody to see it or stop it.
     """
-    child = subprocess.Popen([sys.executable, "-m", "partypool", *arguments])
+    children: list[subprocess.Popen] = []
     told: list[int] = []
 
     def stop_child(signum: int, frame: object) -> None:
         told.append(signum)
-        child.terminate()
+        for child in children:
+            child.terminate()
 
+    # In place before the child exists: a hangup while it starts stops it too.
     handlers = {signal.SIGINT: _ignore, signal.SIGTERM: stop_child}
     if hasattr(signal, "SIGHUP"):  # not on Windows
         handlers[signal.SIGHUP] = stop_child
     previous = {signum: signal.signal(signum, h) for signum, h in handlers.items()}
     try:
-        status = child.wait()
+        children.append(
+            subprocess.Popen([sys.executable, "-m", "partypool", *arguments])
+        )
+        if told:  # told to end while the child was being started
+            children[0].terminate()
+        status = children[0].wait()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

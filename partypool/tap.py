@@ -499,9 +499,9 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
         log.info("TLS certificate SHA-256 fingerprint {fp}", fp=tls.fingerprint)
         factory = tls.wrap(factory)
     certificates = CertificateReload(tls, reactor)  # SIGHUP, admin reload-tls
-    pool.root_commands = lambda peer: AdminCommands(
+    pool.root_commands = lambda peer, door: AdminCommands(
         pool,
-        Operator("password (chat port)", peer),
+        Operator(f"password ({door})", peer),
         manhole=bool(options["manhole"]),
         reload_tls=certificates.reload,
     )

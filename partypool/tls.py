@@ -30,10 +30,13 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from zope.interface import implementer
 
 _log = Logger(namespace="partypool.tls")
+
+# A client's first TLS record is a handshake record (its ClientHello).
+TLS_HANDSHAKE_RECORD = 0x16
 
 
 class ConfigError(Exception):
@@ -172,7 +175,36 @@ class ServerTLS:
         """TLS around ``factory``; ``clock`` is the reactor (the global one if None)."""
         if clock is None:
             from twisted.internet import reactor as clock
-        return TLSMemoryBIOFactory(self, False, factory, clock=OneTurnCalls(clock))
+        return _ServerTLSFactory(self, False, factory, clock=OneTurnCalls(clock))
+
+
+class _ServerTLSProtocol(BufferingTLSTransport):
+    """Twisted's TLS transport, telling the log when a peer's first bytes
+    are no TLS record: the handshake fails then, and the door only sees
+    the connection lost, with no reason an operator could read.  Here,
+    once, for every door that speaks TLS (chat port, web door, IRC gateway)."""
+
+    _heard = False
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if not self._heard and data:
+            self._heard = True
+            if data[0] != TLS_HANDSHAKE_RECORD:
+                # host:port as the doors log it (the clients ship this
+                # module, so not through the server's host_and_peer)
+                peer = self.transport.getPeer()
+                _log.info(
+                    "closing {host}:{peer_port} on port {port}: not TLS "
+                    "(a plain-text client on a TLS port?)",
+                    host=getattr(peer, "host", peer),
+                    peer_port=getattr(peer, "port", "?"),
+                    port=getattr(self.transport.getHost(), "port", "?"),
+                )
+        super().dataReceived(data)
+
+
+class _ServerTLSFactory(TLSMemoryBIOFactory):
+    protocol = _ServerTLSProtocol
 
 
 class _TurnCall:

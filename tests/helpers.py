@@ -79,8 +79,8 @@ def make_pool(clock: Clock | None = None, *, root: bool = False, **kwargs) -> Pa
     )
     pool.defer_to_thread = defer.maybeDeferred  # no threads in unit tests
     if root:
-        pool.root_commands = lambda peer: AdminCommands(
-            pool, Operator("password (chat port)", peer)
+        pool.root_commands = lambda peer, door: AdminCommands(
+            pool, Operator(f"password ({door})", peer)
         )
     return pool
 

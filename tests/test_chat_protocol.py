@@ -676,7 +676,7 @@ def test_long_admin_output_lines_go_on_in_the_next_admin_out():
         def run(self, line: str) -> Deferred:
             return succeed(Result("é" * 600 + "\nok", 0))
 
-    pool.root_commands = lambda peer: Commands()
+    pool.root_commands = lambda peer, door: Commands()
     root = connect(pool)
     root.received()
     assert root.login(ROOT_PASSWORD, username="root")[0].startswith("AUTH-OK ")

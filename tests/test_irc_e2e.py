@@ -183,6 +183,36 @@ def test_irssi_over_tls_with_the_certificate_pinned(irc_server, tmp_path):
         term.close()
 
 
+def test_irssi_with_pass_as_documented(tmp_path):
+    """docs/irc.md's irssi line without SASL: /connect with the TLS options
+    and the passkey after the port (a generated one: words and dashes)."""
+    _needs("irssi")
+    server = start_server(
+        tmp_path / "data",
+        "--irc",
+        "tcp:0:interface=127.0.0.1",
+        passkey="tea-party-passkey-words",
+    )
+    port = int(server.wait_for(r"IRC gateway listening on \S+:(\d+)")[1])
+    home = tmp_path / "irssi"
+    home.mkdir()
+    term = Terminal(f"irssi --home={home} -n carol", {"TERM": "tmux-256color"})
+    try:
+        term.wait_for("Irssi v")
+        term.type(
+            f"/connect -tls -notls_verify -tls_pinned_cert {server.fingerprint}"
+            f" 127.0.0.1 {port} tea-party-passkey-words"
+        )
+        term.wait_for("Welcome to")
+        term.type("/window 2")
+        term.wait_for("carol [carol@partypool] has joined #party")
+        term.type("/quit")
+        server.wait_for(r"carol left: quit")
+    finally:
+        term.close()
+        server.stop()
+
+
 def test_weechat_scram_over_tls_with_the_certificate_pinned(irc_server, tmp_path):
     """WeeChat (SASL SCRAM-SHA-256) joins #party and chats with v1."""
     _needs("weechat")
@@ -207,7 +237,9 @@ def test_weechat_scram_over_tls_with_the_certificate_pinned(irc_server, tmp_path
         term.type("/connect party")
         term.wait_for("wendy (wendy@partypool) has joined #party")
         bob = v1_client(irc_server, "bob", "127.0.0.5")
-        term.wait_for("bob (bob@partypool) has joined #party")
+        screen = term.wait_for("bob (bob@partypool) has joined #party")
+        # -autojoin's JOIN after the one at registration is ignored: once.
+        assert screen.count("wendy (wendy@partypool) has joined #party") == 1
         bob.send("SAY hello WeeChat")
         term.wait_for("hello WeeChat")
         term.type("hi bob from WeeChat")

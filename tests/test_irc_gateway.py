@@ -13,7 +13,9 @@ import scramp
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 
+from partypool.doors import chat, door_name, irc, web
 from partypool.doors.irc import IrcFactory, IrcProtocol
 from partypool.doors.irc_wire import MESSAGE_MAX, parse_message
 from tests.helpers import PASSKEY, ROOT_PASSWORD, connect, make_pool, unit_limits
@@ -459,15 +461,17 @@ def test_names_split_across_353_lines(clock):
     assert lines[-1] == ":unit 366 alice #party :End of /NAMES list"
 
 
-def test_other_channels_are_403_and_join_of_ours_is_echoed(pool):
+def test_other_channels_are_403_and_a_join_of_ours_is_ignored(pool):
+    """WeeChat's -autojoin=#party after the JOIN at registration: no second
+    JOIN, topic and names (other servers ignore it too)."""
     alice = irc_named(pool, "alice", "127.0.0.2")
+    bob = v1_named(pool, "bob", "127.0.0.3")
     alice.received()
-    alice.send("JOIN #other", "JOIN #PARTY")
-    lines = alice.received()
-    assert lines[0] == ":unit 403 alice #other :No such channel"
-    assert lines[1] == ":alice!alice@partypool JOIN #party"
+    alice.send("JOIN #party", "JOIN #PARTY", "JOIN #party,#other")
+    assert alice.received() == [":unit 403 alice #other :No such channel"]
     alice.send("PRIVMSG #other :x")
     assert alice.commands() == ["403"]
+    assert bob.received() == []
 
 
 def test_a_configured_channel(pool):
@@ -651,6 +655,19 @@ def test_history_without_batch_is_plain_lines(pool):
 
 
 @pytest.fixture
+def logged():
+    """The log lines said while the test runs, formatted as they are read."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def said(events: list[dict]) -> list[str]:
+    return [formatEvent(event) for event in events]
+
+
+@pytest.fixture
 def root_pool(clock):
     return make_pool(clock, root=True)
 
@@ -686,6 +703,76 @@ def test_sasl_root_is_the_operator(root_pool, mechanism):
     assert ":unit 313 alice root :is the server's administrator" in lines
 
 
+def v1_root_in_the_room(pool):
+    root = connect(pool, host="127.0.0.8")
+    root.received()
+    assert root.login(ROOT_PASSWORD, username="root")[0].startswith("AUTH-OK ")
+    root.send("NICK root")
+    assert root.received() == ["OK NICK root"]
+    return root
+
+
+@pytest.mark.parametrize("nick", ["boss", "root"])
+def test_one_root_seat_a_second_irc_root_is_told_and_closed(root_pool, nick, logged):
+    """Root is in the room by the chat port: an IRC root login, whatever
+    nick it asked for, gets a clear refusal and ERROR (no 433 that a client
+    would answer with nick after nick), and the first root stays."""
+    first = v1_root_in_the_room(root_pool)
+    second = irc_connect(root_pool, host="127.0.0.9")
+    second.send("CAP REQ :sasl", "AUTHENTICATE PLAIN")
+    second.send("AUTHENTICATE " + _plain("root", ROOT_PASSWORD))
+    second.received()
+    second.send(f"NICK {nick}", "USER r 0 * :r", "CAP END")
+    assert second.received() == [
+        f":unit NOTICE {nick} :nick-taken: root is already in the room "
+        "(another connection)",
+        "ERROR :Closing Link: 127.0.0.9 (nick-taken)",
+    ]
+    assert second.transport.disconnecting
+    assert first.received() == []
+    assert root_pool.room.root is first.protocol.session
+    assert (
+        "refused 127.0.0.9:40000: root is already in the room (another connection)"
+        in said(logged)
+    )
+
+
+def test_one_root_seat_a_second_v1_root_is_told_and_closed(root_pool):
+    """The same rule, the other way round: root is in by IRC."""
+    irc_root(root_pool).received()
+    second = connect(root_pool, host="127.0.0.8")
+    second.received()
+    assert second.login(ROOT_PASSWORD, username="root")[0].startswith("AUTH-OK ")
+    second.send("ADMIN list-conn -u")  # a root session out of the room still runs
+    assert second.received()[-1] == "ADMIN-END 0"
+    second.send("NICK root")
+    assert second.received() == [
+        "ERR nick-taken root is already in the room (another connection)",
+        "BYE nick-taken",
+    ]
+    assert second.transport.disconnecting
+
+
+def test_root_logs_name_the_irc_gateway(root_pool, logged):
+    """The login and root's commands are logged with the door they came by,
+    as for every door (each door's name, by its log namespace)."""
+    root = irc_root(root_pool)
+    root.send("PRIVMSG partypool :list-conn -u")
+    root.received()
+    lines = said(logged)
+    assert "root logged in on the IRC gateway from 127.0.0.9:40000" in lines
+    assert (
+        "root (password (IRC gateway) from 127.0.0.9:40000) ran 'list-conn -u': "
+        "status 0" in lines
+    )
+    assert not any("chat port" in line for line in lines)
+    assert [door_name(door.log) for door in (chat, web, irc)] == [
+        "chat port",
+        "web door",
+        "IRC gateway",
+    ]
+
+
 def test_the_root_password_as_chat_passkey_or_vice_versa_fails(root_pool):
     peer = irc_connect(root_pool)
     peer.send("CAP REQ :sasl", "NICK x", "USER x 0 * :x", "AUTHENTICATE PLAIN")
@@ -700,7 +787,7 @@ def test_root_kicks_a_v1_user(root_pool):
     root = irc_root(root_pool)
     for peer in (bob, alice, root):
         peer.received()
-    root.send("KICK #party bob :behave")
+    root.send("KICK #party bob :behave")  # the reason is not sent (docs/irc.md)
     assert bob.received()[-1] == "BYE removed by admin"
     kick = ":partypool!partypool@partypool KICK #party bob :removed by admin"
     assert alice.received() == [kick]

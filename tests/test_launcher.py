@@ -6,6 +6,7 @@ in a pty."""
 from __future__ import annotations
 
 import io
+import signal
 import stat
 import subprocess
 import sys
@@ -415,3 +416,36 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         "(or --admin)."
     )
     assert "Traceback" not in run.stdout + run.stderr
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP")
+def test_menu_told_to_end_while_its_child_starts_stops_the_child(monkeypatch) -> None:
+    """The handler that stops the child is in place before the child exists:
+    a hangup arriving while it starts stops it as soon as it does, and only
+    then does the menu end by that signal."""
+    before = signal.getsignal(signal.SIGHUP)
+    events: list = []
+
+    class Child:
+        def __init__(self, command: list[str]) -> None:
+            handler = signal.getsignal(signal.SIGHUP)
+            events.append(("spawn", command[1:], handler is not signal.SIG_DFL))
+            handler(signal.SIGHUP, None)  # the hangup, while it starts
+
+        def terminate(self) -> None:
+            events.append("terminate")
+
+        def wait(self) -> int:
+            events.append("wait")
+            return -signal.SIGTERM
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", Child)
+    monkeypatch.setattr(launcher.os, "kill", lambda pid, sig: events.append(sig))
+    assert launcher.run_child(["serve"]) == -signal.SIGTERM
+    assert events == [
+        ("spawn", ["-m", "partypool", "serve"], True),
+        "terminate",
+        "wait",
+        signal.SIGHUP,
+    ]
+    assert signal.getsignal(signal.SIGHUP) == before

@@ -257,7 +257,10 @@ def test_root_is_the_only_one_who_may_be_root(pool):
     assert root.received() == ["OK NICK root"]
     second = as_root(pool, host="127.0.0.5")
     second.send("NICK root")
-    assert second.received() == ["ERR nick-taken the name root is taken"]
+    assert second.received() == [
+        "ERR nick-taken root is already in the room (another connection)",
+        "BYE nick-taken",
+    ]
 
 
 def test_root_logins_need_the_root_password_and_count_in_the_throttle(pool):
@@ -336,7 +339,7 @@ def test_root_commands_answer_in_order(pool):
                 return pending[-1]
             return succeed(Result(f"ran {line}"))
 
-    pool.root_commands = lambda peer: Slow()
+    pool.root_commands = lambda peer, door: Slow()
     root = as_root(pool)
     root.send("ADMIN slow", "ADMIN quick")
     assert root.received() == []
@@ -350,7 +353,7 @@ def test_root_commands_answer_in_order(pool):
 
 
 def test_manhole_needs_a_terminal_on_the_chat_port(pool):
-    pool.root_commands = lambda peer: AdminCommands(
+    pool.root_commands = lambda peer, door: AdminCommands(
         pool, Operator("password (chat port)", peer), manhole=True
     )
     root = as_root(pool)

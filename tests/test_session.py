@@ -151,7 +151,13 @@ def test_a_door_with_its_own_dialect_drives_the_session_by_calls():
     pool = make_pool(clock)
     door = RecordingDoor()
     session = Session(
-        pool, "127.0.0.4", "127.0.0.4:1", door, handshaking=False, log=log
+        pool,
+        "127.0.0.4",
+        "127.0.0.4:1",
+        door,
+        handshaking=False,
+        log=log,
+        door_name="test door",
     )
     assert session.start()
     client = scramp.ScramClient(["SCRAM-SHA-256"], "chat", PASSKEY)
@@ -187,7 +193,13 @@ def test_the_session_says_its_own_errors_and_pings_through_the_door():
     pool = make_pool(clock, limits=unit_limits(idle_ping=10))
     door = RecordingDoor()
     session = Session(
-        pool, "127.0.0.5", "127.0.0.5:1", door, handshaking=False, log=log
+        pool,
+        "127.0.0.5",
+        "127.0.0.5:1",
+        door,
+        handshaking=False,
+        log=log,
+        door_name="test door",
     )
     session.start()
     clock.advance(pool.limits.idle_ping)
@@ -233,21 +245,41 @@ def test_a_door_may_log_in_with_the_secret_itself():
     pool = make_pool(root=True)
     door = RecordingDoor()
     session = Session(
-        pool, "127.0.0.6", "127.0.0.6:1", door, handshaking=False, log=log
+        pool,
+        "127.0.0.6",
+        "127.0.0.6:1",
+        door,
+        handshaking=False,
+        log=log,
+        door_name="test door",
     )
     session.start()
     done = session.login_secret("chat", PASSKEY)
     assert done.result is True and session.state == "naming" and not session.is_root
     assert session.join("dora") == "dora"
 
-    root = Session(pool, "127.0.0.7", "127.0.0.7:1", door, handshaking=False, log=log)
+    root = Session(
+        pool,
+        "127.0.0.7",
+        "127.0.0.7:1",
+        door,
+        handshaking=False,
+        log=log,
+        door_name="test door",
+    )
     root.start()
     assert root.login_secret("root", ROOT_PASSWORD).result is True and root.is_root
 
     for username, secret in (("chat", "wrong"), ("root", PASSKEY), ("admin", PASSKEY)):
         wrong_door = RecordingDoor()
         wrong = Session(
-            pool, "127.0.0.8", "127.0.0.8:1", wrong_door, handshaking=False, log=log
+            pool,
+            "127.0.0.8",
+            "127.0.0.8:1",
+            wrong_door,
+            handshaking=False,
+            log=log,
+            door_name="test door",
         )
         wrong.start()
         assert wrong.login_secret(username, secret).result is False
@@ -258,7 +290,13 @@ def test_a_door_may_log_in_with_the_secret_itself():
         pool.throttle.failed("127.0.0.8")
     refused_door = RecordingDoor()
     refused = Session(
-        pool, "127.0.0.8", "127.0.0.8:2", refused_door, handshaking=False, log=log
+        pool,
+        "127.0.0.8",
+        "127.0.0.8:2",
+        refused_door,
+        handshaking=False,
+        log=log,
+        door_name="test door",
     )
     refused.start()
     pool.defer_to_thread = None  # never reached

@@ -55,7 +55,15 @@ class Door:
 
 def start(pool, host: str, handshaking: bool = False) -> tuple[Session, Door]:
     door = Door()
-    session = Session(pool, host, f"{host}:1", door, handshaking=handshaking, log=log)
+    session = Session(
+        pool,
+        host,
+        f"{host}:1",
+        door,
+        handshaking=handshaking,
+        log=log,
+        door_name="test door",
+    )
     session.start()
     return session, door
 

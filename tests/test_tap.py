@@ -179,6 +179,8 @@ def test_root_verifier_on_the_chat_port_only_with_a_root_password(
     service = tap.makeService(options)
     pool = list(service)[-1].pool
     assert pool.root_verifier is not None and pool.root_commands is not None
+    commands = pool.root_commands("127.0.0.9:1", "IRC gateway")
+    assert commands.operator.method == "password (IRC gateway)"  # in its log
     assert options["root-password"] is None
     list(service)[1].store.close()
     monkeypatch.setenv("PARTYPOOL_PASSKEY", "x")  # the first parse took both

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 from OpenSSL import SSL
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from partypool.tls import (
     ConfigError,
@@ -91,3 +92,66 @@ def test_half_a_self_signed_pair_is_refused_not_overwritten(tmp_path):
     with pytest.raises(ConfigError, match="without its pair"):
         ensure_self_signed(tmp_path)
     assert key.exists()
+
+
+class _TCPTransport(StringTransport):
+    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802
+        """The web door's HTTP channel sets it; nothing to do here."""
+
+
+def _client_hello() -> bytes:
+    """The first bytes a real TLS client sends."""
+    client = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    client.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        client.do_handshake()
+    return client.bio_read(65536)
+
+
+@pytest.mark.parametrize(
+    ("door", "first"),
+    [
+        ("chat", b"AUTH SCRAM-SHA-256 biws\r\n"),
+        ("irc", b"CAP LS 302\r\nNICK bob\r\n"),  # WeeChat 3's "-tls" is plain
+        ("web", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ],
+)
+def test_a_plain_text_client_on_a_tls_port_is_logged_with_the_likely_cause(
+    tmp_path, door, first
+):
+    """Every door wrapped in the one TLS layer: a peer whose first bytes are
+    no TLS record gets one info line saying so; a real ClientHello none."""
+    from twisted.internet.address import IPv4Address
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    from partypool.doors.chat import ChatFactory
+    from partypool.doors.irc import IrcFactory
+    from partypool.doors.web import WebSite
+    from tests.helpers import make_pool
+
+    pool = make_pool()
+    factories = {"chat": ChatFactory, "irc": IrcFactory, "web": WebSite}
+    wrapped = ServerTLS(*ensure_self_signed(tmp_path)).wrap(
+        factories[door](pool), Clock()
+    )
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for data in (first, _client_hello()):
+            protocol = wrapped.buildProtocol(None)
+            protocol.makeConnection(
+                _TCPTransport(
+                    hostAddress=IPv4Address("TCP", "127.0.0.1", 29113),
+                    peerAddress=IPv4Address("TCP", "127.0.0.1", 33186),
+                )
+            )
+            protocol.dataReceived(data)
+            plain = protocol.transport.disconnecting
+            assert plain == (data is first)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    said = [formatEvent(e) for e in events if e.get("log_namespace") == "partypool.tls"]
+    assert said == [
+        "closing 127.0.0.1:33186 on port 29113: not TLS "
+        "(a plain-text client on a TLS port?)"
+    ]

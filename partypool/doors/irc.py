@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 
 from partypool import __version__
 from partypool.admin.commands import BANNED, REMOVED, Result
+from partypool.doors import door_name
 from partypool.doors.chat import ChatProtocol
 from partypool.doors.irc_wire import (
     MESSAGE_MAX,
@@ -256,7 +257,13 @@ class IrcDialect:
         self._outlet = outlet
         self._gather = outlet.gather
         self.session = Session(
-            self.pool, host, peer, self, handshaking=handshaking, log=log
+            self.pool,
+            host,
+            peer,
+            self,
+            handshaking=handshaking,
+            log=log,
+            door_name=door_name(log),
         )
         self.nick: str | None = None  # as asked, then the room name
         self.user: str | None = None
@@ -494,7 +501,7 @@ class IrcDialect:
                 wanted = check_name(wanted)  # NFKC: within 24 characters
             except WireError as e:
                 return self._numeric("432", _word(wanted), e.text)
-        if self.pool.room.by_name(wanted) is not None:
+        if not self.session.is_root and self.pool.room.by_name(wanted) is not None:
             return self._numeric("433", _word(wanted), "Nickname is already in use")
         self.nick = wanted
         self._try_register()
@@ -535,7 +542,8 @@ class IrcDialect:
         except WireError as e:
             code = _NUMERICS.get(e.code, "432")
             return self._numeric(code, _word(self.nick), e.text)
-        if name is not None:  # None: refused (full, one per address), ended
+        if name is not None:  # None: refused (full, one per address, root's
+            # seat taken), ended
             if name != self.nick:  # root, whatever nick it asked for
                 self._send(format_message("NICK", name, source=source(self.me)))
             self.nick = name
@@ -750,12 +758,13 @@ class IrcDialect:
         self._numeric("403", _word(channel), "No such channel")
 
     def irc_JOIN(self, params: list[str]) -> None:  # noqa: N802
+        """A registered client is in the channel already: its JOIN of it
+        (a client's autojoin) gets no reply at all, as other servers do,
+        so the join, topic and names are not shown twice."""
         if not self._enough(params, 1, "JOIN"):
             return
         for channel in params[0].split(","):
-            if self._is_channel(channel):
-                self._joined()
-            else:
+            if not self._is_channel(channel):
                 self._no_such_channel(channel)
 
     def irc_PART(self, params: list[str]) -> None:  # noqa: N802
@@ -935,7 +944,10 @@ class IrcDialect:
     # -- root ---------------------------------------------------------------------
 
     def irc_KICK(self, params: list[str]) -> None:  # noqa: N802
-        """Root removes a user (``remove -u``); anyone else gets 482."""
+        """Root removes a user (``remove -u``); anyone else gets 482.
+
+        A reason given is not sent: a removal's reason is a fixed word
+        every door and client matches (``removed by admin``), not text."""
         if not self._enough(params, 2, "KICK"):
             return
         channel = self.gateway.channel

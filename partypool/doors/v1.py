@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from partypool.doors import door_name
 from partypool.room.auth import (
     SCRAM_MECHANISMS,
     AuthFailed,
@@ -113,7 +114,15 @@ class V1Dialect:
         # A TLS carrier's tls-server-end-point data, for SCRAM-SHA-256-PLUS.
         self._channel_binding = channel_binding
         self._gather = outlet.gather  # bound once: it runs for every delivery
-        self.session = Session(pool, host, peer, self, handshaking=handshaking, log=log)
+        self.session = Session(
+            pool,
+            host,
+            peer,
+            self,
+            handshaking=handshaking,
+            log=log,
+            door_name=door_name(log),
+        )
 
     def start(self) -> None:
         """Greet with ``HELLO``, then let the session admit or refuse the peer."""

@@ -184,10 +184,11 @@ class PartyPool:
     limits: Limits = Limits()
     log_messages: bool = False
     stop_server: Callable[[], object] = lambda: None
-    # Root on the chat port: the root password's SCRAM verifier (None: no
-    # root logins there), and what runs root's commands, given the peer.
+    # Root on the chat doors: the root password's SCRAM verifier (None: no
+    # root logins there), and what runs root's commands, given the peer and
+    # the name of the door it came by (``IRC gateway``), for the log.
     root_verifier: ChatVerifier | None = None
-    root_commands: Callable[[str], RootCommands] | None = None
+    root_commands: Callable[[str, str], RootCommands] | None = None
     # Runs a slow check (a password's PBKDF2) off the reactor.
     defer_to_thread: Callable[..., Deferred] = threads.deferToThread
     started: float = attrs.field(init=False)

@@ -187,7 +187,9 @@ class Room:
         if name_key(requested) != ROOT_NAME:
             raise WireError("nick-invalid", f"a root session joins as {ROOT_NAME}")
         if self.root is not None:
-            raise WireError("nick-taken", f"the name {ROOT_NAME} is taken")
+            raise WireError(
+                "nick-taken", f"{ROOT_NAME} is already in the room (another connection)"
+            )
         self.root = member
         return self._enter(member, ROOT_NAME)
 

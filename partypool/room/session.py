@@ -140,7 +140,9 @@ class Session:
     ``host`` is the address the room admits or refuses, ``peer`` what the
     administrator sees (``host:port``); ``handshaking`` says the carrier is
     still negotiating TLS, so the peer could not read a goodbye yet.  ``log``
-    is the door's logger: operators filter each door's log on its namespace.
+    is the door's logger: operators filter each door's log on its namespace;
+    ``door_name`` is the door's name for the operator (``IRC gateway``),
+    which the log of a root login and of root's commands shows.
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class Session:
         *,
         handshaking: bool,
         log: Logger,
+        door_name: str,
     ) -> None:
         self.pool = pool
         self.host = host
@@ -160,6 +163,7 @@ class Session:
         self.state = NEW
         self.is_root = False  # logged in with the root password
         self.log = log
+        self.door_name = door_name
         self._door = door
         self._handshaking = handshaking
         self._exchange: ScramExchange | None = None
@@ -512,7 +516,11 @@ class Session:
         self.pool.throttle.succeeded(self.host)
         if self.is_root:  # logged in for good: root need not join the room
             self._end_login()
-            self.log.warn("root logged in on the chat port from {peer}", peer=self.peer)
+            self.log.warn(
+                "root logged in on the {door} from {peer}",
+                door=self.door_name,
+                peer=self.peer,
+            )
         else:
             self.log.info("login ok from {peer}", peer=self.peer)
 
@@ -538,7 +546,9 @@ class Session:
         Raises `WireError` for a name the peer may replace (``nick-invalid``,
         ``nick-taken``, ``banned``); returns None if the room is full or the
         address already has a session, and the session has ended.  A root
-        session joins as ``root`` and only so.
+        session joins as ``root`` and only so: there is one root seat, and
+        no other name could cure its being taken, so a root session that
+        finds root in the room (come by any door) is told so and ended too.
         """
         room = self.pool.room
         try:
@@ -548,7 +558,10 @@ class Session:
                 else room.join(self, requested)
             )
         except WireError as e:
-            if e.code in ("server-full", "duplicate-ip"):
+            if e.code in ("server-full", "duplicate-ip") or (
+                self.is_root and e.code == "nick-taken"
+            ):
+                self.log.info("refused {peer}: {text}", peer=self.peer, text=e.text)
                 self.goodbye(e.code, error=e)
                 return None
             raise
@@ -655,7 +668,7 @@ class Session:
         if not self.is_root or self.pool.root_commands is None:
             raise WireError("forbidden", "only root may run admin commands")
         if self._commands is None:
-            self._commands = self.pool.root_commands(self.peer)
+            self._commands = self.pool.root_commands(self.peer, self.door_name)
         commands = self._commands
 
         def run(_: object) -> Deferred:
