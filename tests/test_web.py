@@ -23,7 +23,7 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from partypool.doors.web import WebSite, parse_origins, text_frames
+from partypool.doors.web import PIPELINED_MAX, WebSite, parse_origins, text_frames
 from partypool.room.pool import MAKE_ROOM
 from tests.helpers import Peer, connect, make_pool, unit_limits
 from tests.test_irc_gateway import irc_connect
@@ -42,9 +42,15 @@ def pool(clock):
     return make_pool(clock)
 
 
-def http_connection(site: WebSite, host: str = "127.0.0.1", port: int = 40000):
+def http_connection(
+    site: WebSite,
+    host: str = "127.0.0.1",
+    port: int = 40000,
+    transport: StringTransport | None = None,
+):
     channel = site.buildProtocol(IPv4Address("TCP", host, port))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    transport = transport or StringTransport()
+    transport.peerAddr = IPv4Address("TCP", host, port)
     channel.makeConnection(transport)
     return channel, transport
 
@@ -468,6 +474,257 @@ def test_a_newcomer_at_another_door_closes_the_busiest_64s_oldest_http(clock):
     newcomer = connect(pool, host="198.51.100.3")
     assert newcomer.received()[0].startswith("HELLO ")
     assert [t.disconnecting for t in flood] == [True, False, False]
+
+
+#: twisted.internet.abstract.FileDescriptor.bufferSize: past it a real
+#: transport pauses its producer (the HTTP channel) until the peer reads.
+BUFFER_SIZE = 2**16
+APP_JS = f"GET /app.js HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+
+
+class PeerNotReading(StringTransport):
+    """A TCP transport whose peer does not read: once more than `BUFFER_SIZE`
+    bytes wait, it pauses its producer, as `FileDescriptor.write` does, until
+    the peer reads them all (`read`), as `FileDescriptor.doWrite` resumes it."""
+
+    full = False
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if len(self.value()) > BUFFER_SIZE and not self.full and self.producer:
+            self.full = True
+            self.producer.pauseProducing()
+
+    def read(self) -> bytes:
+        data = self.value()
+        self.clear()
+        if self.full:
+            self.full = False
+            self.producer.resumeProducing()
+        return data
+
+
+def test_pipelined_requests_to_a_peer_that_does_not_read_are_bounded(pool):
+    """2,000 pipelined ``GET /app.js`` in one read (64 KiB, one recv of the
+    reactor): the door stops answering once the transport says its buffer is
+    full, instead of queueing 2,000 answers (32 MB; the real server reached
+    2.8 GiB from one connection), and closes: that much sent ahead of its
+    answers is more than it keeps."""
+    transport = PeerNotReading()
+    channel, _ = http_connection(WebSite(pool), transport=transport)
+    channel.dataReceived(APP_JS * 2000)
+    answers = transport.value().count(b"HTTP/1.1 200 OK")
+    assert answers < 20, f"{answers} answers, {len(transport.value())} bytes queued"
+    assert transport.disconnecting
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert not pool.unauthenticated
+
+
+def test_pipelined_requests_are_answered_as_the_peer_reads(pool):
+    """Pipelining works, in order, at the pace the peer reads: while it does
+    not, the door answers nothing more and reads nothing more."""
+    site = WebSite(pool)
+    paths = ["/app.js"] * 9 + ["/icon.svg"]
+    data = b"".join(
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode() for path in paths
+    )
+    channel, reader = http_connection(site)
+    channel.dataReceived(data)
+    assert reader.value().count(b"HTTP/1.1 200 OK") == len(paths)  # a reader
+
+    transport = PeerNotReading()
+    channel, _ = http_connection(site, transport=transport)
+    channel.dataReceived(data)
+    answered = []
+    while transport.full:
+        assert transport.producerState == "paused"  # not reading either
+        sent = transport.value().count(b"HTTP/1.1 200 OK")
+        assert 0 < sent < len(paths) - len(answered)
+        answered += [sent]
+        transport.read()
+    assert sum(answered) + transport.value().count(b"200 OK") == len(paths)
+    assert transport.value().endswith(site.resource.children[b"icon.svg"].body)
+    assert len(answered) > 1 and transport.producerState == "producing"
+    assert not transport.disconnecting
+
+
+def test_what_a_peer_that_does_not_read_sends_ahead_is_capped(pool, clock):
+    """While an answer waits for the peer to read, the door keeps at most
+    PIPELINED_MAX bytes of what it sends next (a browser sends nothing), and
+    the peer that never reads is closed at --login-timeout like an idle one."""
+    site = WebSite(pool)
+    transport = PeerNotReading()
+    channel, _ = http_connection(site, transport=transport)
+    channel.dataReceived(APP_JS * 5)
+    assert transport.full and transport.value().count(b"200 OK") == 4
+    kept = len(APP_JS)
+    while kept + len(APP_JS) <= PIPELINED_MAX:
+        channel.dataReceived(APP_JS)
+        kept += len(APP_JS)
+    assert not transport.disconnecting
+    channel.dataReceived(APP_JS)
+    assert transport.disconnecting and transport.value().count(b"200 OK") == 4
+
+    transport = PeerNotReading()
+    channel, _ = http_connection(site, transport=transport)
+    channel.dataReceived(APP_JS * 5)
+    clock.advance(pool.limits.login_timeout - 1)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting and transport.value().count(b"200 OK") == 4
+
+
+def test_a_websocket_whose_peer_reads_again_goes_on(pool):
+    """The upgraded connection keeps the chat doors' rule (--max-pending,
+    `test_a_browser_that_does_not_read_is_dropped`): the HTTP channel's pause
+    and resume pass to its session and parse no HTTP."""
+    browser = open_socket(pool)
+    browser.received()
+    browser.join("web")
+    browser.transport.producer.pauseProducing()
+    browser.transport.producer.resumeProducing()
+    browser.send("ONLINE")
+    assert browser.received() == ["ONLINE 1 web"]
+    assert not browser.transport.disconnecting
+
+
+def _refused_unstored(site: WebSite, channel, transport, stored: list) -> bytes:
+    """What the door answered; checks that nothing was kept or answered after."""
+    answer = transport.value()
+    assert transport.disconnecting
+    channel.dataReceived(b"A" * 2**20)  # the body, still arriving
+    assert transport.value() == answer
+    assert stored == []
+    assert all(request.content is None for request in channel.requests)
+    assert b"100 Continue" not in answer
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert not site.pool.unauthenticated
+    return answer
+
+
+def _recording_site(pool) -> tuple[WebSite, list]:
+    site = WebSite(pool)
+    stored = []
+    site.getContentFile = lambda length: stored.append(length)  # noqa: ARG005
+    return site, stored
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 1000000000\r\n", b"Transfer-Encoding: chunked\r\n"],
+    ids=["content-length", "chunked"],
+)
+def test_web_request_body_is_refused_not_stored(pool, framing):
+    """The page and ``/ws`` take no body: a ``POST`` of 1 GB is refused (413)
+    from its headers, not read into a temporary file (the real server kept
+    279 MiB in /tmp from one connection in 2 s)."""
+    site, stored = _recording_site(pool)
+    channel, transport = http_connection(site)
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n")
+    channel.dataReceived(framing + b"\r\n")
+    chunk = b"A" * 2**20
+    body = chunk if b"Length" in framing else b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    for _ in range(8):
+        if transport.disconnecting:
+            break
+        channel.dataReceived(body)
+    answer = _refused_unstored(site, channel, transport, stored)
+    assert answer.startswith(b"HTTP/1.1 413 Content Too Large\r\n")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "OPTIONS"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Content-Length: 1",
+        "content-length: 1000000000",
+        "CONTENT-LENGTH:5",
+        "Content-Length: 00001",
+        "Transfer-Encoding: chunked",
+        "transfer-encoding: Chunked",
+        "TRANSFER-ENCODING: identity",
+        "Expect: 100-continue\r\nContent-Length: 5",
+        "Content-Length: 0\r\nTransfer-Encoding: identity",
+    ],
+)
+def test_any_request_announcing_a_body_gets_413_from_its_headers(pool, method, header):
+    site, stored = _recording_site(pool)
+    channel, transport = http_connection(site)
+    channel.dataReceived(
+        f"{method} / HTTP/1.1\r\nHost: {HOST}\r\n{header}\r\n\r\n".encode()
+    )
+    answer = _refused_unstored(site, channel, transport, stored)
+    head = answer.decode("latin-1").lower()
+    assert head.startswith("http/1.1 413 content too large\r\n")
+    assert "\r\nconnection: close\r\n" in head
+    assert "\r\ncontent-security-policy: default-src 'none'" in head
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Content-Length: 5\r\nContent-Length: 5",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked\r\nContent-Length: 0",
+        "Transfer-Encoding: gzip, chunked",
+        "Content-Length: 5, 5",
+        "Content-Length: -1",
+        "Content-Length: 1e9",
+    ],
+)
+def test_a_body_framed_twice_or_wrongly_is_refused_too(pool, header):
+    """Twisted answers these 400 itself; either way, nothing is read."""
+    site, stored = _recording_site(pool)
+    channel, transport = http_connection(site)
+    channel.dataReceived(f"GET / HTTP/1.1\r\nHost: {HOST}\r\n{header}\r\n\r\n".encode())
+    answer = _refused_unstored(site, channel, transport, stored)
+    assert answer.split(b" ")[1] in (b"400", b"413")
+
+
+def test_a_websocket_handshake_with_a_body_is_refused(pool):
+    site, stored = _recording_site(pool)
+    channel, transport = http_connection(site)
+    client = WSConnection(ConnectionType.CLIENT)
+    handshake = client.send(
+        Request(HOST, "/ws", extra_headers=[(b"origin", ORIGIN.encode())])
+    )
+    head, _, _ = handshake.partition(b"\r\n\r\n")
+    channel.dataReceived(head + b"\r\nContent-Length: 11\r\n\r\nPASS secret")
+    answer = _refused_unstored(site, channel, transport, stored)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert not pool.connections
+
+
+def test_no_body_and_an_empty_one_are_served(pool):
+    for header in ("Content-Length: 0", "Content-Length: 000", "X-A: b"):
+        status, _, body = get(WebSite(pool), "/style.css", tuple(header.split(": ")))
+        assert status == http.OK and body
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "GET / HTTP/1.1\r\n" + "X-A: b\r\n" * 600,  # Twisted's maxHeaders
+        "GET / HTTP/1.1\r\n" + f"X-A: {'b' * 100}\r\n" * 170,  # totalHeadersSize
+        f"GET /{'a' * 17000} HTTP/1.1\r\n",  # a long request line
+        f"GET /{'a' * 2**20}",  # a request line without an end
+        "GET / HTTP/1.1\r\nX-A: " + "b" * 2**20,  # a header without an end
+    ],
+    ids=["many", "long", "long-line", "endless-line", "endless-header"],
+)
+def test_request_heads_are_bounded(pool, data):
+    """Twisted's limits: 500 headers, and 16 KiB for the request line and
+    the headers together; past them, the connection is closed with what it
+    sent dropped, and whatever it goes on sending is not kept."""
+    site = WebSite(pool)
+    channel, transport = http_connection(site)
+    data = data.encode()
+    for start in range(0, len(data), 2**16):
+        channel.dataReceived(data[start : start + 2**16])
+    assert transport.disconnecting
+    assert transport.value() in (b"", b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    channel.dataReceived(b"X-B: c\r\n" * 10_000)
+    assert len(channel._buffer) <= channel.totalHeadersSize
 
 
 def test_room_events_are_framed_once_for_everyone(pool):

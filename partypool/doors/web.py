@@ -25,6 +25,9 @@ The contract (docs/protocol.md, "The web door"):
   address group, ``--max-unauthenticated`` in all), and is closed unless
   each request arrives whole within ``--login-timeout`` seconds of the
   connection or of the request before (`_Channel`).
+- A request announcing a body (``Content-Length`` above 0, or any
+  ``Transfer-Encoding``) gets ``413`` from its headers: nothing takes one.
+  Pipelined requests are answered only as fast as the peer reads them.
 
 Twisted's WebSocket support parses frames, answers pings and does the close
 handshake.  It has no hook to limit a message's size, so `WebProtocol`
@@ -314,6 +317,12 @@ class _Request(server.Request):
         super().process()
 
 
+#: Bytes of further requests a connection may send while the answer to an
+#: earlier one waits for it to read.  Browsers do not pipeline; this is one
+#: whole request head (Twisted's ``totalHeadersSize``).
+PIPELINED_MAX = 16 * 1024
+
+
 class _Channel(http.HTTPChannel):
     """An HTTP connection of the web door, until it becomes a WebSocket.
 
@@ -326,6 +335,13 @@ class _Channel(http.HTTPChannel):
     restarts (a request trickled a byte at a time would hold the descriptor
     for days).  The upgrade ends both: the WebSocket's session counts itself
     and runs its own login timer.
+
+    What one connection can make the server hold before that is bounded
+    too: a request head by Twisted's limits (16 KiB, 500 headers), a body
+    not at all (the page and ``/ws`` take none: ``413`` from the headers),
+    and answers by the peer's reading: while the transport has paused the
+    channel (its buffer is full) no further request is answered or read,
+    and more than `PIPELINED_MAX` bytes sent ahead closes the connection.
     """
 
     _deadline: IDelayedCall | None = None
@@ -355,6 +371,54 @@ class _Channel(http.HTTPChannel):
             self._deadline.cancel()
             self._await_request()
         super().allContentReceived()
+
+    # -- what one connection may make the server hold -------------------------
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """Parse requests, unless the peer has stopped reading: then keep what
+        it sends ahead, up to `PIPELINED_MAX` bytes, and close past that.
+        Nothing more once closing (a refused body may still be arriving)."""
+        if self.transport.disconnecting:
+            return
+        super().dataReceived(data)
+        if self.paused and len(self._buffer) > PIPELINED_MAX:
+            self.disconnect("pipelined too far ahead of its answers")
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """The transport's buffer is full (the peer is not reading): answer
+        nothing more until it empties.  Twisted would go on answering the
+        requests already received, each answer queued in memory."""
+        super().pauseProducing()
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        """The peer read: go on with the requests it sent meanwhile."""
+        super().resumeProducing()
+        self.paused = False
+        if not self._handlingRequest:  # an upgraded channel always is
+            self.dataReceived(b"")
+
+    def requestDone(self, request: http.Request) -> None:  # noqa: N802
+        """Answered; while the peer does not read, read nothing more either
+        (Twisted reads on: it paused the transport only between requests)."""
+        super().requestDone(request)
+        if self.paused and self.persistent:
+            self._networkProducer.pauseProducing()
+
+    def allHeadersReceived(self) -> None:  # noqa: N802
+        """The page and ``/ws`` take no body: one announced is refused from
+        the headers, before anything is read or stored (Twisted would keep
+        it, over 100 kB in a temporary file)."""
+        headers = self.requests[-1].requestHeaders
+        if self.length == 0 and not headers.hasHeader(b"transfer-encoding"):
+            super().allHeadersReceived()
+            return
+        self.length = None  # so HTTPChannel does not go on to answer it
+        head = [b"HTTP/1.1 413 Content Too Large", b"Content-Length: 0"]
+        head += [b"Connection: close"]
+        head += [name + b": " + value for name, value in SECURITY_HEADERS.items()]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n")
+        self.loseConnection()  # and `dataReceived` drops what follows
 
     def disconnect(self, reason: str) -> None:
         """Close now (`~partypool.room.pool.Unauthenticated` makes room):
