@@ -11,6 +11,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.web import http
 from wsproto import ConnectionType, WSConnection
@@ -504,7 +505,7 @@ class PeerNotReading(StringTransport):
         return data
 
 
-def test_pipelined_requests_to_a_peer_that_does_not_read_are_bounded(pool):
+def test_pipelined_requests_to_a_peer_that_does_not_read_are_bounded(pool, logged):
     """2,000 pipelined ``GET /app.js`` in one read (64 KiB, one recv of the
     reactor): the door stops answering once the transport says its buffer is
     full, instead of queueing 2,000 answers (32 MB; the real server reached
@@ -516,6 +517,7 @@ def test_pipelined_requests_to_a_peer_that_does_not_read_are_bounded(pool):
     answers = transport.value().count(b"HTTP/1.1 200 OK")
     assert answers < 20, f"{answers} answers, {len(transport.value())} bytes queued"
     assert transport.disconnecting
+    assert "pipelined too far ahead" in " ".join(map(formatEvent, logged))
     channel.connectionLost(Failure(ConnectionDone()))
     assert not pool.unauthenticated
 
@@ -614,7 +616,7 @@ def _recording_site(pool) -> tuple[WebSite, list]:
     [b"Content-Length: 1000000000\r\n", b"Transfer-Encoding: chunked\r\n"],
     ids=["content-length", "chunked"],
 )
-def test_web_request_body_is_refused_not_stored(pool, framing):
+def test_web_request_body_is_refused_not_stored(pool, framing, logged):
     """The page and ``/ws`` take no body: a ``POST`` of 1 GB is refused (413)
     from its headers, not read into a temporary file (the real server kept
     279 MiB in /tmp from one connection in 2 s)."""
@@ -630,6 +632,7 @@ def test_web_request_body_is_refused_not_stored(pool, framing):
         channel.dataReceived(body)
     answer = _refused_unstored(site, channel, transport, stored)
     assert answer.startswith(b"HTTP/1.1 413 Content Too Large\r\n")
+    assert ": a request with a body (413)" in " ".join(map(formatEvent, logged))
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "OPTIONS"])

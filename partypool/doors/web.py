@@ -382,6 +382,7 @@ class _Channel(http.HTTPChannel):
             return
         super().dataReceived(data)
         if self.paused and len(self._buffer) > PIPELINED_MAX:
+            self._refused("requests pipelined too far ahead of their answers")
             self.disconnect("pipelined too far ahead of its answers")
 
     def pauseProducing(self) -> None:  # noqa: N802
@@ -414,11 +415,16 @@ class _Channel(http.HTTPChannel):
             super().allHeadersReceived()
             return
         self.length = None  # so HTTPChannel does not go on to answer it
+        self._refused("a request with a body (413)")
         head = [b"HTTP/1.1 413 Content Too Large", b"Content-Length: 0"]
         head += [b"Connection: close"]
         head += [name + b": " + value for name, value in SECURITY_HEADERS.items()]
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n")
         self.loseConnection()  # and `dataReceived` drops what follows
+
+    def _refused(self, what: str) -> None:
+        peer = host_and_peer(self.transport.getPeer())[1]
+        log.info("closing {peer}: {what}", peer=peer, what=what)
 
     def disconnect(self, reason: str) -> None:
         """Close now (`~partypool.room.pool.Unauthenticated` makes room):
