@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import os
 import socket
 import stat
@@ -178,6 +179,18 @@ class ServerTLS:
         return _ServerTLSFactory(self, False, factory, clock=OneTurnCalls(clock))
 
 
+def _as_doors_log(host: str) -> str:
+    """``host`` as the doors log it (`partypool.room.pool.host_and_peer`):
+    an IPv4 client of a dual-stack listener (``::ffff:a.b.c.d``) by its IPv4
+    address.  Not through that function: the clients ship this module, and
+    not the server's rules."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
 class _ServerTLSProtocol(BufferingTLSTransport):
     """Twisted's TLS transport, telling the log when a peer's first bytes
     are no TLS record: the handshake fails then, and the door only sees
@@ -190,13 +203,11 @@ class _ServerTLSProtocol(BufferingTLSTransport):
         if not self._heard and data:
             self._heard = True
             if data[0] != TLS_HANDSHAKE_RECORD:
-                # host:port as the doors log it (the clients ship this
-                # module, so not through the server's host_and_peer)
                 peer = self.transport.getPeer()
                 _log.info(
                     "closing {host}:{peer_port} on port {port}: not TLS "
                     "(a plain-text client on a TLS port?)",
-                    host=getattr(peer, "host", peer),
+                    host=_as_doors_log(getattr(peer, "host", str(peer))),
                     peer_port=getattr(peer, "port", "?"),
                     port=getattr(self.transport.getHost(), "port", "?"),
                 )

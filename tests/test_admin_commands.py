@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import attrs
+import pytest
 from twisted.internet import task
 from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.logger import formatEvent, globalLogPublisher
@@ -22,6 +23,7 @@ from partypool.room.pool import SHUTDOWN_CANCELLED, make_server
 from partypool.room.room import Event
 from partypool.room.store import Store
 from partypool.tls import ConfigError
+from tests.helpers import make_pool
 
 OPERATOR = Operator("key SHA256:abc", "127.0.0.1:50000")
 
@@ -681,3 +683,22 @@ class AdminHardeningTests(unittest.TestCase):
         self.assertFalse(self.alice.lines)
         self.assertIsNone(self.pool.countdown)
         self.assertEqual(self.run_sync(f'send -all "{"n" * 3900}"').status, 0)
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["mute -u bob -t", "close-server -t", "requests -n", "history -n"],
+)
+def test_a_number_past_any_range_is_a_usage_error(command, logged):
+    """``-t`` or ``-n`` with 400 digits is bad input: a usage error (status 1,
+    the usage shown), not an internal failure logged with a traceback (a
+    float or an SQLite integer cannot hold it)."""
+    pool = make_pool()
+    commands = AdminCommands(pool, Operator("test", "127.0.0.1:1"))
+    results = []
+    commands.run(f"{command} {'9' * 400}").addCallback(results.append)
+    (result,) = results
+    assert result.status == 1
+    assert "usage:" in result.output, result.output
+    assert not [e for e in logged if e.get("log_failure") is not None]
+    assert not pool.cancel_shutdown()  # nothing was scheduled

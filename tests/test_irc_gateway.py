@@ -1098,3 +1098,20 @@ def test_a_long_server_name_leaves_every_reply_within_512_bytes(clock):
     assert f"NETWORK=Tea\\x20Room\\x20{WIDE * 13} " in network
     topic = next(line for line in lines if " 332 " in line)
     assert len(topic.encode()) + 2 in range(MESSAGE_MAX - 3, MESSAGE_MAX + 1)
+
+
+def test_irc_slow_reader_dropped_once_per_command(logged):
+    """A command answered with several lines (WHO, NAMES, the history replay)
+    that passes ``--max-pending`` midway drops the reader once: one log line,
+    one LEFT for the room, one abort."""
+    pool = make_pool(limits=unit_limits(max_pending=100, rate=1000.0, burst=1000))
+    watcher = v1_named(pool, "watcher", "127.0.0.9")
+    for i in range(5):
+        v1_named(pool, f"member{i}", f"127.0.0.{i + 2}")
+    slow = irc_named(pool, "slow", "127.0.0.1")
+    watcher.received()
+    slow.transport.producer.pauseProducing()  # the kernel buffer is full
+    slow.send("WHO #party")  # one 352 per member, then 315
+    drops = [formatEvent(e) for e in logged if "dropping slow reader" in formatEvent(e)]
+    assert len(drops) == 1, drops
+    assert slow.protocol.session.closed

@@ -7,6 +7,7 @@ import pytest
 from OpenSSL import SSL
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent
 
 from partypool.tls import (
     ConfigError,
@@ -16,6 +17,7 @@ from partypool.tls import (
     check_private,
     ensure_self_signed,
 )
+from tests.helpers import make_pool
 
 
 def test_self_signed_is_made_once_with_a_private_key(tmp_path):
@@ -153,5 +155,32 @@ def test_a_plain_text_client_on_a_tls_port_is_logged_with_the_likely_cause(
     said = [formatEvent(e) for e in events if e.get("log_namespace") == "partypool.tls"]
     assert said == [
         "closing 127.0.0.1:33186 on port 29113: not TLS "
+        "(a plain-text client on a TLS port?)"
+    ]
+
+
+def test_not_tls_line_names_the_peer_as_the_doors_do(tmp_path, logged):
+    """The not-TLS line is grepped for with the address the doors log for the
+    same peer (`host_and_peer`): an IPv4-mapped address in its IPv4 form."""
+    from twisted.internet.address import IPv6Address
+    from twisted.internet.task import Clock
+
+    from partypool.doors.chat import ChatFactory
+    from partypool.room.pool import host_and_peer
+    from partypool.tls import ServerTLS, ensure_self_signed
+    from tests.test_tls import _TCPTransport
+
+    peer = IPv6Address("TCP", "::ffff:127.0.0.1", 33186)
+    wrapped = ServerTLS(*ensure_self_signed(tmp_path)).wrap(
+        ChatFactory(make_pool()), Clock()
+    )
+    protocol = wrapped.buildProtocol(None)
+    protocol.makeConnection(
+        _TCPTransport(hostAddress=IPv6Address("TCP", "::", 29113), peerAddress=peer)
+    )
+    protocol.dataReceived(b"AUTH SCRAM-SHA-256 biws\r\n")
+    said = [formatEvent(e) for e in logged if e.get("log_namespace") == "partypool.tls"]
+    assert said == [
+        f"closing {host_and_peer(peer)[1]} on port 29113: not TLS "
         "(a plain-text client on a TLS port?)"
     ]

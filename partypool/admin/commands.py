@@ -604,13 +604,21 @@ def _options(
     return options
 
 
+#: The largest number any option takes: seconds (about 31 years) or a count.
+#: Past it a number is a typo, and far past it no float or SQLite integer
+#: could hold it (an internal error, not a usage error).
+MAX_NUMBER = 10**9
+
+
 def _number(text: str, flag: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"{flag} needs a whole number, not {text!r}") from None
+        raise UsageError(f"{flag} needs a whole number, not {text[:40]!r}") from None
     if value < minimum:
         raise UsageError(f"{flag} must be at least {minimum}")
+    if value > MAX_NUMBER:
+        raise UsageError(f"{flag} must be at most {MAX_NUMBER}")
     return value
 
 

@@ -250,7 +250,10 @@ class Session:
         self.goodbye(self._refusal.code, error=self._refusal)
 
     def too_slow(self) -> None:
-        """The peer reads too slowly to ever see a goodbye: leave and abort."""
+        """The peer reads too slowly to ever see a goodbye: leave and abort
+        (once: a reply of many lines may pass the limit on each of them)."""
+        if self.closed:
+            return
         self.log.info("dropping slow reader {peer}", peer=self.peer)
         self.pool.room.leave(self, "too slow")
         self._end()
