@@ -382,8 +382,9 @@ class _Channel(http.HTTPChannel):
             return
         super().dataReceived(data)
         if self.paused and len(self._buffer) > PIPELINED_MAX:
-            self._refused("requests pipelined too far ahead of their answers")
-            self.disconnect("pipelined too far ahead of its answers")
+            reason = "requests pipelined too far ahead of their answers"
+            self._refused(reason)
+            self.disconnect(reason)
 
     def pauseProducing(self) -> None:  # noqa: N802
         """The transport's buffer is full (the peer is not reading): answer
