@@ -23,6 +23,8 @@ import pytest
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest as trial
 
+from tests.wire_client import WireClient
+
 REPO = Path(__file__).resolve().parent.parent
 PASSKEY = "correct horse battery staple"
 STARTUP_TIMEOUT = 30.0
@@ -90,6 +92,19 @@ class RunningServer:
             self.admin_port = int(
                 self.wait_for(r"admin port listening on \S+:(\d+)")[1]
             )
+
+    def client(self, **options: object) -> WireClient:
+        """A v1 client of the chat port, its certificate pinned (``options``:
+        `WireClient`'s, such as the ``source`` address)."""
+        return WireClient(
+            self.host, self.chat_port, fingerprint=self.fingerprint, **options
+        )
+
+    def joined(self, name: str, **options: object) -> WireClient:
+        """A `client` that has logged in with the passkey and joined as ``name``."""
+        client = self.client(**options)
+        client.join(self.passkey, name)
+        return client
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)

@@ -15,7 +15,6 @@ import pexpect
 import pytest
 
 from tests.conftest import server_env, start_server
-from tests.wire_client import WireClient
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +36,20 @@ def client_env(tmp_path: Path, passkey: str | None = None) -> dict[str, str]:
 
 def at(server) -> list[str]:
     return ["--host", server.host, "--port", str(server.chat_port)]
+
+
+def terminal(server, tmp_path: Path, name: str, **options: object) -> pexpect.spawn:
+    """The terminal client in a pty, joining ``server`` as ``name`` with the
+    passkey from the environment (``options``: pexpect's, such as the
+    terminal's ``dimensions``)."""
+    return pexpect.spawn(
+        CLIENT[0],
+        [*CLIENT[1:], *at(server), "--name", name],
+        env=client_env(tmp_path, server.passkey),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        **options,
+    )
 
 
 class ScriptClient:
@@ -125,12 +138,7 @@ def test_terminal_client(chat_server, tmp_path):
         known = (tmp_path / "known_servers").read_text()
         assert f"127.0.0.1 {chat_server.chat_port} {chat_server.fingerprint}" in known
 
-        bob = WireClient(
-            chat_server.host,
-            chat_server.chat_port,
-            fingerprint=chat_server.fingerprint,
-            source="127.0.0.2",
-        )
+        bob = chat_server.client(source="127.0.0.2")
         bob.join(chat_server.passkey, "bob")
         child.expect("bob.{0,20} joined")
 
@@ -169,12 +177,7 @@ def test_script_chat_and_server_stop(chat_server, tmp_path):
     try:
         assert carol.expect("AUTHENTICATED")
         assert carol.expect("NAMED") == "NAMED carol"
-        dave = WireClient(
-            chat_server.host,
-            chat_server.chat_port,
-            fingerprint=chat_server.fingerprint,
-            source="127.0.0.2",
-        )
+        dave = chat_server.client(source="127.0.0.2")
         dave.join(chat_server.passkey, "dave")
         assert carol.expect("JOINED") == "JOINED dave"
         dave.send("SAY hello  \x1b[31mcarol")
@@ -317,13 +320,7 @@ def test_shutdown_countdown(admin_server, tmp_path):
 def test_terminal_shutdown_countdown(admin_server, tmp_path):
     """The terminal shows the countdown and the reason, and exits 0."""
     server, root = admin_server
-    child = pexpect.spawn(
-        CLIENT[0],
-        [*CLIENT[1:], *at(server), "--name", "ida"],
-        env=client_env(tmp_path, server.passkey),
-        encoding="utf-8",
-        timeout=TIMEOUT,
-    )
+    child = terminal(server, tmp_path, "ida")
     try:
         child.expect(r"\$ida:")
         assert root('close-server -t 2 -m "back soon"').returncode == 0
@@ -385,13 +382,7 @@ def test_insecure_plain(tmp_path):
 @pytest.mark.parametrize("key", ["c", "d"])
 def test_terminal_ctrl_c_and_ctrl_d_leave(chat_server, tmp_path, key):
     """Ctrl-C and Ctrl-D at the chat prompt say QUIT and exit 0."""
-    child = pexpect.spawn(
-        CLIENT[0],
-        [*CLIENT[1:], *at(chat_server), "--name", "lee"],
-        env=client_env(tmp_path, chat_server.passkey),
-        encoding="utf-8",
-        timeout=TIMEOUT,
-    )
+    child = terminal(chat_server, tmp_path, "lee")
     try:
         child.expect(r"\$lee:")
         child.sendcontrol(key)
@@ -555,20 +546,8 @@ def test_terminal_paste_is_never_a_protocol_line(chat_server, tmp_path):
     """Issue 13.8: pasting ``first line⏎quit second line`` (bracketed
     paste, as terminals send it) and Enter: the room sees two messages and
     the user stays; the same for CR, and for NEL and U+2028 typed in."""
-    child = pexpect.spawn(
-        CLIENT[0],
-        [*CLIENT[1:], *at(chat_server), "--name", "pam"],
-        env=client_env(tmp_path, chat_server.passkey),
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        dimensions=(40, 100),
-    )
-    bob = WireClient(
-        chat_server.host,
-        chat_server.chat_port,
-        fingerprint=chat_server.fingerprint,
-        source="127.0.0.2",
-    )
+    child = terminal(chat_server, tmp_path, "pam", dimensions=(40, 100))
+    bob = chat_server.client(source="127.0.0.2")
     try:
         child.expect(r"\$pam:")
         bob.join(chat_server.passkey, "bob")
@@ -657,18 +636,8 @@ def test_terminal_history_private_and_root_on_the_chat_port(tmp_path):
     server = start_server(
         tmp_path / "data", "--root-password-file", str(password_file), "--no-admin"
     )
-    alice = WireClient(
-        server.host,
-        server.chat_port,
-        fingerprint=server.fingerprint,
-        source="127.0.0.2",
-    )
-    bob = WireClient(
-        server.host,
-        server.chat_port,
-        fingerprint=server.fingerprint,
-        source="127.0.0.3",
-    )
+    alice = server.client(source="127.0.0.2")
+    bob = server.client(source="127.0.0.3")
     tom = root = None
     try:
         alice.join(server.passkey, "alice")
@@ -676,14 +645,7 @@ def test_terminal_history_private_and_root_on_the_chat_port(tmp_path):
         alice.send("SAY said before tom came")
         assert bob.expect("CHAT") == "CHAT alice said before tom came"
 
-        tom = pexpect.spawn(
-            CLIENT[0],
-            [*CLIENT[1:], *at(server), "--name", "tom"],
-            env=client_env(tmp_path, server.passkey),
-            encoding="utf-8",
-            timeout=TIMEOUT,
-            dimensions=(40, 120),
-        )
+        tom = terminal(server, tmp_path, "tom", dimensions=(40, 120))
         tom.expect("──── the last message ────")
         # Fragments are separated by colour codes: allow a few between them.
         tom.expect(r"\d\d:\d\d .{0,20}\$alice: said before tom came")

@@ -13,12 +13,6 @@ from tests.wire_client import WireClient
 pytestmark = pytest.mark.slow
 
 
-def connect(server, **kwargs) -> WireClient:
-    return WireClient(
-        server.host, server.chat_port, fingerprint=server.fingerprint, **kwargs
-    )
-
-
 def test_three_clients_log_in_and_chat(chat_server):
     """Login, names, fan-out, ONLINE, IP and QUIT work for a stranger's client."""
     clients = []
@@ -27,7 +21,7 @@ def test_three_clients_log_in_and_chat(chat_server):
         ("bob", "127.0.0.3"),
         ("carol", "127.0.0.4"),
     ):
-        client = connect(chat_server, source=source)
+        client = chat_server.client(source=source)
         assert client.hello.startswith("HELLO partypool/1 ")
         client.join(chat_server.passkey, name)
         clients.append(client)
@@ -54,16 +48,16 @@ def test_three_clients_log_in_and_chat(chat_server):
 
 
 def test_wrong_passkey_is_refused(chat_server):
-    client = connect(chat_server)
+    client = chat_server.client()
     with pytest.raises(AssertionError, match="auth-failed"):
         client.login("not the passkey")
     assert client.closed()
 
 
 def test_names_taken_reserved_invalid_and_same_ip(chat_server):
-    first = connect(chat_server, source="127.0.0.5")
+    first = chat_server.client(source="127.0.0.5")
     first.join(chat_server.passkey, "Dave")
-    second = connect(chat_server, source="127.0.0.6")
+    second = chat_server.client(source="127.0.0.6")
     second.login(chat_server.passkey)
     for name, code in (
         ("dave", "nick-taken"),
@@ -75,7 +69,7 @@ def test_names_taken_reserved_invalid_and_same_ip(chat_server):
     second.send("NICK erin")
     assert second.expect("OK NICK") == "OK NICK erin"
 
-    same_ip = connect(chat_server, source="127.0.0.5")
+    same_ip = chat_server.client(source="127.0.0.5")
     assert same_ip.expect("ERR").startswith("ERR duplicate-ip ")
     assert same_ip.expect("BYE") == "BYE duplicate-ip"
     for client in (first, second, same_ip):
@@ -85,7 +79,7 @@ def test_names_taken_reserved_invalid_and_same_ip(chat_server):
 def test_request_is_stored_and_server_restarts_on_same_port(tmp_path):
     """REQUEST is committed to SQLite; a restart can bind the same port at once."""
     server = start_server(tmp_path / "data")
-    client = connect(server)
+    client = server.client()
     client.join(server.passkey, "frank")
     client.send("REQUEST more snacks please")
     reply = client.expect("OK REQUEST")
@@ -105,7 +99,7 @@ def test_request_is_stored_and_server_restarts_on_same_port(tmp_path):
 
     again = start_server(tmp_path / "data", "--chat", f"tcp:{port}:interface=127.0.0.1")
     assert again.chat_port == port
-    client = connect(again)
+    client = again.client()
     client.join(again.passkey, "frank")
     client.close()
     assert again.stop() == 0

@@ -17,18 +17,6 @@ ROOT_PASSWORD = "e2e root password"
 STAMP = r"HISTORY (\d+) \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
 
 
-def connect(server, source: str) -> WireClient:
-    return WireClient(
-        server.host, server.chat_port, fingerprint=server.fingerprint, source=source
-    )
-
-
-def joined(server, source: str, name: str) -> WireClient:
-    client = connect(server, source)
-    client.join(server.passkey, name)
-    return client
-
-
 def history(client: WireClient) -> list[str]:
     client.send("HISTORY")
     lines = []
@@ -48,15 +36,15 @@ def test_history_private_messages_and_root_on_the_chat_port(tmp_path):
     server = start_server(data, *args)
     clients: list[WireClient] = []
     try:
-        alice = joined(server, "127.0.0.2", "alice")
-        bob = joined(server, "127.0.0.3", "bob")
+        alice = server.joined("alice", source="127.0.0.2")
+        bob = server.joined("bob", source="127.0.0.3")
         clients += [alice, bob]
         alice.send("SAY first, before carol")
         assert bob.expect("CHAT") == "CHAT alice first, before carol"
         bob.send("SAY second")
         assert alice.expect("CHAT") == "CHAT bob second"
 
-        carol = joined(server, "127.0.0.4", "carol")  # the late joiner
+        carol = server.joined("carol", source="127.0.0.4")  # the late joiner
         clients.append(carol)
         kept = history(carol)
         assert [re.sub(STAMP, "", line) for line in kept] == [
@@ -71,7 +59,7 @@ def test_history_private_messages_and_root_on_the_chat_port(tmp_path):
         assert bob.expect("JOINED") == "JOINED carol"
         assert bob.read_line() == "PONG after-the-whisper"
 
-        root = connect(server, "127.0.0.2")  # alice's address: root is exempt
+        root = server.client(source="127.0.0.2")  # alice's address: root is exempt
         clients.append(root)
         root.login(ROOT_PASSWORD, username="root")
         root.send("NICK root")
@@ -101,7 +89,7 @@ def test_history_private_messages_and_root_on_the_chat_port(tmp_path):
         assert server.stop() == 0
 
         server = start_server(data, *args)  # a restart keeps the history
-        dave = joined(server, "127.0.0.5", "dave")
+        dave = server.joined("dave", source="127.0.0.5")
         clients.append(dave)
         again = history(dave)
         assert again[:2] == kept

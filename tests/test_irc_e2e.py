@@ -17,7 +17,6 @@ import pytest
 import scramp
 
 from tests.conftest import start_server
-from tests.wire_client import WireClient
 
 pytestmark = pytest.mark.slow
 SCREEN_TIMEOUT = 20.0
@@ -30,14 +29,6 @@ def irc_server(tmp_path: Path):
     yield server
     if server.process.poll() is None:
         server.stop()
-
-
-def v1_client(server, name: str, source: str) -> WireClient:
-    client = WireClient(
-        server.host, server.chat_port, fingerprint=server.fingerprint, source=source
-    )
-    client.join(server.passkey, name)
-    return client
 
 
 class RawIrc:
@@ -91,7 +82,7 @@ def test_raw_sasl_scram_over_tls_chats_with_a_v1_client(irc_server):
     irc.send("CAP END")
     irc.expect("001")
     irc.expect("366")
-    bob = v1_client(irc_server, "bob", "127.0.0.5")
+    bob = irc_server.joined("bob", source="127.0.0.5")
     assert irc.expect("JOIN").endswith(":bob!bob@partypool JOIN #party")
     bob.send("SAY hello alice")
     assert irc.expect("PRIVMSG").endswith("PRIVMSG #party :hello alice")
@@ -168,7 +159,7 @@ def test_irssi_over_tls_with_the_certificate_pinned(irc_server, tmp_path):
         term.wait_for("SASL authentication succeeded")
         term.type("/window 2")
         term.wait_for("alice [alice@partypool] has joined #party")
-        bob = v1_client(irc_server, "bob.smith", "127.0.0.5")
+        bob = irc_server.joined("bob.smith", source="127.0.0.5")
         term.wait_for("bob.smith [bob.smith@partypool] has joined #party")
         bob.send("SAY hello from the terminal client ✓")
         term.wait_for("< bob.smith> hello from the terminal client ✓")
@@ -236,7 +227,7 @@ def test_weechat_scram_over_tls_with_the_certificate_pinned(irc_server, tmp_path
         term.type(f'/set irc.server.party.sasl_password "{irc_server.passkey}"')
         term.type("/connect party")
         term.wait_for("wendy (wendy@partypool) has joined #party")
-        bob = v1_client(irc_server, "bob", "127.0.0.5")
+        bob = irc_server.joined("bob", source="127.0.0.5")
         screen = term.wait_for("bob (bob@partypool) has joined #party")
         # -autojoin's JOIN after the one at registration is ignored: once.
         assert screen.count("wendy (wendy@partypool) has joined #party") == 1
